@@ -1,0 +1,1 @@
+"""The embedded Kafka-compatible broker (Tansu) for development, tests and the demo."""

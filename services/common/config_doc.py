@@ -1,0 +1,64 @@
+"""Generate the configuration reference (every flag and environment variable) as Markdown.
+
+``python -m services.common.config_doc`` prints it; README.md embeds the same text between the
+``<!-- config:begin -->`` and ``<!-- config:end -->`` markers, and a unit test keeps them equal.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from pydantic_settings import BaseSettings
+
+# Defaults that are paths inside the checkout are shown relative to it, so the reference does
+# not depend on where the repository was cloned.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# (command, "module:Class") in the order the README lists them.
+SETTINGS: list[tuple[str, str]] = [
+    ("eew broker", "services.broker.__main__:BrokerSettings"),
+    ("eew ingest", "services.ingest.settings:IngestSettings"),
+    ("eew replay", "services.ingest.settings:ReplaySettings"),
+    ("eew detect", "services.detector.settings:DetectorSettings"),
+    ("eew alert", "services.alerting.service:AlertingSettings"),
+    ("eew demo", "services.demo.__main__:DemoSettings"),
+    ("eew validate", "services.validate.__main__:ValidateSettings"),
+]
+
+
+def _load(path: str) -> type[BaseSettings]:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _default(field: object) -> str:
+    default = getattr(field, "default", None)
+    if default is None or str(default) == "PydanticUndefined":
+        return "—"
+    if isinstance(default, Path) and default.is_absolute():
+        try:
+            default = default.resolve().relative_to(REPO_ROOT)
+        except ValueError:
+            pass
+    text = str(default)
+    return f"`{text}`" if text else "`\"\"`"
+
+
+def render() -> str:
+    out: list[str] = []
+    for command, path in SETTINGS:
+        cls = _load(path)
+        prefix = cls.model_config.get("env_prefix", "")
+        out.append(f"#### `{command}`\n")
+        out.append("| flag | environment | default | meaning |")
+        out.append("|---|---|---|---|")
+        for name, field in cls.model_fields.items():
+            desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
+            out.append(f"| `--{name.replace('_', '-')}` | `{prefix}{name.upper()}` | {_default(field)} | {desc} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(render())
