@@ -1,0 +1,118 @@
+"""Settings of ``eew ingest`` (live SeedLink) and ``eew replay`` (archives)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.settings import ServiceSettings
+from services.ingest.core import ValidationConfig
+
+
+class _InputValidation(ServiceSettings):
+    """Validation limits shared by both inputs (see ``services.ingest.core``)."""
+
+    max_future_s: float = Field(
+        60.0,
+        description="Reject records ending more than this many seconds after the wall clock (0 disables).",
+    )
+    max_past_s: float = Field(
+        0.0,
+        description="Reject records ending more than this many seconds before the wall clock (0 disables).",
+    )
+    min_sampling_rate: float = Field(0.1, description="Lowest accepted sampling rate, Hz.")
+    max_sampling_rate: float = Field(1000.0, description="Highest accepted sampling rate, Hz.")
+    max_samples: int = Field(100_000, description="Reject records with more samples than this (oversized).")
+    channel_pattern: str = Field(
+        r"^[A-Z][HLN][ZNE123]$",
+        description="Regular expression of accepted channel codes; others are rejected as unknown_channel.",
+    )
+    nonfinite_policy: str = Field(
+        "repair", description="NaN/inf samples: 'repair' (hold the last finite value) or 'reject' the record."
+    )
+
+    def validation(self) -> ValidationConfig:
+        return ValidationConfig(
+            max_future_s=self.max_future_s,
+            max_past_s=self.max_past_s,
+            min_sampling_rate=self.min_sampling_rate,
+            max_sampling_rate=self.max_sampling_rate,
+            max_samples=self.max_samples,
+            channel_pattern=self.channel_pattern,
+            nonfinite_policy=self.nonfinite_policy,
+        )
+
+
+class IngestSettings(_InputValidation):
+    """``eew ingest``: SeedLink server -> waveform topic."""
+
+    client_id: str = Field("eew-ingest", description="Kafka client id.")
+    server: str = Field("127.0.0.1:18000", description="SeedLink server as host:port.")
+    streams: str = Field(
+        "",
+        description="Stations and selectors, 'NET_STA[:SEL SEL],NET_STA[:SEL]', e.g. 'NC_MEM:HH?,NC_JAS:HH? EH?'.",
+    )
+    default_selectors: str = Field(
+        "", description="Selectors for stations listed without any (space-separated)."
+    )
+    state_file: str = Field(
+        "eew-ingest-state.json",
+        description="SeedLink state file (per-station sequence numbers) used to resume; empty disables resume.",
+    )
+    state_save_interval_s: float = Field(
+        1.0, description="How often the state file is rewritten (when it changed)."
+    )
+    connect_timeout_s: float = Field(10.0, description="TCP connect timeout towards the SeedLink server.")
+    network_timeout_s: float = Field(
+        120.0,
+        description="Socket read timeout: no bytes at all for this long drops the link (SeedLink 'netto').",
+    )
+    keepalive_s: float = Field(
+        0.0, description="Send a SeedLink keep-alive (INFO ID) after this idle time (0: off)."
+    )
+    stall_timeout_s: float = Field(
+        30.0,
+        description="A station that delivered data and is then silent this long forces a reconnect (0: off).",
+    )
+    reconnect_min_s: float = Field(0.5, description="First reconnect delay; doubles per failed attempt.")
+    reconnect_max_s: float = Field(30.0, description="Largest reconnect delay.")
+    max_past_s: float = Field(
+        7 * 86400.0,
+        description="Reject records ending more than this many seconds before the wall clock (0 disables).",
+    )
+    ready_max_data_age_s: float = Field(
+        60.0, description="/readyz fails when no packet arrived for this long (expected data latency bound)."
+    )
+    flush_timeout_s: float = Field(
+        5.0, description="At shutdown, wait this long for the broker to acknowledge."
+    )
+    request_timeout_s: float = Field(30.0, description="Kafka produce request timeout.")
+    delivery_timeout_s: float = Field(
+        120.0,
+        description="A packet not acknowledged within this time fails; the link then resumes from acknowledged data.",
+    )
+    max_block_s: float = Field(
+        30.0, description="How long a send may block on a full producer buffer (backpressure) before failing."
+    )
+
+
+class ReplaySettings(_InputValidation):
+    """``eew replay``: miniSEED files or an SDS archive -> waveform topic, as if live."""
+
+    client_id: str = Field("eew-replay", description="Kafka client id.")
+    files: str = Field(
+        "", description="Comma-separated miniSEED files, directories (searched recursively) or glob patterns."
+    )
+    sds: str = Field("", description="Root of an SDS archive (use with --start and --end).")
+    start: str = Field("", description="SDS window start, ISO-8601 UTC (e.g. 2024-01-01T00:00:00Z).")
+    end: str = Field("", description="SDS window end, ISO-8601 UTC.")
+    nslc: str = Field("*.*.*.*", description="SDS selection NET.STA.LOC.CHA (wildcards * and ?).")
+    speed: float = Field(0.0, description="1 = real time, N = N times real time, 0 = as fast as possible.")
+    packet_seconds: float = Field(
+        1.0, description="Records are cut into packets of this many seconds (0: keep whole)."
+    )
+    align_packets: bool = Field(
+        True, description="Cut packets on multiples of --packet-seconds in absolute time."
+    )
+    flush_timeout_s: float = Field(
+        30.0, description="At the end, wait this long for the broker to acknowledge."
+    )
