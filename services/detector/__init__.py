@@ -1,0 +1,1 @@
+"""Detector service: waveform packets -> time-aligned chunks -> batched stateful ONNX model -> station scores."""

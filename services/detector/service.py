@@ -1,0 +1,481 @@
+"""The detector service loop: waveform topic -> CoreDetector (ONNX model) -> scores topic.
+
+One thread does everything (poll, decode, buffer, score, publish, commit), so the model's
+per-station state needs no locking; ONNX Runtime uses its own intra-op threads for the math.
+
+Offsets (at-least-once)
+    A station's model state is built from its history, so committing the newest consumed offset
+    would lose it on a restart. Per partition the service commits the smallest offset still
+    needed by any of its stations: data not yet scored plus ``warmup`` seconds of history (the
+    core tracks it per station), or the next offset when nothing is needed. Commits happen only
+    after every score and dead letter sent so far has been acknowledged (flush + check every
+    future). A restarted detector therefore re-reads a little, rebuilds the states, and re-scores
+    some chunks; downstream de-duplicates by (station, window_end). A failed delivery rewinds the
+    partitions to their committed offsets and rebuilds every station.
+
+Backpressure
+    At most ``max_rounds_per_poll`` chunks per station are scored between polls; while ready
+    chunks remain, every assigned partition is paused (poll keeps the group membership alive)
+    and resumed when the backlog is gone. Unacknowledged sends are bounded by ``max_unacked``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.producer.future import FutureRecordMetadata
+from prometheus_client import CollectorRegistry
+
+from models.runtime import StepResult, StreamingModel
+from services.common.codec import SCHEMA_VERSION, decode_packet
+from services.common.exceptions import DecodeError
+from services.common.http import ReadyCheck
+from services.common.kafka import broker_reachable, wait_for_broker
+from services.common.lifecycle import StopFlag
+from services.common.pb.eew.v1 import messages_pb2 as pb
+from services.common.retry import OutageTracker, is_retriable
+from services.common.timeutil import NS_PER_S, now_ns, ns_to_iso
+from services.detector.core import CoreDetector, Score
+from services.detector.kafka_io import DetectorKafka
+from services.detector.metrics import DetectorMetrics
+from services.detector.settings import DetectorSettings
+
+log = logging.getLogger(__name__)
+
+#: Rejections that are ordinary stream events (counted, not dead-lettered).
+STREAM_EVENTS = frozenset({"late", "duplicate"})
+
+
+def score_message(s: Score, scored_time_ns: int) -> pb.StationScore:
+    """The StationScore message of a core score."""
+    return pb.StationScore(
+        schema_version=SCHEMA_VERSION,
+        network=s.network,
+        station=s.station,
+        location=s.location,
+        channel_prefix=s.channel_prefix,
+        window_start_time_ns=s.window_start_ns,
+        window_end_time_ns=s.window_end_ns,
+        probability=s.probability,
+        triggered=s.triggered,
+        has_p_onset=s.has_p_onset,
+        p_onset_time_ns=s.p_onset_ns,
+        p_onset_probability=s.p_onset_probability,
+        model_id=s.model_id,
+        model_version=s.model_version,
+        ingest_time_ns=s.ingest_time_ns,
+        scored_time_ns=scored_time_ns,
+        peak_amplitude=s.peak_amplitude,
+        peak_displacement=s.peak_displacement,
+        components=s.components,
+    )
+
+
+class _LogBudget:
+    """At most ``n`` warnings per reason per ``window_s`` (poison floods must not flood the log)."""
+
+    def __init__(self, n: int = 10, window_s: float = 60.0) -> None:
+        self.n, self.window_s = n, window_s
+        self._spent: dict[str, tuple[float, int]] = {}
+
+    def allow(self, reason: str) -> bool:
+        now = time.monotonic()
+        start, used = self._spent.get(reason, (now, 0))
+        if now - start > self.window_s:
+            start, used = now, 0
+        self._spent[reason] = (start, used + 1)
+        return used < self.n
+
+
+class DetectorService:
+    """Runs the loop until ``stop`` is set; ``run()`` returns the exit code."""
+
+    def __init__(
+        self,
+        settings: DetectorSettings,
+        registry: CollectorRegistry,
+        stop: StopFlag | None = None,
+        model: StreamingModel | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stop = stop or StopFlag()
+        self.metrics = DetectorMetrics(registry)
+        self.model = model or StreamingModel(
+            settings.model_dir, settings.provider_list(), intra_op_threads=settings.intra_op_threads
+        )
+        c = self.model.contract
+        self.core = CoreDetector(settings.core_config(c), self._score)
+        self.metrics.provider.labels(self.model.provider, c.model_id, c.model_version).set(1)
+        log.info(
+            "detector: model %s %s on %s; stride %d samples, max batch %d, thresholds detection %.4f p_pick %.4f",
+            c.model_id,
+            c.model_version,
+            self.model.provider,
+            self.core.C,
+            settings.max_batch,
+            self.core.cfg.detection_threshold,
+            self.core.cfg.p_pick_threshold,
+        )
+        self.io: DetectorKafka | None = None
+        self.tp_of: dict[str, TopicPartition] = {}
+        self.keys_of: dict[TopicPartition, set[str]] = {}
+        self.next_offset: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.unacked: list[tuple[FutureRecordMetadata, str]] = []
+        self._heartbeat = time.monotonic()
+        self._last_data = 0.0
+        self._last_commit = time.monotonic()
+        self._last_evict = time.monotonic()
+        self._log_budget = _LogBudget()
+        self._broker_cache: tuple[float, bool] = (0.0, False)
+        self._backlog = 0
+        self._revoked: set[TopicPartition] = set()
+        self._lost: set[TopicPartition] = set()
+        self._rebalanced = False
+
+    # ---- model --------------------------------------------------------------------------------
+    def _score(self, wave: np.ndarray, state: np.ndarray) -> StepResult:
+        t = time.perf_counter()
+        res = self.model.step(wave, state)
+        self.metrics.inference.observe(time.perf_counter() - t)
+        return res
+
+    # ---- health -------------------------------------------------------------------------------
+    def alive(self) -> bool:
+        """The loop turned recently (a poll, scoring or flush never takes this long)."""
+        return time.monotonic() - self._heartbeat < max(30.0, 3 * self.settings.flush_timeout_s)
+
+    def checks(self) -> dict[str, ReadyCheck]:
+        return {"broker": self._check_broker, "model": self._check_model, "data": self._check_data}
+
+    def _check_broker(self) -> tuple[bool, str]:
+        at, ok = self._broker_cache
+        if time.monotonic() - at > 5.0:
+            ok = broker_reachable(self.settings.bootstrap_servers, 2.0)
+            self._broker_cache = (time.monotonic(), ok)
+        return ok, "" if ok else f"no broker at {self.settings.bootstrap_servers}"
+
+    def _check_model(self) -> tuple[bool, str]:
+        return True, self.model.provider
+
+    def _check_data(self) -> tuple[bool, str]:
+        if not self._last_data:
+            return False, "no waveform data received yet"
+        age = time.monotonic() - self._last_data
+        if age > self.settings.data_timeout_s:
+            return False, f"no waveform data for {age:.0f} s"
+        return True, ""
+
+    # ---- loop ---------------------------------------------------------------------------------
+    def run(self) -> int:
+        s = self.settings
+        wait_for_broker(s.bootstrap_servers, s.broker_timeout_s)
+        self.io = DetectorKafka(
+            s.bootstrap_servers,
+            s.group_id,
+            s.client_id,
+            s.waveforms_topic,
+            self._on_revoked,
+            self._on_assigned,
+            self._on_lost,
+            max_poll_records=s.max_poll_records,
+        )
+        log.info("detector: %s -> %s (group %s)", s.waveforms_topic, s.scores_topic, s.group_id)
+        code = 0
+        outage = OutageTracker(s.broker_timeout_s, "detector")
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.step()
+                    outage.ok()
+                except KafkaError as exc:
+                    delay = outage.failed(exc) if is_retriable(exc) else None
+                    if delay is None:
+                        raise
+                    self.metrics.broker_errors.inc()
+                    self.stop.wait(delay)
+        except KafkaError:
+            log.exception("detector: Kafka error, stopping")
+            code = 1
+        except Exception:
+            # a bug: the buffers may be inconsistent, so commit nothing (a restart re-reads from the
+            # last safe commit) and exit non-zero for the supervisor to restart us
+            log.exception("detector: unexpected error, stopping without committing")
+            self.io.close(timeout_s=min(5.0, s.flush_timeout_s))
+            self.io = None
+            return 1
+        self._shutdown()
+        return code
+
+    def step(self) -> None:
+        """One iteration: poll, feed, score, publish, and (periodically) flush + commit."""
+        assert self.io is not None
+        s = self.settings
+        self._heartbeat = time.monotonic()
+        if len(self.unacked) >= s.max_unacked:
+            self._flush_and_commit()
+        records = self.io.poll(0 if self._backlog else s.poll_timeout_ms, s.max_poll_records)
+        if self._lost or self._rebalanced:
+            records = self._settle_rebalance(records)
+        elif self._revoked:  # revoked, new assignment not yet here: hold off on those partitions
+            records = {tp: recs for tp, recs in records.items() if tp not in self._revoked}
+        wall, mono = now_ns(), time.monotonic_ns()
+        for tp, recs in records.items():
+            for r in recs:
+                self._handle(tp, r, wall, mono)
+        self._publish(self.core.score_ready(s.max_rounds_per_poll))
+        self._backlog = self.core.backlog()
+        self.metrics.backlog.set(self._backlog)
+        if self._backlog:  # (re)applied every turn: partitions assigned meanwhile are paused too
+            if not self.io.paused():
+                self.metrics.pauses.inc()
+            self.io.pause(self.io.assignment())
+            self.metrics.paused.set(1)
+        elif not self._backlog and self.io.paused():
+            self.io.resume_all()
+            self.metrics.paused.set(0)
+        self.metrics.add_core_counts(*self.core.take_counts())
+        self.metrics.stations_active.set(len(self.core.stations))
+        self.metrics.unacked.set(len(self.unacked))
+        now = time.monotonic()
+        if now - self._last_evict > 10.0:
+            self._evict(mono)
+            self._last_evict = now
+        if now - self._last_commit >= s.commit_interval_s:
+            self._flush_and_commit()
+
+    def _handle(self, tp: TopicPartition, r: Any, wall: int, mono: int) -> None:
+        m = self.metrics
+        raw: bytes = r.value or b""
+        m.packets_in.inc()
+        m.bytes_in.inc(len(raw))
+        self.next_offset[tp] = r.offset + 1
+        try:
+            pkt = decode_packet(raw)
+        except DecodeError as exc:
+            m.decode_errors.labels(exc.reason).inc()
+            self._deadletter(tp, r, exc.reason, exc.detail)
+            return
+        key = pkt.key
+        owner = self.tp_of.get(key)
+        if owner is None:
+            self.tp_of[key] = owner = tp
+            self.keys_of.setdefault(tp, set()).add(key)
+        tag = r.offset if owner == tp else None
+        if tag is None and self._log_budget.allow("key_partition"):
+            log.warning(
+                "%s arrives on %s[%d] and %s[%d]: offsets not tracked for the second",
+                key,
+                tp.topic,
+                tp.partition,
+                owner.topic,
+                owner.partition,
+            )
+        reason = self.core.feed(pkt, tag=tag, now_ns=wall, mono_ns=mono)
+        if reason is None:
+            self._last_data = time.monotonic()
+            lat = (wall - pkt.end_time_ns) / NS_PER_S
+            m.data_latency.observe(lat)
+            m.station_latency.labels(key).set(lat)
+            return
+        m.rejected.labels(reason).inc()
+        if reason in STREAM_EVENTS:
+            return
+        self._deadletter(tp, r, reason, f"{pkt.nslc} at {ns_to_iso(pkt.start_time_ns)}")
+
+    def _deadletter(self, tp: TopicPartition, r: Any, reason: str, detail: str) -> None:
+        assert self.io is not None
+        if self._log_budget.allow(reason):
+            log.warning("rejected %s[%d]@%d: %s (%s)", tp.topic, tp.partition, r.offset, reason, detail[:200])
+        headers = [
+            ("reason", reason.encode()),
+            ("detail", detail[:500].encode(errors="replace")),
+            ("source_topic", tp.topic.encode()),
+            ("source_partition", str(tp.partition).encode()),
+            ("source_offset", str(r.offset).encode()),
+            ("service", b"detector"),
+        ]
+        fut = self.io.send(self.settings.deadletter_topic, r.key, r.value or b"", headers)
+        self.unacked.append((fut, self.settings.deadletter_topic))
+        self.metrics.deadletters.labels(reason).inc()
+
+    def _publish(self, scores: list[Score]) -> None:
+        if not scores:
+            return
+        assert self.io is not None
+        topic = self.settings.scores_topic
+        t = now_ns()
+        for s in scores:
+            fut = self.io.send(topic, s.key.encode(), score_message(s, t).SerializeToString())
+            self.unacked.append((fut, topic))
+            if s.ingest_time_ns > 0:
+                self.metrics.processing_latency.observe(max(0.0, (t - s.ingest_time_ns) / NS_PER_S))
+            if s.new_trigger:
+                log.info(
+                    "trigger %s at %s: p=%.3f, P onset %s (p_pick %.2f), %d components",
+                    s.key,
+                    ns_to_iso(s.window_end_ns),
+                    s.probability,
+                    ns_to_iso(s.p_onset_ns),
+                    s.p_onset_probability,
+                    s.components,
+                )
+        self.metrics.scores_out.inc(len(scores))
+
+    # ---- offsets ------------------------------------------------------------------------------
+    def commit_offsets(self, tps: set[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        """Per partition, the smallest offset a restart still needs (only those that moved)."""
+        out: dict[TopicPartition, int] = {}
+        for tp, nxt in self.next_offset.items():
+            if tps is not None and tp not in tps:
+                continue
+            target = nxt
+            for key in self.keys_of.get(tp, ()):
+                need = self.core.earliest_needed(key)
+                if need is not None and need < target:
+                    target = need
+            if target > self.committed.get(tp, -1):
+                out[tp] = target
+        return out
+
+    def _flush_and_commit(self, tps: set[TopicPartition] | None = None) -> bool:
+        """Wait for every sent message's acknowledgement, then commit what is safe."""
+        assert self.io is not None
+        self._last_commit = time.monotonic()
+        if self.unacked:
+            try:
+                self.io.flush(self.settings.flush_timeout_s)
+            except KafkaError as exc:
+                log.error("flush failed: %s", exc)
+            failed: dict[str, int] = {}
+            for fut, topic in self.unacked:
+                if fut.succeeded():
+                    if topic == self.settings.scores_topic:
+                        self.metrics.scores_acked.inc()
+                else:
+                    failed[topic] = failed.get(topic, 0) + 1
+            self.unacked = []
+            if failed:
+                for topic, n in failed.items():
+                    self.metrics.delivery_failures.labels(topic).inc(n)
+                log.error("%s messages not acknowledged: rewinding to the committed offsets", failed)
+                self._rewind()
+                return False
+        offsets = self.commit_offsets(tps)
+        if offsets and self.io.commit(offsets):
+            self.committed.update(offsets)
+            self.metrics.commits.inc()
+            log.debug("committed %s", {tp.partition: o for tp, o in offsets.items()})
+        elif offsets:
+            self.metrics.commit_failures.inc()
+            return False
+        return True
+
+    def _rewind(self) -> None:
+        """Re-read every assigned partition from its committed offset with fresh stations."""
+        assert self.io is not None
+        self.metrics.rewinds.inc()
+        for tp in self.io.assignment():
+            off = self.committed.get(tp)
+            if off is None:
+                off = self.io.committed(tp)
+            if off is not None:
+                self.io.seek(tp, off)
+            self._forget(tp)
+
+    def _forget(self, tp: TopicPartition) -> None:
+        keys = self.keys_of.pop(tp, set())
+        self.core.drop_stations(keys)
+        for key in keys:
+            self.tp_of.pop(key, None)
+            try:
+                self.metrics.station_latency.remove(key)
+            except KeyError:
+                pass
+        self.next_offset.pop(tp, None)
+
+    def _evict(self, mono: int) -> None:
+        gone = self.core.evict_idle(mono, int(self.settings.station_idle_s * NS_PER_S))
+        for key in gone:
+            tp = self.tp_of.pop(key, None)
+            if tp is not None:
+                self.keys_of.get(tp, set()).discard(key)
+            try:
+                self.metrics.station_latency.remove(key)
+            except KeyError:
+                pass
+        if gone:
+            log.info("dropped %d idle stations (nothing for %.0f s)", len(gone), self.settings.station_idle_s)
+
+    # Rebalance callbacks run on kafka-python's IO thread, where blocking consumer calls (commit,
+    # committed) are not allowed: they only record what happened; ``_settle_rebalance`` acts on it
+    # from the loop thread right after ``poll`` returns. Offsets are committed every
+    # ``commit_interval_s`` anyway, so a partition that moves away resumes elsewhere from a safe
+    # point at most that old (re-scoring a little: at-least-once).
+
+    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            log.info("waveform partitions revoked: %s", sorted(tp.partition for tp in revoked))
+            self._revoked |= revoked
+
+    def _on_lost(self, lost: set[TopicPartition]) -> None:
+        if lost:
+            log.warning(
+                "waveform partitions lost (group membership expired): %s", sorted(tp.partition for tp in lost)
+            )
+            self._lost |= lost
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("waveform partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        self._rebalanced = True
+
+    def _settle_rebalance(self, records: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
+        """Apply recorded rebalance events; return the records still valid to process.
+
+        Revoked and not reassigned: forget the stations. Revoked and reassigned in the same
+        (eager) rebalance: nobody else consumed it meanwhile and kafka-python kept the position,
+        so the stations simply continue. Lost (membership expired) but assigned again: the
+        position may be stale and someone else may have consumed, so the stations are rebuilt
+        from the committed offset (this poll's records for it are discarded, re-read after seek).
+        """
+        assert self.io is not None
+        current = self.io.assignment()
+        # Every partition we hold anything for and no longer own is forgotten. kafka-python keeps
+        # revoked partitions in assignment() until the new assignment arrives, so this runs only
+        # once it has (``_rebalanced``) or membership was lost.
+        held = self._revoked | self._lost | set(self.next_offset) | set(self.keys_of)
+        for tp in held - current:
+            self._forget(tp)
+            self.committed.pop(tp, None)
+        rewound = self._lost & current
+        for tp in rewound:
+            self._forget(tp)
+            off = self.io.committed(tp)
+            if off is not None:
+                self.io.seek(tp, off)
+                self.committed[tp] = off
+            else:
+                self.committed.pop(tp, None)
+        self._revoked, self._lost, self._rebalanced = set(), set(), False
+        self.metrics.assigned.set(len(current))
+        return {tp: recs for tp, recs in records.items() if tp in current and tp not in rewound}
+
+    def _shutdown(self) -> None:
+        """Stop intake, publish what is ready, wait for acknowledgements, commit, close."""
+        if self.io is None:
+            return
+        log.info("detector stopping: flushing and committing")
+        try:
+            self._publish(self.core.score_ready(self.settings.max_rounds_per_poll))
+            self._flush_and_commit()
+        except KafkaError as exc:
+            log.error("final flush/commit failed: %s", exc)
+        finally:
+            self.io.close(timeout_s=min(5.0, self.settings.flush_timeout_s))
+            self.io = None
+        log.info("detector stopped")
