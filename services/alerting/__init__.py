@@ -1,0 +1,1 @@
+"""Alerting: station scores -> associated events -> Alert messages and webhook deliveries."""

@@ -1,0 +1,272 @@
+"""Early magnitude from the first seconds of P: peak displacement Pd with a distance correction.
+
+Relation
+--------
+Wu & Zhao (2006), "Magnitude estimation using the first three seconds P-wave amplitude in
+earthquake early warning", GRL 33, L16312 (southern California)::
+
+    log10(Pd) = -3.463 + 0.729 M - 1.374 log10(R)   (+- 0.305)
+
+Pd: peak amplitude (cm) of the vertical displacement in the first 3 s after the P arrival, the
+velocity record integrated once (accelerograms twice) and high-passed at 0.075 Hz (causal
+Butterworth); R: hypocentral distance (km). So a station's magnitude is
+M = (log10 Pd + 3.463 + 1.374 log10 R) / 0.729. The event magnitude is the mean over stations.
+
+Uncertainty: a single station scatters by 0.305 / 0.729 = 0.42 magnitude units (the relation's
+scatter); the event mean has the standard error s / sqrt(n) with s the station scatter (the
+sample standard deviation when n >= 3, else 0.42), combined in quadrature with the 0.18 units by
+which event Pd magnitudes differ from catalogue magnitudes in Wu & Zhao's data, and with
+``uncalibrated_extra`` (1.0 by default) when the nominal gain is used (below).
+
+Saturation: 3 s of P sees only the first 3 s of the rupture, so Pd stops growing with M around
+M 6.5 (Wu & Zhao report their 0.18 agreement for M < 6.5; e.g. Kuyuk & Allen 2013, GRL 40); at or
+above ``saturation_m`` the value is a lower bound (``MagnitudeEstimate.saturated``). Windows
+shorter than 3 s (right after the P arrival) give lower Pd, so early estimates of M > ~4.5
+events are low and grow as the windows fill. A partial-window station therefore only gives a lower
+bound, so once ``min_full_stations`` stations have a full window only those are used; before that
+every station with at least ``min_window_s`` of P is (the best early guess), and
+``MagnitudeEstimate.window_s`` reports the shortest window used.
+
+Calibration (what the counts mean)
+----------------------------------
+The detector reports per 1 s step ``peak_displacement``: the peak |vertical displacement| in
+counts*s (counts*s^2 for accelerometers), made by ``DisplacementFilter`` from raw counts. Dividing
+by the channel's overall sensitivity (``gain``, counts per m/s for seismometers, counts per m/s^2
+for accelerometers -- StationXML's InstrumentSensitivity, or the optional ``gain`` column of the
+station CSV, read by ``load_gains``) gives metres. A station without a gain cannot give a real
+Pd: the estimate uses only calibrated stations (type ``Mpd``); when none is calibrated and a
+network-wide ``nominal_gain`` is configured, it uses that and says so (type ``Mpd_uncal``, larger
+uncertainty); otherwise there is no magnitude rather than a made-up one. Without
+``peak_displacement`` (a detector that does not send it) there is no magnitude either: the
+detector's ``peak_amplitude`` (raw counts, velocity for most sensors) is not a displacement.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import butter, lfilter, lfilter_zi
+
+from services.alerting.exceptions import InventoryError
+
+MAGNITUDE_TYPE = "Mpd"
+MAGNITUDE_TYPE_UNCAL = "Mpd_uncal"
+
+
+@dataclass(frozen=True)
+class PdRelation:
+    """log10(Pd cm) = a + b M + c log10(R km), with the per-station scatter of log10 Pd."""
+
+    a: float
+    b: float
+    c: float
+    sigma_log_pd: float
+    event_sigma_m: float  # event-mean magnitude vs catalogue
+    window_s: float
+    saturation_m: float
+    source: str
+
+    def magnitude(self, pd_m: float, hypocentral_km: float) -> float:
+        pd_cm = pd_m * 100.0
+        return (math.log10(pd_cm) - self.a - self.c * math.log10(max(hypocentral_km, 1.0))) / self.b
+
+    def pd_m(self, magnitude: float, hypocentral_km: float) -> float:
+        """Expected Pd (m) for a magnitude at a hypocentral distance (scenario building, tests)."""
+        return 10 ** (self.a + self.b * magnitude + self.c * math.log10(max(hypocentral_km, 1.0))) / 100.0
+
+    @property
+    def station_sigma_m(self) -> float:
+        return self.sigma_log_pd / self.b
+
+
+WU_ZHAO_2006 = PdRelation(
+    a=-3.463,
+    b=0.729,
+    c=-1.374,
+    sigma_log_pd=0.305,
+    event_sigma_m=0.18,
+    window_s=3.0,
+    saturation_m=6.5,
+    source="Wu & Zhao (2006), GRL 33, L16312",
+)
+
+
+@dataclass(frozen=True)
+class MagnitudeConfig:
+    relation: PdRelation = WU_ZHAO_2006
+    min_window_s: float = 1.0  # seconds of P a station needs before its Pd is used
+    min_full_stations: int = 2  # with this many full windows, partial ones are left out
+    max_distance_km: float = 200.0  # farther stations are left out (weak P, other phases)
+    nominal_gain: float | None = None  # counts per m/s assumed for uncalibrated stations (Mpd_uncal)
+    uncalibrated_extra: float = 1.0  # added (in quadrature) to the uncertainty of Mpd_uncal
+
+    @property
+    def window_s(self) -> float:
+        return self.relation.window_s
+
+
+@dataclass(frozen=True, slots=True)
+class PdObservation:
+    """One station's Pd input: peak displacement (counts*s), its gain, distance and window."""
+
+    station_id: str
+    peak_displacement: float
+    gain: float | None
+    hypocentral_km: float
+    window_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class MagnitudeEstimate:
+    value: float
+    uncertainty: float
+    magnitude_type: str
+    n_stations: int
+    saturated: bool  # at or above the relation's saturation: a lower bound
+    window_s: float  # shortest P window behind the estimate (s)
+
+
+def estimate_magnitude(
+    obs: Sequence[PdObservation], cfg: MagnitudeConfig | None = None
+) -> MagnitudeEstimate | None:
+    """Event magnitude from station Pd observations (see the module docstring), or None."""
+    cfg = cfg or MagnitudeConfig()
+    rel = cfg.relation
+    usable = [
+        o
+        for o in obs
+        if o.window_s >= cfg.min_window_s
+        and o.peak_displacement > 0
+        and math.isfinite(o.peak_displacement)
+        and 0 <= o.hypocentral_km <= cfg.max_distance_km
+    ]
+    full = [o for o in usable if o.window_s >= rel.window_s - 1e-6]
+    if len(full) >= cfg.min_full_stations:
+        usable = full
+    calibrated = [o for o in usable if o.gain is not None and o.gain > 0]
+    if calibrated:
+        chosen, gains, mtype = calibrated, [float(o.gain or 0.0) for o in calibrated], MAGNITUDE_TYPE
+    elif usable and cfg.nominal_gain:
+        chosen, gains, mtype = usable, [cfg.nominal_gain] * len(usable), MAGNITUDE_TYPE_UNCAL
+    else:
+        return None
+    mags = np.array(
+        [rel.magnitude(o.peak_displacement / g, o.hypocentral_km) for o, g in zip(chosen, gains, strict=True)]
+    )
+    n = len(mags)
+    scatter = float(mags.std(ddof=1)) if n >= 3 else rel.station_sigma_m
+    unc2 = scatter**2 / n + rel.event_sigma_m**2
+    if mtype == MAGNITUDE_TYPE_UNCAL:
+        unc2 += cfg.uncalibrated_extra**2
+    value = float(mags.mean())
+    return MagnitudeEstimate(
+        value=value,
+        uncertainty=math.sqrt(unc2),
+        magnitude_type=mtype,
+        n_stations=n,
+        saturated=value >= rel.saturation_m,
+        window_s=min(min(o.window_s for o in chosen), rel.window_s),
+    )
+
+
+class DisplacementFilter:
+    """Streaming raw counts -> displacement (counts*s, or counts*s^2 with ``integrations=2``).
+
+    Causal, as in Kanamori (2005) / Wu & Zhao (2006): high-pass (2-pole Butterworth, 0.075 Hz),
+    then for each integration a running trapezoidal integral followed by the same high-pass (which
+    keeps the integral from drifting). Filter states start at steady state on the first sample, so
+    a raw DC offset does not ring. ``process`` takes consecutive blocks and returns theirs.
+    """
+
+    def __init__(self, fs: float, corner_hz: float = 0.075, integrations: int = 1) -> None:
+        if fs <= 0 or not 0 < corner_hz < fs / 2 or integrations < 0:
+            raise ValueError("need fs > 0, 0 < corner < fs/2, integrations >= 0")
+        self.fs = float(fs)
+        self.b, self.a = butter(2, corner_hz, btype="highpass", fs=fs)
+        self._zi0 = lfilter_zi(self.b, self.a)
+        self.integrations = integrations
+        self._zi: list[np.ndarray] | None = None
+        self._last: list[float] = [0.0] * integrations  # last input sample of each integrator
+        self._acc: list[float] = [0.0] * integrations
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        y = np.asarray(x, dtype=np.float64)
+        if y.size == 0:
+            return y.copy()
+        if self._zi is None:
+            self._zi = [self._zi0 * y[0]] + [self._zi0 * 0.0 for _ in range(self.integrations)]
+            self._last = [0.0] * self.integrations
+        y, self._zi[0] = lfilter(self.b, self.a, y, zi=self._zi[0])
+        dt = 1.0 / self.fs
+        for k in range(self.integrations):
+            prev = np.concatenate([[self._last[k]], y[:-1]])
+            integ = self._acc[k] + np.cumsum((prev + y) * 0.5 * dt)
+            self._last[k], self._acc[k] = float(y[-1]), float(integ[-1])
+            y, self._zi[k + 1] = lfilter(self.b, self.a, integ, zi=self._zi[k + 1])
+        return np.asarray(y)
+
+
+@dataclass(frozen=True, slots=True)
+class Gain:
+    """Overall sensitivity of a station's vertical channel: counts per ``unit`` (M/S or M/S**2)."""
+
+    value: float
+    unit: str = "M/S"
+
+
+def load_gains(path: Path | str) -> dict[str, Gain]:
+    """Gains by "NET.STA" from a station CSV (optional ``gain`` and ``gain_unit`` columns; rows
+    without a gain are skipped) or StationXML (the vertical channel's InstrumentSensitivity)."""
+    path = Path(path)
+    if not path.exists():
+        raise InventoryError(f"station file {path} does not exist")
+    out: dict[str, Gain] = {}
+    if path.suffix.lower() in (".csv", ".txt"):
+        lines = [
+            ln
+            for ln in path.read_text(encoding="utf-8").splitlines()
+            if ln.strip() and not ln.startswith("#")
+        ]
+        reader = csv.DictReader(lines)
+        if "gain" not in (reader.fieldnames or []):
+            return out
+        for lineno, row in enumerate(reader, start=2):
+            raw = (row.get("gain") or "").strip()
+            if not raw:
+                continue
+            try:
+                value = float(raw)
+            except ValueError as exc:
+                raise InventoryError(f"{path}:{lineno}: gain {raw!r}: {exc}") from exc
+            if not (math.isfinite(value) and value > 0):
+                raise InventoryError(f"{path}:{lineno}: gain must be a positive number, got {raw!r}")
+            unit = (row.get("gain_unit") or "M/S").strip().upper() or "M/S"
+            out[f"{row['network'].strip()}.{row['station'].strip()}"] = Gain(value, unit)
+        return out
+    from obspy import read_inventory  # heavy import, only when StationXML is used
+
+    try:
+        inv = read_inventory(str(path))
+    except Exception as exc:  # obspy raises many types for bad files
+        raise InventoryError(f"cannot read StationXML {path}: {exc}") from exc
+    for net in inv:
+        for sta in net:
+            for cha in sta.channels:
+                resp = cha.response
+                sens = getattr(resp, "instrument_sensitivity", None) if resp is not None else None
+                if not cha.code.endswith("Z") or sens is None or not sens.value:
+                    continue
+                out.setdefault(
+                    f"{net.code}.{sta.code}", Gain(float(sens.value), str(sens.input_units or "M/S").upper())
+                )
+    return out
+
+
+def gains_by_station(gains: Mapping[str, Gain] | None) -> dict[str, float]:
+    """Plain counts-per-unit values by "NET.STA" (what the Associator takes)."""
+    return {k: g.value for k, g in (gains or {}).items()}
