@@ -1,0 +1,250 @@
+"""``eew validate``: replay an archive through the live path and score the alerts against a catalogue.
+
+Example::
+
+    eew validate --archive /data/sds --stations stations.xml --catalog events.xml --out report/
+
+Steps: read the inventory and the catalogue, index the archive (headers only), replay it through
+an embedded broker -> ``eew detect`` -> ``eew alert`` (the same processes as in operation; the
+replay runs at ``--speed``, 0 = as fast as possible, and both services are event-time driven, so
+the result does not depend on it), collect every station score and alert from the broker, score
+them (``services.validate.core``) and write ``OUT/report.md``, ``report.html``, ``summary.json``,
+``events.csv``, ``alerts.csv``, ``stations.csv``, ``picks.csv``, ``detections.xml`` and
+``plots/*.png``. Logs of the services go to ``OUT/run/``.
+
+Exit codes: 0 report written; 1 report written but the pipeline failed or was interrupted
+(partial); 2 unusable arguments (missing or unreadable catalogue/inventory, no --out).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from pydantic import Field
+
+from services.alerting.exceptions import InventoryError
+from services.alerting.service import AlertingSettings
+from services.common.exceptions import ConfigError
+from services.common.lifecycle import StopFlag, setup_logging
+from services.common.settings import ServiceSettings, load_settings
+from services.validate import core
+from services.validate.exceptions import CatalogError, PipelineError
+from services.validate.inputs import load_catalog, load_inventory, scan_archive
+from services.validate.runner import RunConfig, RunOutput, run_pipeline
+
+log = logging.getLogger("services.validate")
+
+
+class ValidateSettings(ServiceSettings):
+    """Settings of ``eew validate`` (flags ``--kebab-case``, env ``EEW_UPPER_CASE``)."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Not used: validate runs its own embedded broker (a fresh one per run)."
+    )
+    http_host: str = Field("127.0.0.1", description="Not used: the services of the run listen on 127.0.0.1.")
+    http_port: int = Field(0, description="Not used: the services of the run get free ports.")
+    client_id: str = Field("eew-validate", description="Kafka client id prefix of the replay and collector.")
+    archive: str = Field(
+        "", description="miniSEED files, directories (searched recursively, e.g. an SDS tree) or globs, "
+        "comma-separated."
+    )
+    stations: Path | None = Field(
+        None, description="Station inventory: StationXML, or CSV network,station,location,latitude,longitude,"
+        "elevation_m."
+    )
+    catalog: Path | None = Field(
+        None, description="Catalogue: QuakeML, or CSV time,latitude,longitude,depth(km),magnitude[,event_id]."
+    )
+    out: Path | None = Field(None, description="Report folder (created).")
+    start: str = Field("", description="Only data from this time on, ISO-8601 UTC (empty: all).")
+    end: str = Field("", description="Only data before this time, ISO-8601 UTC (empty: all).")
+    time_tolerance_s: float = Field(
+        30.0, description="Largest |alert first P - predicted first P| (|origin difference| when located) "
+        "for a match."
+    )
+    distance_tolerance_km: float = Field(
+        100.0, description="Largest distance, alert epicentre (else its first station) to the catalogue "
+        "epicentre, for a match."
+    )
+    vp_km_s: float = Field(6.0, description="Constant P velocity of the predicted P arrivals.")
+    window_before_s: float = Field(10.0, description="Event window at a station starts this long before its P.")
+    window_after_s: float = Field(
+        60.0, description="Event window at a station ends this long after its P (triggers outside are false)."
+    )
+    no_coords_travel_s: float = Field(
+        30.0, description="Stations without coordinates: P assumed within this long after the origin."
+    )
+    speed: float = Field(0.0, description="Replay speed: 0 = as fast as possible, 1 = real time.")
+    packet_seconds: float = Field(
+        1.0, description="Replay packet length in seconds (as `eew replay`); the scores do not depend on it, "
+        "longer packets replay faster."
+    )
+    run_dir: Path | None = Field(None, description="Logs of broker and services (default OUT/run).")
+    detector_args: str = Field("", description="Extra flags for `eew detect`, e.g. '--detection-threshold 0.9'.")
+    alerting_args: str = Field(
+        "", description="Extra flags for `eew alert`, e.g. '--min-stations 4' (also used by the scoring)."
+    )
+    live_alerting: bool = Field(
+        False, description="Start the alerting together with the detector (as in operation; measures the "
+        "processing delay, but a fast replay may deliver scores out of event-time order). Default: start it "
+        "once the detector is done, so it associates the scores in event-time order."
+    )
+    alerting_max_lateness_s: float = Field(
+        600.0, description="The alerting's reorder window for this run (large: a fast replay is associated "
+        "in event-time order whatever the partitions' progress)."
+    )
+    replay_timeout_s: float = Field(3600.0, description="Give up the replay after this many wall seconds.")
+    drain_timeout_s: float = Field(
+        300.0, description="After the replay, give up waiting for the detector and alerting after this long."
+    )
+    plots: bool = Field(True, description="Draw the PNG plots (matplotlib).")
+    plot_max_stations: int = Field(12, description="Most stations per event waveform plot (nearest first).")
+    log_level: str = Field("WARNING", description="Logging level of the validate process.")
+
+
+def _alerting_settings(args: list[str]) -> AlertingSettings:
+    return load_settings(AlertingSettings, args)
+
+
+def _time(text: str, name: str) -> int | None:
+    if not text.strip():
+        return None
+    from obspy import UTCDateTime
+
+    try:
+        return int(UTCDateTime(text.strip()).ns)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"--{name}: not an ISO-8601 UTC time: {text!r}") from exc
+
+
+def _detector_max_gap_s(args: list[str]) -> float:
+    from services.detector.settings import DetectorSettings
+
+    return float(load_settings(DetectorSettings, args).max_gap_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = load_settings(ValidateSettings, sys.argv[1:] if argv is None else argv)
+    setup_logging(settings.log_level)
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # kafka-python's event-loop timing notes
+    missing = [n for n in ("archive", "stations", "catalog", "out") if not getattr(settings, n)]
+    if missing:
+        print(f"eew validate: missing {', '.join('--' + m for m in missing)} (see eew validate --help)",
+              file=sys.stderr)
+        return 2
+    out = Path(settings.out)  # type: ignore[arg-type]
+    warnings: list[str] = []
+    try:
+        inventory = load_inventory(settings.stations)  # type: ignore[arg-type]
+        catalog, notes = load_catalog(settings.catalog)  # type: ignore[arg-type]
+        alerting_argv = ["--max-lateness-s", str(settings.alerting_max_lateness_s),
+                         *shlex.split(settings.alerting_args)]
+        alerting = _alerting_settings(alerting_argv)
+        assoc, locator = alerting.association_config(), alerting.locator_config()
+        detector_argv = shlex.split(settings.detector_args)
+        detector_max_gap_s = _detector_max_gap_s(detector_argv)
+        cfg = core.ScoringConfig(
+            time_tolerance_s=settings.time_tolerance_s,
+            distance_tolerance_km=settings.distance_tolerance_km,
+            vp_km_s=settings.vp_km_s,
+            window_before_s=settings.window_before_s,
+            window_after_s=settings.window_after_s,
+            no_coords_travel_s=settings.no_coords_travel_s,
+            detrigger_s=assoc.detrigger_s,
+            trigger_threshold=assoc.trigger_threshold,
+            min_stations=assoc.min_stations,
+        )
+        start_ns, end_ns = _time(settings.start, "start"), _time(settings.end, "end")
+        if start_ns is not None and end_ns is not None and start_ns >= end_ns:
+            raise ConfigError("--start must be before --end")
+        out.mkdir(parents=True, exist_ok=True)
+    except (InventoryError, CatalogError, ConfigError, OSError) as exc:
+        print(f"eew validate: {exc}", file=sys.stderr)
+        return 2
+    warnings += notes
+    if not catalog:
+        warnings.append(f"the catalogue {settings.catalog} has no event: every alert counts as false")
+    if len(inventory) == 0:
+        warnings.append(f"the inventory {settings.stations} has no station")
+    paths = [p.strip() for p in settings.archive.split(",") if p.strip()]
+    index = scan_archive(paths, start_ns, end_ns)
+    warnings += index.messages()
+    coverage = index.coverage()
+    data_hours = sum(b - a for a, b in core.merge_intervals(iv for c in coverage for iv in c.intervals)) / 3.6e12
+    total_station_s = sum(c.seconds for c in coverage)
+    for w in warnings:
+        print(f"eew validate: warning: {w}", file=sys.stderr)
+
+    status = 0
+    run = RunOutput([], [], {})
+    t0 = time.monotonic()
+    if index.empty:
+        print("eew validate: the archive has no usable data: nothing replayed; writing the report for the "
+              "catalogue", file=sys.stderr)
+    else:
+        blocks = [(start_ns if a is None else a, end_ns if b is None else b)
+                  for a, b in core.replay_blocks(coverage, 0.5 * detector_max_gap_s)]
+        rc = RunConfig(
+            run_dir=settings.run_dir or out / "run",
+            stations_file=Path(settings.stations),  # type: ignore[arg-type]
+            blocks=blocks,
+            files_for_block=index.files_in,
+            speed=settings.speed,
+            detector_args=detector_argv,
+            alerting_args=alerting_argv,
+            live_alerting=settings.live_alerting,
+            replay_timeout_s=settings.replay_timeout_s,
+            drain_timeout_s=settings.drain_timeout_s,
+            client_id=settings.client_id,
+            packet_seconds=settings.packet_seconds,
+        )
+        print(f"eew validate: replaying {len(index.files)} files ({data_hours:.3f} data hours, "
+              f"{len(coverage)} streams, {len(blocks)} block(s)) through broker -> detector -> alerting; "
+              f"logs in {rc.run_dir}", file=sys.stderr)
+        stop = StopFlag().install_signal_handlers()
+        try:
+            run = run_pipeline(rc, total_station_s, data_hours, stop)
+        except PipelineError as exc:
+            print(f"eew validate: pipeline failed: {exc}", file=sys.stderr)
+            warnings.append(f"pipeline failed, nothing was scored: {exc}")
+            status = 1
+        if run.interrupted:
+            status = 1
+        warnings += run.warnings
+        for reason, n in sorted(run.errors.items()):
+            warnings.append(f"{n} undecodable record(s) on the topics ({reason})")
+
+    reference = core.reassociate(run.scores, inventory, assoc, locator)
+    times, diffs = core.compare_with_reference(run.alerts, reference)
+    result = core.score(catalog, coverage, inventory, run.scores, run.alerts, cfg, times, warnings)
+
+    from services.validate.report import ReportInputs, write_report
+
+    inputs = ReportInputs(
+        archive=paths,
+        stations=str(settings.stations),
+        catalog=str(settings.catalog),
+        files=len(index.files),
+        skipped_files=len(index.skipped),
+        alerting_args=alerting_argv,
+        detector_args=detector_argv,
+        speed=settings.speed,
+        live_alerting=settings.live_alerting,
+        window=f"{settings.start or 'start'} .. {settings.end or 'end'}" if settings.start or settings.end else "",
+    )
+    run.wall["wall_total_s"] = time.monotonic() - t0
+    write_report(out, result, inputs, run, index, diffs, plots=settings.plots,
+                 plot_max_stations=settings.plot_max_stations)
+    from services.validate.report import summary_lines
+
+    print("\n".join(summary_lines(result, run)))
+    print(f"eew validate: report in {out / 'report.md'} and {out / 'report.html'}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

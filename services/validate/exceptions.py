@@ -1,0 +1,15 @@
+"""Errors raised by ``eew validate``."""
+
+from services.common.exceptions import ConfigError, EEWError
+
+
+class ValidateError(EEWError):
+    """Base class of the validation tool's errors."""
+
+
+class CatalogError(ConfigError):
+    """The catalogue file is missing, unreadable or has no usable event."""
+
+
+class PipelineError(ValidateError):
+    """The broker, detector, alerting or replay process failed during a validation run."""

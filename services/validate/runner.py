@@ -1,0 +1,488 @@
+"""Run an archive through the live path and collect what it produced.
+
+``run_pipeline`` starts an embedded broker and ``eew detect`` (and ``eew alert``) as processes,
+exactly as in operation (``LocalPipeline``'s broker and ``ServiceProcess``), and publishes the
+archive with the replay library of ``eew replay`` (``services.ingest.replay.replay_files``),
+while it reads the scores and alerts topics from the beginning with its own consumer (no group).
+
+Event-time semantics, whatever the replay speed and the machine load:
+
+- The archive is replayed in blocks cut inside long data gaps (``core.replay_blocks``); after
+  each block the runner waits until the detector has scored everything it can. A station's data
+  before a gap longer than the detector's ``max_gap_s`` are thus scored before the data after it
+  arrive (the detector resets a station on such a jump and drops what it has not scored yet).
+- The alerting starts once the detector is done: it reads all scores as a backlog, buffers them
+  and associates them in event-time order (its restart path), so no score is ever "late".
+  ``live_alerting`` starts it with the detector instead (as in operation; it then measures the
+  processing delay, but a fast replay may deliver scores out of event-time order, counted).
+
+"Done" is read from the services' own /metrics (Tansu's high watermark is wrong, so the broker
+cannot tell): every published packet consumed, no chunk waiting to be scored, every score read
+here and by the alerting, nothing buffered or unsent at the alerting, every alert read here, and
+nothing new for ``settle_s``. When the metrics cannot be read, "nothing new for ``quiet_s``"
+decides (and the report says so). Each wait is bounded by ``drain_timeout_s``.
+
+A progress line on stderr shows the data hours scored out of the archive's data hours and the
+rate (data hours per wall minute).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from kafka import KafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.alerting.core import ScoreRecord
+from services.alerting.messages import PB_TO_KIND, decode_score
+from services.broker.embedded import free_port
+from services.common.exceptions import DecodeError
+from services.common.kafka import make_producer
+from services.common.pb.eew.v1 import messages_pb2 as pb
+from services.common.topics import ALERTS, SCORES
+from services.demo.pipeline import LocalPipeline, ServiceProcess
+from services.ingest.metrics import IngestMetrics
+from services.ingest.publisher import Publisher
+from services.ingest.replay import ReplayStats, Stopper, replay_files
+from services.validate.core import AlertStation, AlertVersion
+from services.validate.exceptions import PipelineError
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+
+
+def alert_from_pb(msg: pb.Alert) -> AlertVersion:
+    """An Alert message as the scoring core's AlertVersion (NaN coordinates mean unknown)."""
+    kind = PB_TO_KIND.get(msg.type)
+
+    def coord(x: float) -> float | None:
+        return None if not math.isfinite(x) else float(x)
+
+    return AlertVersion(
+        event_id=msg.event_id,
+        version=int(msg.version),
+        kind=kind.value if kind else "UPDATE",
+        origin_time_ns=int(msg.origin_time_ns),
+        first_p_time_ns=int(msg.first_p_time_ns),
+        probability=float(msg.probability),
+        stations=tuple(
+            AlertStation(s.network, s.station, s.location, int(s.p_time_ns), float(s.probability),
+                         coord(s.latitude), coord(s.longitude))
+            for s in msg.stations
+        ),
+        has_location=bool(msg.has_location),
+        latitude=float(msg.latitude) if msg.has_location else math.nan,
+        longitude=float(msg.longitude) if msg.has_location else math.nan,
+        depth_km=float(msg.depth_km) if msg.has_location else math.nan,
+        location_uncertainty_km=float(msg.location_uncertainty_km) if msg.has_location else math.nan,
+        has_magnitude=bool(msg.has_magnitude),
+        magnitude=float(msg.magnitude) if msg.has_magnitude else math.nan,
+        magnitude_type=msg.magnitude_type,
+        created_time_ns=int(msg.created_time_ns),
+        latest_ingest_time_ns=int(msg.latest_ingest_time_ns),
+        reason=msg.reason,
+    )
+
+
+class TopicCollector:
+    """Reads the scores and alerts topics from the beginning (no group, no commits)."""
+
+    def __init__(self, bootstrap: str, scores_topic: str = SCORES.name, alerts_topic: str = ALERTS.name,
+                 partitions_timeout_s: float = 20.0, client_id: str = "eew-validate-collector") -> None:
+        self.scores_topic, self.alerts_topic = scores_topic, alerts_topic
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=[b.strip() for b in bootstrap.split(",") if b.strip()],
+            client_id=client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
+        tps: list[TopicPartition] = []
+        deadline = time.monotonic() + partitions_timeout_s
+        for topic in (scores_topic, alerts_topic):
+            parts = None
+            while not parts and time.monotonic() < deadline:
+                parts = self.consumer.partitions_for_topic(topic)
+                if not parts:
+                    time.sleep(0.2)
+            if not parts:
+                self.consumer.close()
+                raise PipelineError(f"topic {topic} not found on {bootstrap}")
+            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+        self.scores: dict[tuple[str, int], ScoreRecord] = {}
+        self.alerts: dict[tuple[str, int], AlertVersion] = {}
+        self.score_messages = 0
+        self.alert_messages = 0
+        self.errors: Counter[str] = Counter()
+        self.scored_seconds = 0.0  # unique station-seconds scored
+        self.last_new = time.monotonic()
+
+    def poll(self, timeout_ms: int = 200) -> int:
+        """One poll; returns the number of records read."""
+        batch = self.consumer.poll(timeout_ms=timeout_ms, max_records=5000)
+        n = 0
+        for tp, msgs in batch.items():
+            for m in msgs:
+                n += 1
+                if tp.topic == self.scores_topic:
+                    self.score_messages += 1
+                    try:
+                        rec = decode_score(m.value)
+                    except DecodeError as exc:
+                        self.errors[f"score_{exc.reason}"] += 1
+                        log.warning("undecodable score at %s[%d]@%d: %s", tp.topic, tp.partition, m.offset, exc)
+                        continue
+                    key = (rec.stream, rec.window_end_ns)
+                    if key not in self.scores:
+                        self.scores[key] = rec
+                        self.scored_seconds += (rec.window_end_ns - rec.window_start_ns) / NS
+                else:
+                    self.alert_messages += 1
+                    msg = pb.Alert()
+                    try:
+                        msg.ParseFromString(m.value or b"")
+                    except Exception as exc:  # noqa: BLE001 -- protobuf raises several types
+                        self.errors["alert_malformed_protobuf"] += 1
+                        log.warning("undecodable alert at %s[%d]@%d: %s", tp.topic, tp.partition, m.offset, exc)
+                        continue
+                    if not msg.event_id:
+                        self.errors["alert_missing_id"] += 1
+                        continue
+                    self.alerts.setdefault((msg.event_id, int(msg.version)), alert_from_pb(msg))
+        if n:
+            self.last_new = time.monotonic()
+        return n
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def scrape(port: int, timeout_s: float = 2.0) -> dict[str, float] | None:
+    """Sample sums by sample name from a service's /metrics (None when unreachable)."""
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s)
+        r.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(r.text):
+        for s in fam.samples:
+            out[s.name] = out.get(s.name, 0.0) + float(s.value)
+    return out
+
+
+class Progress:
+    """Plain-text progress on stderr: data hours scored, percent, rate in data hours per wall minute."""
+
+    def __init__(self, total_station_s: float, data_hours: float, stream: TextIO | None = None,
+                 interval_s: float = 1.0) -> None:
+        self.total = max(total_station_s, 1e-9)
+        self.data_hours = data_hours
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval_s if self.tty else max(interval_s, 5.0)
+        self.t0 = time.monotonic()
+        self._last = 0.0
+        self._shown = False
+
+    def line(self, scored_station_s: float, alerts: int) -> str:
+        frac = min(1.0, scored_station_s / self.total)
+        done = frac * self.data_hours
+        minutes = max((time.monotonic() - self.t0) / 60.0, 1e-9)
+        width = 24
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        return (f"[validate] [{bar}] {done:.3f}/{self.data_hours:.3f} data h ({100 * frac:.0f}%) "
+                f"at {done / minutes:.2f} data h/wall min, {alerts} alert versions")
+
+    def update(self, scored_station_s: float, alerts: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        text = self.line(scored_station_s, alerts)
+        if self.tty:
+            self.stream.write("\r" + text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self._shown = True
+
+    def finish(self, scored_station_s: float, alerts: int) -> None:
+        self.update(scored_station_s, alerts, force=True)
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@dataclass
+class RunOutput:
+    """What one pipeline run produced, plus its run-dependent (wall-clock) figures."""
+
+    scores: list[ScoreRecord]
+    alerts: list[AlertVersion]
+    errors: dict[str, int]
+    wall: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    live_alerting: bool = False
+
+
+@dataclass
+class RunConfig:
+    """How to run the pipeline (see ``run_pipeline``)."""
+
+    run_dir: Path
+    stations_file: Path
+    blocks: list[tuple[int | None, int | None]]
+    files_for_block: Callable[[int | None, int | None], list[Path]]
+    speed: float = 0.0
+    detector_args: list[str] = field(default_factory=list)
+    alerting_args: list[str] = field(default_factory=list)
+    live_alerting: bool = False
+    replay_timeout_s: float = 3600.0
+    drain_timeout_s: float = 300.0
+    settle_s: float = 0.6
+    quiet_s: float = 15.0
+    replay_flush_timeout_s: float = 60.0
+    client_id: str = "eew-validate"
+    packet_seconds: float = 1.0
+
+
+class _Run:
+    """One validation run: state shared by its steps."""
+
+    def __init__(self, cfg: RunConfig, total_station_s: float, data_hours: float, stop: Stopper | None,
+                 progress_stream: TextIO | None) -> None:
+        self.cfg = cfg
+        self.stop = stop
+        self.pipe = LocalPipeline(cfg.run_dir, cfg.stations_file, detector_args=cfg.detector_args,
+                                  alerting_args=cfg.alerting_args)
+        self.progress = Progress(total_station_s, data_hours, progress_stream)
+        self.collector: TopicCollector | None = None
+        self.detector: ServiceProcess | None = None
+        self.alerting: ServiceProcess | None = None
+        self.warnings: list[str] = []
+        self.wall: dict[str, Any] = {}
+        self.published = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return self.pipe.bootstrap
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def tick(self) -> None:
+        """Read what arrived, show progress, fail fast when a service died."""
+        assert self.collector is not None
+        self.collector.poll(200)
+        self.progress.update(self.collector.scored_seconds, len(self.collector.alerts))
+        try:
+            self.pipe.check_alive()
+        except RuntimeError as exc:
+            raise PipelineError(str(exc)) from exc
+
+    def start_detector(self) -> None:
+        argv = ["detect", "--bootstrap-servers", self.bootstrap, *self.cfg.detector_args]
+        self.detector = ServiceProcess("detector", argv, self.cfg.run_dir / "detector.log", free_port())
+        self.pipe.detector = self.detector
+        self.pipe.services.append(self.detector.start())
+
+    def start_alerting(self, extra: list[str]) -> None:
+        outbox = f"sqlite:///{(self.cfg.run_dir / 'alerting-outbox.sqlite').resolve()}"  # not in the cwd
+        argv = ["alert", "--bootstrap-servers", self.bootstrap, "--stations", str(self.cfg.stations_file),
+                "--outbox-db", outbox, *self.cfg.alerting_args, *extra]
+        self.alerting = ServiceProcess("alerting", argv, self.cfg.run_dir / "alerting.log", free_port())
+        self.pipe.alerting = self.alerting
+        self.pipe.services.append(self.alerting.start())
+
+    def replay_block(self, publisher: Publisher, block: tuple[int | None, int | None]) -> ReplayStats | None:
+        """Publish one block (in a thread, reading the topics meanwhile); None when it has no file."""
+        files = self.cfg.files_for_block(*block)
+        if not files:
+            return None
+        result: list[ReplayStats | BaseException] = []
+
+        def work() -> None:
+            try:
+                result.append(replay_files(files, publisher, self.cfg.speed, self.stop, window=block,
+                                           packet_seconds=self.cfg.packet_seconds,
+                                           flush_timeout_s=self.cfg.replay_flush_timeout_s))
+            except Exception as exc:  # noqa: BLE001 -- reported by the caller
+                result.append(exc)
+
+        th = threading.Thread(target=work, name="validate-replay", daemon=True)
+        th.start()
+        while th.is_alive():
+            self.tick()
+        th.join()
+        out = result[0] if result else PipelineError("replay thread ended without a result")
+        if isinstance(out, BaseException):
+            raise PipelineError(f"replay failed: {type(out).__name__}: {out}") from out
+        return out
+
+    def wait(self, what: str, check: Callable[[], tuple[bool | None, str]]) -> bool:
+        """Tick until ``check`` holds for ``settle_s`` with nothing new read; bounded by drain_timeout_s."""
+        assert self.collector is not None
+        t0 = time.monotonic()
+        since: float | None = None
+        last = 0.0
+        why = ""
+        while not self.stopped():
+            self.tick()
+            now = time.monotonic()
+            if now - last < 0.3:
+                continue
+            last = now
+            ok, why = check()
+            if ok is None:  # the services' metrics cannot be read: fall back to quiet
+                if now - self.collector.last_new >= self.cfg.quiet_s:
+                    self.warnings.append(f"{what}: done decided by {self.cfg.quiet_s:.0f} s without new output "
+                                         f"({why})")
+                    return True
+                continue
+            if ok:
+                since = since or now
+                if now - since >= self.cfg.settle_s and now - self.collector.last_new >= self.cfg.settle_s:
+                    return True
+            else:
+                since = None
+            if now - t0 > self.cfg.drain_timeout_s:
+                self.warnings.append(f"{what}: not done after {self.cfg.drain_timeout_s:.0f} s ({why}); "
+                                     "the report covers what was collected")
+                return False
+        return False
+
+    def detector_done(self) -> tuple[bool | None, str]:
+        assert self.detector is not None and self.collector is not None
+        det = scrape(self.detector.http_port)
+        if det is None:
+            return None, "detector metrics unavailable"
+        why = []
+        got = det.get("eew_detector_packets_in_total", 0.0)
+        if got < self.published:
+            why.append(f"detector consumed {got:.0f}/{self.published} packets")
+        if det.get("eew_detector_backlog_stations", 0.0) > 0 or det.get("eew_detector_unacked_messages", 0.0) > 0:
+            why.append("detector still scoring")
+        acked = det.get("eew_detector_scores_acked_total", 0.0)
+        if self.collector.score_messages < acked:
+            why.append(f"collected {self.collector.score_messages}/{acked:.0f} scores")
+        return (not why), "; ".join(why)
+
+    def alerting_done(self) -> tuple[bool | None, str]:
+        assert self.alerting is not None and self.detector is not None and self.collector is not None
+        det, alt = scrape(self.detector.http_port), scrape(self.alerting.http_port)
+        if det is None or alt is None:
+            return None, "metrics unavailable"
+        why = []
+        acked = det.get("eew_detector_scores_acked_total", 0.0)
+        if alt.get("eew_alerting_scores_in_total", 0.0) < acked:
+            why.append(f"alerting read {alt.get('eew_alerting_scores_in_total', 0.0):.0f}/{acked:.0f} scores")
+        if alt.get("eew_alerting_pending_scores", 0.0) > 0:
+            why.append(f"alerting holds {alt.get('eew_alerting_pending_scores', 0.0):.0f} scores")
+        if alt.get("eew_alerting_unsent_alerts", 0.0) > 0:
+            why.append("alerts unsent")
+        if self.collector.alert_messages < alt.get("eew_alerts_out_total", 0.0):
+            why.append("alerts not yet read")
+        return (not why), "; ".join(why)
+
+
+def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
+                 stop: Stopper | None = None, progress_stream: TextIO | None = None) -> RunOutput:
+    """Replay the archive through broker -> detector -> alerting; return everything collected.
+
+    The archive is replayed block by block (``cfg.blocks``, see ``core.replay_blocks``), waiting
+    for the detector to score each block before the next. The alerting starts once the detector
+    has scored everything (unless ``live_alerting``): it then reads the scores as a backlog,
+    buffers them all and associates them in event-time order, exactly as it would have live.
+    """
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    run = _Run(cfg, total_station_s, data_hours, stop, progress_stream)
+    interrupted = False
+    producer: Any = None
+    try:
+        try:
+            run.pipe.broker.start()
+        except Exception as exc:  # noqa: BLE001 -- broker start-up raises several types
+            raise PipelineError(f"could not start the broker: {exc}") from exc
+        run.start_detector()
+        if cfg.live_alerting:
+            run.start_alerting([])
+        run.collector = TopicCollector(run.bootstrap, client_id=f"{cfg.client_id}-collector")
+        producer = make_producer(run.bootstrap, f"{cfg.client_id}-replay")
+        publisher = Publisher(producer, IngestMetrics(CollectorRegistry()))
+        run.wall["startup_s"] = time.monotonic() - t0
+        t_replay = time.monotonic()
+        run.progress.t0 = t_replay
+        rejected = failed = 0
+        for i, block in enumerate(cfg.blocks):
+            if run.stopped():
+                break
+            stats = run.replay_block(publisher, block)
+            if stats is None:
+                continue
+            run.published += stats.packets
+            rejected += stats.rejected
+            failed += stats.failed
+            if stats.corrupt_files:
+                run.warnings.append(f"replay: {stats.corrupt_files} unreadable file(s): {', '.join(stats.corrupt)}")
+            if time.monotonic() - t_replay > cfg.replay_timeout_s:
+                run.warnings.append(f"replay stopped after block {i + 1}/{len(cfg.blocks)}: "
+                                    f"{cfg.replay_timeout_s:.0f} s replay timeout")
+                break
+            run.wait(f"detector, block {i + 1}", run.detector_done)
+        run.wall.update(blocks=len(cfg.blocks), packets_published=run.published, packets_rejected=rejected,
+                        packets_failed=failed, replay_and_detector_s=time.monotonic() - t_replay)
+        if rejected:
+            run.warnings.append(f"the replay rejected {rejected} packet(s) (see the ingest's validation rules)")
+        if failed:
+            run.warnings.append(f"{failed} waveform packet(s) were not acknowledged by the broker")
+        if not run.stopped():
+            if not cfg.live_alerting:
+                n = max(200_000, 2 * run.collector.score_messages + 1000)
+                run.start_alerting(["--catch-up-max-buffer", str(n), "--restore-idle-s", "2"])
+            run.wait("alerting", run.alerting_done)
+        interrupted = run.stopped()
+        if interrupted:
+            run.warnings.append("interrupted: the report covers what was collected until then")
+        col = run.collector
+        run.progress.finish(col.scored_seconds, len(col.alerts))
+        run.wall["processing_s"] = col.last_new - t_replay
+        run.wall["drained_s"] = time.monotonic() - t_replay
+        if run.alerting is not None and (alt := scrape(run.alerting.http_port)) is not None:
+            run.wall["alerting_scores_late"] = int(alt.get("eew_alerting_scores_late_total", 0.0))
+            run.wall["alerting_scores_dropped"] = int(alt.get("eew_alerting_scores_dropped_total", 0.0))
+        if (det := scrape(run.detector.http_port if run.detector else 0)) is not None:
+            run.wall["detector_packets_in"] = int(det.get("eew_detector_packets_in_total", 0.0))
+            run.wall["detector_rejected_packets"] = int(det.get("eew_detector_rejected_packets_total", 0.0))
+            run.wall["detector_station_resets"] = int(det.get("eew_detector_station_resets_total", 0.0))
+        run.wall["score_messages"] = col.score_messages
+        run.wall["alert_messages"] = col.alert_messages
+        scores = sorted(col.scores.values(), key=lambda r: (r.stream, r.window_end_ns))
+        alerts = sorted(col.alerts.values(), key=lambda a: a.key)
+        return RunOutput(scores, alerts, dict(col.errors), run.wall, run.warnings, interrupted, cfg.live_alerting)
+    finally:
+        if producer is not None:
+            producer.close(timeout=2)
+        if run.collector is not None:
+            run.collector.close()
+        codes = run.pipe.stop()
+        bad = {k: v for k, v in codes.items() if v not in (0, None)}
+        if bad:
+            log.warning("pipeline services exited with %s (logs in %s)", bad, cfg.run_dir)
+        run.wall["total_s"] = time.monotonic() - t0
