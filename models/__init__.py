@@ -1,0 +1,1 @@
+"""The EEW detector network: training, evaluation, ONNX export, and the shipped model."""
