@@ -82,6 +82,11 @@ def test_kill_9_mid_stream_scores_every_window_at_least_once(broker, shared, tmp
 
     log = tmp_path / "detector.log"
     det = start_detector(broker.bootstrap, tag, log)
+
+    def assigned(times: int) -> bool:
+        """The detectors started so far have joined the group ``times`` times in all."""
+        return log.exists() and log.read_text().count("waveform partitions assigned") >= times
+
     pub = threading.Thread(target=publish, daemon=True)
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, group_id=None)
     tps = [TopicPartition(topics[1].name, p) for p in range(2)]
@@ -105,6 +110,11 @@ def test_kill_9_mid_stream_scores_every_window_at_least_once(broker, shared, tmp
     second = None
     committed_before: dict[int, int | None] = {}
     try:
+        # publish only once the detector is in the group, so the kill below lands mid-stream
+        deadline = time.monotonic() + 90
+        while not assigned(1) and det.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert assigned(1), log.read_text()[-3000:]
         pub.start()
         drain(time.monotonic() + 90, lambda: len(scores) >= 60 or det.poll() is not None)
         assert det.poll() is None, log.read_text()[-3000:]
@@ -124,7 +134,11 @@ def test_kill_9_mid_stream_scores_every_window_at_least_once(broker, shared, tmp
         det.wait(10)
         killed_at = len(scores)
         second = start_detector(broker.bootstrap, tag, log)
-        drain(time.monotonic() + 120, lambda: expected <= windows() or second.poll() is not None)
+        # the restarted process must have joined (and so installed its SIGTERM handler) before we stop it
+        drain(
+            time.monotonic() + 120,
+            lambda: (expected <= windows() and assigned(2)) or second.poll() is not None,
+        )
     finally:
         pub.join(30)
         for proc in (det, second):
@@ -136,6 +150,7 @@ def test_kill_9_mid_stream_scores_every_window_at_least_once(broker, shared, tmp
                     proc.kill()
         consumer.close()
     assert second is not None and second.returncode == 0, log.read_text()[-3000:]
+    assert killed_at < len(expected), "the kill did not land mid-stream: every window was scored before it"
     missing = expected - windows()
     assert not missing, f"{len(missing)} windows never scored; log:\n{log.read_text()[-3000:]}"
     dup = len(scores) - len(windows())
