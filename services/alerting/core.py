@@ -695,6 +695,8 @@ class Associator:
                 out,
             )
             return
+        if self._swap_odd_member(trig, out):
+            return
         for ev in self._events:
             if abs(trig.p_time_ns - ev.first_p_ns) <= self._spread:
                 reason = "station_in_event" if trig.station_id in ev.members else "inconsistent"
@@ -733,6 +735,62 @@ class Associator:
             trig.trigger_ns,
             out,
         )
+
+    def _swap_odd_member(self, trig: _Trigger, out: list[AlertRecord]) -> bool:
+        """Drop the one member of an event that the new trigger and the pool outvote.
+
+        A station that triggered earlier on something else (a local microquake, a long glitch) can
+        seed an event together with the first real stations; every later station of the real
+        earthquake then conflicts with that one member alone and, without this, would declare a
+        second event for the same earthquake. When ``trig`` conflicts with exactly one member and,
+        with that member left out, ``trig`` plus the pool's triggers consistent with the rest make
+        the event strictly larger than it is, the odd member goes back to the pool and they join.
+        A stray trigger against a real event never wins: it cannot bring more support than the
+        member it would replace.
+        """
+        best: tuple[int, _Event, _Trigger, list[_Trigger]] | None = None
+        for ev in self._events:
+            if ev.closed or trig.station_id in ev.members:
+                continue
+            odd = [m for m in ev.members.values() if not self._pair_ok(trig, m)]
+            if len(odd) != 1:
+                continue
+            rest = [m for m in ev.members.values() if m is not odd[0]]
+            if not self._fits(trig, rest):
+                continue
+            added = [trig]
+            for cand in sorted(
+                self._pool, key=lambda t: (abs(t.p_time_ns - trig.p_time_ns), t.station_id, t.seq)
+            ):
+                if cand.station_id in ev.members or any(a.station_id == cand.station_id for a in added):
+                    continue
+                if self._fits(cand, rest + added):
+                    added.append(cand)
+            gain = len(rest) + len(added) - len(ev.members)
+            if gain > 0 and (best is None or gain > best[0]):
+                best = (gain, ev, odd[0], added)
+        if best is None:
+            return False
+        _, ev, odd, added = best
+        odd.event = None
+        odd.in_pool = True
+        members = [m for m in ev.members.values() if m is not odd] + added
+        ev.members = {m.station_id: m for m in sorted(members, key=lambda t: (t.p_time_ns, t.station_id))}
+        for m in added:
+            m.event = ev
+            m.in_pool = False
+        self._pool = [t for t in self._pool if t.event is None and t is not trig] + [odd]
+        self.stats["members_swapped_out"] += 1
+        self._emit(
+            ev,
+            AlertKind.UPDATE,
+            f"station {odd.station_id} dropped: inconsistent with "
+            f"{', '.join(a.station_id for a in added)}",
+            max(a.ingest_time_ns for a in added),
+            trig.trigger_ns,
+            out,
+        )
+        return True
 
     def _retract(self, trig: _Trigger, rec: ScoreRecord, out: list[AlertRecord]) -> None:
         self.stats["triggers_retracted"] += 1

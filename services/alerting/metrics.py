@@ -25,6 +25,7 @@ _CORE_MAP: dict[str, tuple[str, str]] = {
     "triggers_rejected_station_in_event": ("trigger_outcomes", "rejected_station_in_event"),
     "triggers_duplicate_station": ("trigger_outcomes", "duplicate_station"),
     "triggers_unassociated": ("trigger_outcomes", "expired_unassociated"),
+    "members_swapped_out": ("trigger_outcomes", "swapped_out_of_event"),
     "triggers_without_pick": ("trigger_outcomes", "without_pick"),
     "triggers_without_coordinates": ("trigger_outcomes", "without_coordinates"),
     "associations_time_only": ("trigger_outcomes", "associated_time_only"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from dataclasses import replace
@@ -503,3 +504,45 @@ def test_lifecycle_invariants_on_random_trigger_patterns(
     rng = random.Random(seed)
     got = run(Associator(cfg, inv), interleave(streams, rng, max_delay_s=1.5))
     assert got == ref
+
+
+def _line_station(name: str, east_km: float, north_km: float = 0.0) -> Station:
+    """A station east_km east and north_km north of the synthetic epicentre (35 N, 118 W)."""
+    lat = 35.0 + north_km / 111.19
+    return Station("XA", name, "00", lat, -118.0 + east_km / (111.19 * math.cos(math.radians(35.0))), 0.0)
+
+
+def test_early_stray_member_is_swapped_out_not_split_into_a_second_event() -> None:
+    """A station that triggered 3.5 s before the origin (on something local) seeds the event with
+    the first two real stations; the later real stations conflict with it alone. They must not
+    declare a second event for the same earthquake: the stray member is dropped (UPDATE) once the
+    conflicting stations outnumber it, and every real station ends in the one event."""
+    real = [_line_station(n, x) for n, x in (("A", 10), ("B", 15), ("C", 60), ("D", 65), ("E", 70))]
+    stray = _line_station("S", 0.0, -30.0)
+    pt = p_times(real, ORIGIN)
+    streams = [station_scores(st, pt[st.station]) for st in real]
+    streams.append(station_scores(stray, ORIGIN - 3_500_000_000))
+    assoc = Associator(AssociationConfig(), StationInventory([*real, stray]))
+    alerts = run(assoc, round_robin(streams))
+    assert len({a.event_id for a in alerts}) == 1, [(a.event_id, [c.station for c in a.stations]) for a in alerts]
+    assert {c.station for c in alerts[0].stations} == {"S", "A", "B"}  # the stray did seed it
+    assert {c.station for c in alerts[-1].stations} == {"A", "B", "C", "D", "E"}
+    assert assoc.stats["members_swapped_out"] == 1 and assoc.stats["events"] == 1
+    assert any("XA.S dropped" in a.reason for a in alerts)
+
+
+def test_stray_trigger_cannot_swap_out_a_real_member() -> None:
+    """The converse: a stray triggering after a real three-station event, consistent with two of
+    its members but not the first (A), brings no more support than the member it would replace,
+    so it is rejected and the event keeps its stations."""
+    real = [_line_station(n, x) for n, x in (("A", 10), ("B", 15), ("C", 60))]
+    stray = _line_station("Z", -30.0)
+    pt = p_times(real, ORIGIN)
+    streams = [station_scores(st, pt[st.station]) for st in real]
+    streams.append(station_scores(stray, ORIGIN + 11_500_000_000))
+    assoc = Associator(AssociationConfig(), StationInventory([*real, stray]))
+    alerts = run(assoc, round_robin(streams))
+    assert len({a.event_id for a in alerts}) == 1
+    assert {c.station for c in alerts[-1].stations} == {"A", "B", "C"}
+    assert assoc.stats["members_swapped_out"] == 0
+    assert assoc.stats["triggers_rejected_inconsistent"] == 1
