@@ -328,6 +328,7 @@ class _Event:
     version: int = 0
     last_change_ns: int = 0
     latest_ingest_ns: int = 0
+    amp_ingest_ns: int = 0  # ingest time of the newest score that grew a member's P window
     closed: bool = False
     location: Location | None = None  # newest accepted location
     published_magnitude: float | None = None
@@ -587,7 +588,9 @@ class Associator:
             if triggered:
                 self._open_trigger(rec, st, out)
             return
-        self._update_amplitude(trig, rec.window_start_ns, end, rec.peak_amplitude, rec.peak_displacement)
+        self._update_amplitude(
+            trig, rec.window_start_ns, end, rec.peak_amplitude, rec.peak_displacement, rec.ingest_time_ns
+        )
         if triggered or rec.probability >= self.config.detrigger_threshold:
             trig.last_on_ns = end
             trig.probability = max(trig.probability, rec.probability)
@@ -629,7 +632,7 @@ class Associator:
             confirmed=self._min_dur == 0,
         )
         for a_start, a_end, amp, disp in st.amps:
-            self._update_amplitude(trig, a_start, a_end, amp, disp)
+            self._update_amplitude(trig, a_start, a_end, amp, disp, rec.ingest_time_ns)
         st.trigger = trig
         self.stats["triggers"] += 1
         if not from_pick:
@@ -643,8 +646,11 @@ class Associator:
         self._station_active[trig.station_id] = trig
         self._associate(trig, out)
 
-    def _update_amplitude(self, trig: _Trigger, start: int, end: int, amp: float, disp: float) -> None:
-        """Fold one step's peaks into the trigger when the step overlaps its first seconds of P."""
+    def _update_amplitude(
+        self, trig: _Trigger, start: int, end: int, amp: float, disp: float, ingest_ns: int
+    ) -> None:
+        """Fold one step's peaks into the trigger when the step overlaps its first seconds of P;
+        ``ingest_ns`` (when that step's data arrived) dates a magnitude UPDATE it may cause."""
         w_end = trig.p_time_ns + self._amp_window
         if end <= trig.p_time_ns or start >= w_end:
             return
@@ -653,6 +659,7 @@ class Associator:
         trig.amp_covered_ns = max(trig.amp_covered_ns, min(end, w_end) - trig.p_time_ns)
         ev = trig.event
         if ev is not None and ev.location is not None and not ev.closed:
+            ev.amp_ingest_ns = max(ev.amp_ingest_ns, ingest_ns)
             self._mag_dirty[ev.event_id] = ev
 
     # ---------------------------------------------------------------- association
@@ -868,7 +875,7 @@ class Associator:
                     ev,
                     AlertKind.UPDATE,
                     f"magnitude {mag.magnitude_type} {mag.value:.1f}",
-                    ev.latest_ingest_ns,
+                    ev.amp_ingest_ns,
                     max(self._clock, ev.last_change_ns),
                     [],
                 )

@@ -195,6 +195,9 @@ def test_alerts_carry_magnitude_and_update_as_windows_fill() -> None:
     assert abs(final.value - 4.8) < 0.1 and final.window_s == pytest.approx(3.0)
     assert any("magnitude" in a.reason for a in alerts) and assoc.stats["magnitude_updates"] >= 1
     assert with_mag[0].magnitude.window_s < 3.0 and with_mag[0].magnitude.value < final.value
+    # each version is dated by the data that caused it (magnitude UPDATEs: the score that grew
+    # the P window, which arrives 0.2 s after its step here), or latency metrics would be inflated
+    assert all(0 <= a.latest_ingest_time_ns - a.event_time_ns < NS for a in alerts)
     assert all(a.gap_deg is not None and a.gap_deg < 180 for a in alerts if a.location is not None)
     doc = alert_to_dict(alert_to_pb(with_mag[-1], T0 + 60 * NS))
     assert doc["magnitude"]["type"] == "Mpd" and doc["magnitude"]["value"] == pytest.approx(final.value)
