@@ -19,7 +19,10 @@ waits more than ``max_hold_s`` of wall time, which bounds the latency a slow or 
 So a burst (a fast replay, a restart backlog) is put in order even when partitions arrive
 seconds of event time apart, and live operation waits at most ``max_hold_s`` for stragglers.
 A score that arrives after L has passed its window_end is *late* (counted) and processed at once.
-Consequence: **any arrival order in which no score is late gives identical alerts**
+With ``express_triggers`` (live operation, lowest latency) a triggered score does not wait: its
+stream's buffered scores are processed at once, so a NEW alert goes out when the third station's
+triggered score arrives instead of after the slowest station's window of that second.
+Consequence (express off): **any arrival order in which no score is late gives identical alerts**
 (``tests/unit/test_alerting_core.py`` checks it on shuffled interleavings and partition-sized
 bursts). Without wall times only the event-time rule applies. Duplicates (the detector is
 at-least-once) are dropped by (stream, window_end): a score whose window_end is not after the
@@ -178,6 +181,7 @@ class AssociationConfig:
     magnitude_update_step: float = 0.2
     max_retain_s: float = 600.0
     max_future_s: float = 120.0
+    express_triggers: bool = False
 
     def __post_init__(self) -> None:
         if self.min_stations < 1:
@@ -439,11 +443,36 @@ class Associator:
             for sid, since in self._unseen.items():
                 if since is None:
                     self._unseen[sid] = now_ns
+        express: set[str] = set()
         for rec in recs:
-            self._accept(rec, out, now_ns)
+            if self._accept(rec, out, now_ns) and self.config.express_triggers and self._is_triggered(rec):
+                express.add(rec.stream)
         if release:
+            if express:
+                self._express(express, out)
             self._release(self._low_watermark(now_ns), out)
         return out
+
+    def _express(self, streams: set[str], out: list[AlertRecord]) -> None:
+        """Process the buffered scores of streams that just sent a triggered score, now.
+
+        The reorder buffer makes every station's window of a second wait for the slowest
+        station's (up to ``max_hold_s``); a station that triggers need not wait: its own scores
+        stay in order, association compares P times (not arrival order), and the locator uses as
+        silent only stations whose scores it has processed. The price: alert versions then depend
+        on arrival order (which stations make the NEW, how changes are grouped), so replays
+        that must reproduce alerts exactly leave this off.
+        """
+        mine = [e for e in self._heap if e[1] in streams]
+        if not mine:
+            return
+        self._heap = [e for e in self._heap if e[1] not in streams]
+        heapq.heapify(self._heap)
+        for end, _, rec in sorted(mine, key=lambda e: (e[0], e[1])):
+            self._tick(end, out)
+            self._process(rec, out)
+        self.stats["expressed"] += len(mine)
+        self._flush_dirty(out)
 
     def flush(self) -> list[AlertRecord]:
         """Release everything buffered (end of input, or no input for a while)."""
@@ -475,18 +504,19 @@ class Associator:
 
     # ---------------------------------------------------------------- intake and ordering
 
-    def _accept(self, rec: ScoreRecord, out: list[AlertRecord], now_ns: int | None) -> None:
+    def _accept(self, rec: ScoreRecord, out: list[AlertRecord], now_ns: int | None) -> bool:
+        """Check and buffer one score (a late one is processed at once); True when buffered."""
         if not (math.isfinite(rec.probability) and 0.0 <= rec.probability <= 1.0) or rec.window_end_ns <= 0:
             self.stats["invalid"] += 1
-            return
+            return False
         if rec.scored_time_ns > 0 and rec.window_end_ns > rec.scored_time_ns + int(
             self.config.max_future_s * NS
         ):
             self.stats["future_time"] += 1
-            return
+            return False
         if self.ignore_before_ns is not None and rec.window_end_ns < self.ignore_before_ns:
             self.stats["before_horizon"] += 1
-            return
+            return False
         self.stats["scores"] += 1
         st = self._streams.get(rec.stream)
         if st is None:
@@ -494,7 +524,7 @@ class Associator:
             self._unseen.pop(rec.station_id, None)
         if rec.window_end_ns <= st.last_arrival_end:
             self.stats["duplicates"] += 1
-            return
+            return False
         st.last_arrival_end = rec.window_end_ns
         st.last_wall_ns = now_ns
         if self.watermark_ns is None or rec.window_end_ns > self.watermark_ns:
@@ -503,10 +533,11 @@ class Associator:
             self.stats["late"] += 1
             self._process(rec, out)
             self._flush_dirty(out)
-        else:
-            heapq.heappush(self._heap, (rec.window_end_ns, rec.stream, rec))
-            if now_ns is not None:
-                self._arrivals.append((now_ns, rec.window_end_ns))
+            return False
+        heapq.heappush(self._heap, (rec.window_end_ns, rec.stream, rec))
+        if now_ns is not None:
+            self._arrivals.append((now_ns, rec.window_end_ns))
+        return True
 
     def _waited_for(self, st: _Stream, horizon: int, now_ns: int | None) -> bool:
         """A stream holds the others back unless it lags in event time AND is silent in wall time."""

@@ -19,6 +19,7 @@ _CORE_MAP: dict[str, tuple[str, str]] = {
     "future_time": ("scores_dropped", "future_time"),
     "before_horizon": ("scores_dropped", "before_restart_horizon"),
     "late": ("scores_late", ""),
+    "expressed": ("scores_expressed", ""),
     "triggers": ("triggers", ""),
     "triggers_retracted": ("trigger_outcomes", "retracted"),
     "triggers_rejected_inconsistent": ("trigger_outcomes", "rejected_inconsistent"),
@@ -69,6 +70,11 @@ class AlertingMetrics:
         self.scores_late = Counter(
             "eew_alerting_scores_late",
             "Scores that arrived after the low watermark passed them (processed out of order).",
+            registry=r,
+        )
+        self.scores_expressed = Counter(
+            "eew_alerting_scores_expressed",
+            "Scores processed ahead of the event-time order because their station triggered (express-triggers).",
             registry=r,
         )
         self.triggers = Counter("eew_alerting_triggers", "Station triggers opened.", registry=r)

@@ -121,6 +121,12 @@ class AlertingSettings(ServiceSettings):
     station_idle_s: float = Field(
         2.0, description="Wall seconds without scores after which a lagging station is no longer waited for."
     )
+    express_triggers: bool = Field(
+        False,
+        description="Process a station's scores as soon as it sends a triggered one, not in event-time order "
+        "after the slowest station's window (alerts up to max-hold-s sooner; alert versions then depend on "
+        "arrival order, so replays are not reproduced exactly).",
+    )
     locate: bool = Field(True, description="Locate events by grid search (needs --stations coordinates).")
     locate_vp_km_s: float = Field(6.0, description="Homogeneous P velocity of the location grid search.")
     locate_min_stations: int = Field(4, description="Triggered stations with coordinates needed to locate.")
@@ -225,6 +231,7 @@ class AlertingSettings(ServiceSettings):
             max_lateness_s=self.max_lateness_s,
             max_hold_s=self.max_hold_s,
             station_idle_s=self.station_idle_s,
+            express_triggers=self.express_triggers,
             pick_lookback_s=self.pick_lookback_s,
             trigger_threshold=self.trigger_threshold,
             correlation=self.correlation,

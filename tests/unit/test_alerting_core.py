@@ -546,3 +546,58 @@ def test_stray_trigger_cannot_swap_out_a_real_member() -> None:
     assert {c.station for c in alerts[-1].stations} == {"A", "B", "C"}
     assert assoc.stats["members_swapped_out"] == 0
     assert assoc.stats["triggers_rejected_inconsistent"] == 1
+
+
+def _feed_with_a_lagging_station(cfg: AssociationConfig) -> tuple[list[int], list[AlertRecord]]:
+    """Six event stations deliver each second's score on time; a seventh, quiet station keeps
+    reporting but 3 s behind. Returns the wall step of every alert and the alerts."""
+    stations, streams = event_streams(6)
+    slow = Station("XA", "SLOW", "00", 35.3, -118.3, 0.0)
+    slow_recs = station_scores(slow, None)
+    assoc = Associator(cfg, StationInventory([*stations, slow]))
+    steps: list[int] = []
+    alerts: list[AlertRecord] = []
+    now = 1_000 * NS
+    for k in range(60):
+        batch = [s[k] for s in streams] + ([slow_recs[k - 3]] if k >= 3 else [])
+        got = assoc.add_many(batch, now_ns=now + k * NS)
+        steps += [k] * len(got)
+        alerts += got
+    alerts += assoc.flush()
+    return steps, alerts
+
+
+def test_express_triggers_alert_without_waiting_for_the_slowest_station() -> None:
+    """In event-time order the NEW alert waits for the lagging station's window of that second
+    (up to max_hold_s); with express_triggers it goes out in the wall step in which the third
+    station's triggered score arrived, and the event ends with the same stations."""
+    cfg = AssociationConfig(max_hold_s=10.0, max_lateness_s=5.0)
+    ordered_steps, ordered = _feed_with_a_lagging_station(cfg)
+    express_steps, express = _feed_with_a_lagging_station(replace(cfg, express_triggers=True))
+    assert ordered[0].kind is AlertKind.NEW and express[0].kind is AlertKind.NEW
+    third_trigger_step = (express[0].event_time_ns - T0) // NS - 1  # score k ends at T0 + (k+1) s
+    assert express_steps[0] == third_trigger_step
+    assert ordered_steps[0] >= third_trigger_step + 3  # held until SLOW reached that second
+    assert {c.station for c in express[-1].stations} == {c.station for c in ordered[-1].stations}
+    assert len({a.event_id for a in express}) == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_express_triggers_on_shuffled_arrivals_give_one_event_with_every_station(seed: int) -> None:
+    """Express processing gives up exact reproducibility, not the event: on shuffled arrivals
+    (per-station order kept) there is one event, never cancelled, holding all eight stations."""
+    stations, streams = event_streams(8)
+    rng = random.Random(seed)
+    recs = interleave(streams, rng, max_delay_s=2.0)
+    assoc = Associator(AssociationConfig(express_triggers=True), StationInventory(stations))
+    got: list[AlertRecord] = []
+    i = 0
+    while i < len(recs):
+        k = rng.randint(1, 40)
+        got += assoc.add_many(recs[i : i + k])
+        i += k
+    got += assoc.flush()
+    assert len({a.event_id for a in got}) == 1 and got[0].kind is AlertKind.NEW
+    assert all(a.kind is not AlertKind.CANCEL for a in got)
+    assert {c.station for c in got[-1].stations} == {s.station for s in stations}
+    assert assoc.stats["expressed"] > 0
