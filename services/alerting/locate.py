@@ -37,7 +37,10 @@ takes) before that station's newest score, the node must explain why it has not 
 detection, of probability ``silent_miss_prob``. So each such station adds -2 ln(silent_miss_prob)
 (4.6 for 0.1) to the misfit, ramped in over ``silent_ramp_s`` of shortfall -- a bounded penalty,
 so a station the detector misses cannot pull the solution away the way an unbounded
-(residual-like) penalty does, while several silent stations still rule a region out. The best node
+(residual-like) penalty does, while several silent stations still rule a region out. Only the
+``max_silent`` silent stations nearest to the triggered ones are used: they are the ones that bound
+the solution, and every silent station costs a distance per grid node (with all 488 silent
+stations of a 500-station network one location took 0.54 s, with 24 about 0.03 s). The best node
 wins. Uncertainty: the largest
 horizontal distance from the best node to any node with chi2 <= chi2_min + 5.99 (the
 likelihood-ratio 95 % region for two horizontal parameters, depth and origin time profiled out),
@@ -116,6 +119,7 @@ class LocatorConfig:
     silent_margin_s: float = 2.0
     silent_miss_prob: float = 0.1  # chance that a station the P has reached has not triggered (yet)
     silent_ramp_s: float = 1.0
+    max_silent: int = 24  # silent stations used: those nearest to the triggered stations
     min_stations: int = 4
     max_uncertainty_km: float = 50.0
     norm: str = "l1"  # "l1" (robust to a wrong pick) or "l2" (least squares)
@@ -125,6 +129,8 @@ class LocatorConfig:
             raise ValueError(f"norm must be l1 or l2, not {self.norm!r}")
         if not 0.0 < self.silent_miss_prob < 1.0 or self.silent_ramp_s <= 0:
             raise ValueError("silent_miss_prob must be in (0, 1) and silent_ramp_s > 0")
+        if self.max_silent < 0:
+            raise ValueError("max_silent must be >= 0")
 
     @property
     def max_distance_km(self) -> float:
@@ -242,6 +248,10 @@ def locate(
     if silent:
         qx, qy = np.array([xy(s[0], s[1]) for s in silent], dtype=np.float64).T
         qe = np.array([(s[2] - t_ref) / NS - cfg.silent_margin_s for s in silent], dtype=np.float64)
+        if len(silent) > cfg.max_silent:
+            near = np.sqrt((qx[:, None] - sx) ** 2 + (qy[:, None] - sy) ** 2).min(axis=1)
+            keep = np.sort(np.argsort(near, kind="stable")[: cfg.max_silent])
+            qx, qy, qe = qx[keep], qy[keep], qe[keep]
     sig2 = cfg.pick_sigma_s**2
     b_lap = cfg.pick_sigma_s / math.sqrt(2.0)  # Laplace scale with standard deviation sigma
     l1 = cfg.norm == "l1"

@@ -169,6 +169,27 @@ def test_iasp91_locates_iasp91_times(depth: float) -> None:
     assert loc.rms_s < 0.15 and loc.origin_time_uncertainty_s > 0
 
 
+def test_only_the_silent_stations_nearest_to_the_picks_are_used() -> None:
+    """A 500-station network: the 488 silent stations beyond the ``max_silent`` nearest to the
+    triggered ones are left out, so the location equals the one with only those near ones."""
+    lat, lon = LAT0 + 0.15, LON0 + 0.1
+    near = ring_stations(8, 30.0)
+    pt = p_times(near, ORIGIN, lat0=lat, lon0=lon)
+    first3 = sorted(near, key=lambda s: pt[s.station])[:3]
+    t_now = max(pt[s.station] for s in first3) + NS
+    near_silent = [(s.latitude, s.longitude, t_now) for s in near if s not in first3]
+    rng = random.Random(3)
+    far_silent = [  # 300-600 km away: beyond the nearest ones, whatever they would add
+        (LAT0 + r * math.cos(a) / 111.19, LON0 + r * math.sin(a) / (111.19 * math.cos(math.radians(LAT0))), t_now)
+        for r, a in ((rng.uniform(300, 600), rng.uniform(0, 2 * math.pi)) for _ in range(488))
+    ]
+    picks = [(s.latitude, s.longitude, pt[s.station]) for s in first3]
+    cfg = LocatorConfig(velocity_model="homogeneous", max_silent=len(near_silent))
+    assert locate(picks, near_silent + far_silent, cfg) == locate(picks, near_silent, cfg)
+    with pytest.raises(ValueError):
+        LocatorConfig(max_silent=-1)
+
+
 def test_location_is_fast() -> None:
     """Benchmark (printed, not asserted): one 8-station location with 12 silent stations."""
     stations = ring_stations(20, 40.0)
