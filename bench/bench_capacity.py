@@ -604,6 +604,7 @@ def run_once(n: int, a: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             alerts = read_topic(broker.bootstrap, ALERTS.name, ALERTS.partitions, idle_s=2.0)
             tot, det_part, alert_part, kinds = [], [], [], defaultdict(int)
             new_tot, new_det, new_assoc = [], [], []
+            slow: list[tuple[float, str, str]] = []
             am = pb.Alert()
             for r in alerts:
                 am.ParseFromString(r.value)
@@ -628,12 +629,14 @@ def run_once(n: int, a: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
                 if am.latest_ingest_time_ns <= 0:
                     continue
                 tot.append((am.created_time_ns - am.latest_ingest_time_ns) / NS)
+                slow.append((tot[-1], pb.AlertType.Name(am.type).removeprefix("ALERT_TYPE_"), am.reason[:90]))
                 sc = score_of_ingest.get(am.latest_ingest_time_ns)
                 if sc is not None:
                     det_part.append((sc - am.latest_ingest_time_ns) / NS)
                     alert_part.append((am.created_time_ns - sc) / NS)
             res.update(
                 alerts=dict(kinds),
+                slowest_alerts=sorted(slow, reverse=True)[:3],
                 events_planned=len(plan.events),
                 alert_p50=pct(tot, 50),
                 alert_p99=pct(tot, 99),
@@ -767,6 +770,9 @@ def print_table(rows: list[dict[str, Any]], alerting: bool) -> None:
                 f"{1e3 * r['new_assoc_p50']:.0f}) | "
                 f"{r['alerts']} ({r['events_planned']}) |"
             )
+        for r in rows:
+            for lat, kind, reason in r.get("slowest_alerts", []):
+                print(f"  slowest at {r['stations']}: {1e3 * lat:.0f} ms {kind} ({reason})")
 
 
 def main(argv: list[str] | None = None) -> int:
