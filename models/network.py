@@ -45,11 +45,19 @@ class StreamingDetector(nn.Module):
         rel_floor: float = 2e-6,
         head_hidden: int = 0,
         component_start: bool = True,
+        highpass: bool = False,
     ) -> None:
         super().__init__()
         # statistics of each component restart after a dead (all-zero) step: a component that comes
         # alive is normalised like a new station's, not against zeros or older noise
         self.component_start = component_start
+        # three more input channels: the first difference of each component, normalised by its own
+        # running level. Microseisms (0.1-0.3 Hz) dominate the raw level at quiet stations and can
+        # hide a small local event's P, which stands out once the low frequencies are suppressed.
+        if highpass and not component_start:
+            raise ValueError("highpass needs component_start")
+        self.highpass = highpass
+        self.n_in = 6 if highpass else 3
         self.step = step
         self.fs = fs
         self.hidden = hidden
@@ -66,7 +74,7 @@ class StreamingDetector(nn.Module):
         k1, k2, ks = 7, 5, 3
         assert (k1 - 1) + (k2 - 1) == step
         self.context = (k1 - 1) + (k2 - 1) + (ks - 1) * step
-        self.conv1 = nn.Conv1d(3, c1, k1)
+        self.conv1 = nn.Conv1d(self.n_in, c1, k1)
         self.conv2 = nn.Conv1d(c1, c2, k2)
         self.patch = nn.Conv1d(c2, c3, step, stride=step)
         self.stepconv = nn.Conv1d(c3, c3, ks)
@@ -85,7 +93,7 @@ class StreamingDetector(nn.Module):
             self.head_event = nn.Linear(hidden, 1)
             self.head_p = nn.Linear(hidden, 1)
         self.act = nn.ReLU()
-        used = 7 + 3 * self.context + 2 * hidden + 3
+        used = 7 + self.n_in * self.context + 2 * hidden + 3 + (6 if highpass else 0)
         if used > state_size:
             raise ValueError(f"state_size {state_size} < {used} needed")
         self.state_size = state_size
@@ -93,9 +101,9 @@ class StreamingDetector(nn.Module):
 
     def state_layout(self) -> dict[str, list[int]]:
         """Slices [start, stop) of each part of the state vector."""
-        k3 = 3 * self.context
+        k3 = self.n_in * self.context
         o = 7 + k3
-        return {
+        lay = {
             "n_steps": [0, 1],
             "mean_acc": [1, 4],
             "level_acc": [4, 7],
@@ -103,8 +111,14 @@ class StreamingDetector(nn.Module):
             "lstm_h": [o, o + self.hidden],
             "lstm_c": [o + self.hidden, o + 2 * self.hidden],
             "component_steps": [o + 2 * self.hidden, o + 2 * self.hidden + 3],
-            "reserved": [o + 2 * self.hidden + 3, self.state_size],
         }
+        r = o + 2 * self.hidden + 3
+        if self.highpass:
+            lay["last_sample"] = [r, r + 3]
+            lay["diff_level_acc"] = [r + 3, r + 6]
+            r += 6
+        lay["reserved"] = [r, self.state_size]
+        return lay
 
     @staticmethod
     def _decay(x: torch.Tensor, a: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -188,7 +202,49 @@ class StreamingDetector(nn.Module):
         floor = self.eps + self.rel_floor * mean.abs()
         z = y / (level_prev + floor).unsqueeze(-1)
         z = torch.sign(z) * torch.log1p(z.abs())
-        return z.reshape(b, 3, -1), m_acc[:, :, -1], l_acc[:, :, -1], n_t[:, -1:], n_c[:, :, -1]
+        z = z.reshape(b, 3, -1)
+        extra: tuple[torch.Tensor, ...] = ()
+        if self.highpass:
+            zd, last, ld_acc = self._normalise_diff(wave, state, xs, dead, runs, n_c)
+            z = torch.cat([z, zd], dim=1)
+            extra = (last, ld_acc)
+        return (z, m_acc[:, :, -1], l_acc[:, :, -1], n_t[:, -1:], n_c[:, :, -1], *extra)
+
+    def _normalise_diff(
+        self,
+        wave: torch.Tensor,
+        state: torch.Tensor,
+        xs: torch.Tensor,
+        dead: torch.Tensor,
+        runs: torch.Tensor,
+        n_c: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """First differences (B, 3, N), compressed like the samples: divided by their running mean
+        absolute level before the step (time constant tau_level_s, restarting with the component).
+        A difference across a dead step or the start of a component's run is 0, not a jump."""
+        b, _, t, k = xs.shape
+        lay = self.state_layout()
+        lk0, lk1 = lay["last_sample"]
+        dk0, dk1 = lay["diff_level_acc"]
+        s0, s1 = lay["component_steps"]
+        last0 = state[:, lk0:lk1].unsqueeze(-1)  # (B, 3, 1)
+        ld_acc0 = state[:, dk0:dk1]
+        fresh = (state[:, s0:s1] < 0.5).to(wave.dtype).unsqueeze(-1)  # no live step in this run yet
+        dead_s = dead.unsqueeze(-1).expand(b, 3, t, k).reshape(b, 3, -1)
+        prev_dead = torch.cat([fresh, dead_s[:, :, :-1]], dim=-1)
+        prev = torch.cat([last0, wave[:, :, :-1]], dim=-1)
+        d = (wave - prev) * (1.0 - prev_dead) * (1.0 - dead_s)
+        ds = d.reshape(b, 3, t, k)
+        e = ds.abs().mean(-1)
+        ld_acc, _ = self._ema_runs(e, ld_acc0, self.a_level, runs, 1.0 - dead)
+        ll = math.log(self.a_level)
+        l_prev_acc = torch.cat([ld_acc0.unsqueeze(-1), ld_acc[:, :, :-1]], dim=-1)
+        n_prev = n_c - 1.0
+        den = torch.clamp(1.0 - torch.exp(n_prev * ll), min=1e-12)
+        level_prev = torch.where(n_prev > 0.5, l_prev_acc / den, e)
+        zd = ds / (level_prev + self.eps).unsqueeze(-1)
+        zd = torch.sign(zd) * torch.log1p(zd.abs())
+        return zd.reshape(b, 3, -1), wave[:, :, -1], ld_acc[:, :, -1]
 
     def forward_logits(
         self, wave: torch.Tensor, state: torch.Tensor
@@ -196,9 +252,9 @@ class StreamingDetector(nn.Module):
         """wave (B, 3, T*step), state (B, S) -> event logits (B, T), P logits (B, T), state (B, S)."""
         b = wave.shape[0]
         lay = self.state_layout()
-        z, m_acc, l_acc, n_new, nc_new = self.normalise(wave, state)
+        z, m_acc, l_acc, n_new, nc_new, *extra = self.normalise(wave, state)
         c0, c1 = lay["context"]
-        ctx = state[:, c0:c1].reshape(b, 3, self.context)
+        ctx = state[:, c0:c1].reshape(b, self.n_in, self.context)
         full = torch.cat([ctx, z], dim=-1)
         new_ctx = full[:, :, -self.context :]
         h = self.act(self.conv1(full))
@@ -216,7 +272,7 @@ class StreamingDetector(nn.Module):
         nc_new = torch.clamp(nc_new, max=self.n_cap)
         reserved = torch.zeros_like(state[:, lay["reserved"][0] : lay["reserved"][1]])
         new_state = torch.cat(
-            [n_new, m_acc, l_acc, new_ctx.reshape(b, -1), hn.squeeze(0), cn.squeeze(0), nc_new, reserved],
+            [n_new, m_acc, l_acc, new_ctx.reshape(b, -1), hn.squeeze(0), cn.squeeze(0), nc_new, *extra, reserved],
             dim=1,
         )
         return ev, pl, new_state
@@ -248,4 +304,5 @@ class StreamingDetector(nn.Module):
             "rel_floor": self.rel_floor,
             "head_hidden": self.head_hidden,
             "component_start": self.component_start,
+            "highpass": self.highpass,
         }

@@ -117,6 +117,7 @@ def train(
     patience: int = 10,
     threads: int = 2,
     head_hidden: int = 0,
+    highpass: bool = False,
 ) -> dict:
     import torch
 
@@ -135,7 +136,7 @@ def train(
     val = validation_streams(val_recs, val_recs)
     val_wave = torch.from_numpy(val["wave"])
 
-    model = StreamingDetector(head_hidden=head_hidden)
+    model = StreamingDetector(head_hidden=head_hidden, highpass=highpass)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     deadline = time.monotonic() + minutes * 60
@@ -229,6 +230,11 @@ def main(argv: list[str]) -> int:
         default=0,
         help="width of MLP heads over LSTM + step features (0: linear heads)",
     )
+    ap.add_argument(
+        "--highpass",
+        action="store_true",
+        help="also feed each component's normalised first difference (suppresses microseisms)",
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train(
@@ -242,5 +248,6 @@ def main(argv: list[str]) -> int:
         a.patience,
         a.threads,
         a.head_hidden,
+        a.highpass,
     )
     return 0

@@ -12,9 +12,9 @@ from models.augment import labels  # noqa: E402
 from models.network import StreamingDetector  # noqa: E402
 
 
-def _net(seed: int = 0) -> StreamingDetector:
+def _net(seed: int = 0, highpass: bool = False) -> StreamingDetector:
     torch.manual_seed(seed)
-    return StreamingDetector().eval()
+    return StreamingDetector(highpass=highpass).eval()
 
 
 def _stream(b: int, n: int, seed: int = 1) -> torch.Tensor:
@@ -27,10 +27,11 @@ def _stream(b: int, n: int, seed: int = 1) -> torch.Tensor:
     return x
 
 
+@pytest.mark.parametrize("highpass", [False, True])
 @pytest.mark.parametrize("chunk", [10, 100, 250])
-def test_chunked_equals_full_sequence(chunk: int) -> None:
+def test_chunked_equals_full_sequence(chunk: int, highpass: bool) -> None:
     """Scoring a stream chunk by chunk (state carried) gives the same outputs as one call."""
-    net = _net()
+    net = _net(highpass=highpass)
     x = _stream(3, 1500)
     with torch.no_grad():
         ev_full, p_full, st_full = net.forward_logits(x, net.initial_state(3))
@@ -44,19 +45,23 @@ def test_chunked_equals_full_sequence(chunk: int) -> None:
     assert torch.allclose(st, st_full, rtol=1e-4, atol=1e-3)
 
 
-def test_output_shapes_and_state_layout() -> None:
-    net = _net()
+@pytest.mark.parametrize("highpass", [False, True])
+def test_output_shapes_and_state_layout(highpass: bool) -> None:
+    net = _net(highpass=highpass)
     ev, pp, st = net(torch.zeros(5, 3, 100), net.initial_state(5))
     assert ev.shape == (5,) and pp.shape == (5, 10) and st.shape == (5, net.state_size)
     lay = net.state_layout()
-    assert lay["reserved"][1] == net.state_size and lay["component_steps"][1] == net.state_used
+    assert lay["reserved"][1] == net.state_size and lay["reserved"][0] == net.state_used
+    parts = sorted(v for k, v in lay.items() if k != "reserved")
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:])) and parts[0][0] == 0  # contiguous
     assert float(st[:, lay["n_steps"][0]].detach().max()) == 10.0  # step counter advanced by 10 steps
     assert torch.all(st[:, lay["reserved"][0] :] == 0)
 
 
-def test_gain_and_dc_invariance() -> None:
+@pytest.mark.parametrize("highpass", [False, True])
+def test_gain_and_dc_invariance(highpass: bool) -> None:
     """Raw counts scaled by 1e3 with a large DC offset score (almost) like the original."""
-    net = _net()
+    net = _net(highpass=highpass)
     x = _stream(2, 1200)
     with torch.no_grad():
         a, _, _ = net.forward_logits(x, net.initial_state(2))
@@ -92,11 +97,12 @@ def test_labels_mark_event_from_p_and_gaussian_at_p() -> None:
     assert ev2.sum() == 0 and pt2.max() < 1e-6
 
 
-def test_component_coming_alive_is_normalised_like_a_new_station() -> None:
+@pytest.mark.parametrize("highpass", [False, True])
+def test_component_coming_alive_is_normalised_like_a_new_station(highpass: bool) -> None:
     """A component that went dead (all zeros) and comes alive with a large DC offset is normalised
     from its first live step, exactly as if the station had just started: neither the dead stretch
     nor the noise before it may turn the switch-on into a huge step that looks like an earthquake."""
-    net = _net()
+    net = _net(highpass=highpass)
     g = torch.Generator().manual_seed(5)
     before = torch.randn(1, 3, 1500, generator=g) * 3.0
     live = torch.randn(1, 3, 1000, generator=g) * 50.0 + 1e6
