@@ -3,6 +3,8 @@ in-graph normalisation makes scores independent of gain and DC offset; dead comp
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -53,7 +55,7 @@ def test_output_shapes_and_state_layout(highpass: bool) -> None:
     lay = net.state_layout()
     assert lay["reserved"][1] == net.state_size and lay["reserved"][0] == net.state_used
     parts = sorted(v for k, v in lay.items() if k != "reserved")
-    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:])) and parts[0][0] == 0  # contiguous
+    assert all(a[1] == b[0] for a, b in pairwise(parts)) and parts[0][0] == 0  # contiguous
     assert float(st[:, lay["n_steps"][0]].detach().max()) == 10.0  # step counter advanced by 10 steps
     assert torch.all(st[:, lay["reserved"][0] :] == 0)
 
