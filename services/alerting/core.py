@@ -1028,9 +1028,15 @@ class Associator:
             if where is not None:
                 silent.append((where.latitude, where.longitude, end))
         loc = locate(picks, silent, cfg)
-        if not self._usable(loc) and len(picks) > cfg.min_stations:
+        if (
+            not self._usable(loc)
+            and len(picks) > cfg.min_stations
+            and (loc is None or loc.rms_s > 2.0 * cfg.pick_sigma_s)
+        ):
             # One wrong pick (a trigger on an earlier small event, a glitch) can leave no usable
-            # solution at all: try again without each pick in turn and keep the best fit.
+            # solution at all, or one that fits badly: try again without each pick in turn and keep
+            # the best fit. A solution that fits but is too uncertain (the geometry, not a pick) is
+            # not retried: dropping a pick cannot help it, and each retry is a full grid search.
             tries = [locate(picks[:i] + picks[i + 1 :], silent, cfg) for i in range(len(picks))]
             good = [t for t in tries if self._usable(t)]
             if good:
