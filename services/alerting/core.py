@@ -739,16 +739,7 @@ class Associator:
             if abs(trig.p_time_ns - ev.first_p_ns) <= self._spread:
                 reason = "station_in_event" if trig.station_id in ev.members else "inconsistent"
                 self.stats[f"triggers_rejected_{reason}"] += 1
-        cands = sorted(
-            (t for t in self._pool if t.station_id != trig.station_id),
-            key=lambda t: (abs(t.p_time_ns - trig.p_time_ns), t.station_id, t.seq),
-        )
-        members = [trig]
-        for cand in cands:
-            if any(m.station_id == cand.station_id for m in members):
-                continue
-            if self._fits(cand, members):
-                members.append(cand)
+        members = self._gather(trig, [], set())
         if len(members) < self.config.min_stations:
             trig.in_pool = True
             self._pool.append(trig)
@@ -774,6 +765,17 @@ class Associator:
             out,
         )
 
+    def _gather(self, trig: _Trigger, base: list[_Trigger], exclude: set[str]) -> list[_Trigger]:
+        """``trig`` plus the pool's triggers that fit ``base`` and each other, nearest P first
+        (one per station; stations in ``exclude`` and ``trig``'s own are skipped)."""
+        added = [trig]
+        for cand in sorted(self._pool, key=lambda t: (abs(t.p_time_ns - trig.p_time_ns), t.station_id, t.seq)):
+            if cand.station_id in exclude or any(a.station_id == cand.station_id for a in added):
+                continue
+            if self._fits(cand, base + added):
+                added.append(cand)
+        return added
+
     def _swap_odd_member(self, trig: _Trigger, out: list[AlertRecord]) -> bool:
         """Drop the one member of an event that the new trigger and the pool outvote.
 
@@ -796,14 +798,7 @@ class Associator:
             rest = [m for m in ev.members.values() if m is not odd[0]]
             if not self._fits(trig, rest):
                 continue
-            added = [trig]
-            for cand in sorted(
-                self._pool, key=lambda t: (abs(t.p_time_ns - trig.p_time_ns), t.station_id, t.seq)
-            ):
-                if cand.station_id in ev.members or any(a.station_id == cand.station_id for a in added):
-                    continue
-                if self._fits(cand, rest + added):
-                    added.append(cand)
+            added = self._gather(trig, rest, set(ev.members))
             gain = len(rest) + len(added) - len(ev.members)
             if gain > 0 and (best is None or gain > best[0]):
                 best = (gain, ev, odd[0], added)
