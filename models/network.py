@@ -160,6 +160,17 @@ class StreamingDetector(nn.Module):
         count = torch.matmul(same * tri, live.unsqueeze(-1)).squeeze(-1)
         return ema, count
 
+    def _level_before(
+        self, acc0: torch.Tensor, acc: torch.Tensor, n_c: torch.Tensor, e: torch.Tensor
+    ) -> torch.Tensor:
+        """Level before each step: the level EMA ``acc`` at the previous step, bias-corrected for the
+        ``n_c`` steps of the run; the very first step of a new station (or component) has no history
+        and uses its own level ``e``."""
+        prev_acc = torch.cat([acc0.unsqueeze(-1), acc[:, :, :-1]], dim=-1)
+        n_prev = n_c - 1.0
+        den = torch.clamp(1.0 - torch.exp(n_prev * math.log(self.a_level)), min=1e-12)
+        return torch.where(n_prev > 0.5, prev_acc / den, e)
+
     def normalise(self, wave: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Raw counts (B, 3, T*step) -> compressed normalised samples, new statistics."""
         b = wave.shape[0]
@@ -169,7 +180,7 @@ class StreamingDetector(nn.Module):
         l_acc0 = state[:, 4:7]
         t_idx = torch.arange(xs.shape[2], device=wave.device, dtype=wave.dtype) + 1.0  # 1..T
         n_t = n0 + t_idx.unsqueeze(0)  # steps seen after each step, (B, T)
-        lm, ll = math.log(self.a_mean), math.log(self.a_level)
+        lm = math.log(self.a_mean)
         if self.component_start:
             # A dead step (all samples exactly zero) restarts that component's statistics: a component
             # that comes alive (at a new station, or after a dead stretch) is normalised from its first
@@ -191,12 +202,7 @@ class StreamingDetector(nn.Module):
             l_acc, _ = self._ema_runs(e, l_acc0, self.a_level, runs, 1.0 - dead)
         else:
             l_acc = self._ema(e, l_acc0, self.a_level)
-        # level before each step: from l_acc at the previous step (bias-corrected); the very first
-        # step of a new station (or component) has no history and uses its own level.
-        l_prev_acc = torch.cat([l_acc0.unsqueeze(-1), l_acc[:, :, :-1]], dim=-1)
-        n_prev = n_c - 1.0
-        den = torch.clamp(1.0 - torch.exp(n_prev * ll), min=1e-12)
-        level_prev = torch.where(n_prev > 0.5, l_prev_acc / den, e)
+        level_prev = self._level_before(l_acc0, l_acc, n_c, e)
         # floor: eps counts plus a tiny fraction of the DC level, so a stuck (flat, non-zero) component
         # normalises to ~0 instead of amplified float32 round-off
         floor = self.eps + self.rel_floor * mean.abs()
@@ -237,11 +243,7 @@ class StreamingDetector(nn.Module):
         ds = d.reshape(b, 3, t, k)
         e = ds.abs().mean(-1)
         ld_acc, _ = self._ema_runs(e, ld_acc0, self.a_level, runs, 1.0 - dead)
-        ll = math.log(self.a_level)
-        l_prev_acc = torch.cat([ld_acc0.unsqueeze(-1), ld_acc[:, :, :-1]], dim=-1)
-        n_prev = n_c - 1.0
-        den = torch.clamp(1.0 - torch.exp(n_prev * ll), min=1e-12)
-        level_prev = torch.where(n_prev > 0.5, l_prev_acc / den, e)
+        level_prev = self._level_before(ld_acc0, ld_acc, n_c, e)
         zd = ds / (level_prev + self.eps).unsqueeze(-1)
         zd = torch.sign(zd) * torch.log1p(zd.abs())
         return zd.reshape(b, 3, -1), wave[:, :, -1], ld_acc[:, :, -1]
