@@ -26,19 +26,42 @@ MODEL_VERSION = "1.1.0"
 ONNX_FILE = "model.onnx"
 WARMUP_S = 5.0
 TARGET_NOISE_FAR = 0.001  # per 1 s noise window (detection) and per 0.1 s noise step (p_pick)
+TRAINING_KEYS = ("seed", "iterations", "train_seconds", "records", "best_val")
 
 
 def load_network(model_dir: Path):
     """The torch network with the weights in ``model_dir/weights.pt`` (eval mode)."""
     import torch
 
-    from models.network import StreamingDetector
+    from models.network import build_network
 
     ckpt = torch.load(Path(model_dir) / "weights.pt", map_location="cpu", weights_only=False)
-    net = StreamingDetector(**ckpt["meta"]["config"])
+    net = build_network(ckpt["meta"]["config"])
     net.load_state_dict(ckpt["state_dict"])
     net.eval()
     return net, ckpt["meta"]
+
+
+def combine(members: list[Path], out_dir: Path) -> Path:
+    """Write ``out_dir/weights.pt`` for the ensemble of the trained ``members`` (model folders), with
+    each member's training summary; ``export`` then turns it into one ONNX graph and contract."""
+    import torch
+
+    from models.network import Ensemble
+
+    nets, metas = zip(*(load_network(m) for m in members), strict=True)
+    ens = Ensemble(list(nets))
+    meta = {
+        "config": ens.config(),
+        "members": [
+            {"dir": Path(m).name, **{k: mt.get(k) for k in TRAINING_KEYS}}
+            for m, mt in zip(members, metas, strict=True)
+        ],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "weights.pt"
+    torch.save({"state_dict": ens.state_dict(), "meta": meta}, path)
+    return path
 
 
 def export_onnx(net, path: Path, opset: int = 17) -> None:
@@ -100,6 +123,12 @@ def base_contract(net, sha: str, thresholds: Thresholds, extra: dict) -> ModelCo
             "Feed raw counts; a dead component is all zeros and stays zero. A dead step (all ten samples "
             "exactly zero) restarts that component's statistics, so a component that comes alive is "
             "normalised from its first live step like a new station's."
+            + (
+                " High-pass channels: each component's first difference, divided by its own running "
+                "mean absolute level before the step and compressed the same way, is fed beside it."
+                if net.highpass
+                else ""
+            )
         ),
         inputs=[
             TensorSpec(name="wave", shape=["batch", 3, "chunk"]),
@@ -150,7 +179,9 @@ def export(model_dir: Path = DEFAULT_MODEL_DIR, data_dir: Path | None = None) ->
     extra = {
         "state_layout": net.state_layout(),
         "network": net.config(),
-        "training": {k: meta.get(k) for k in ("seed", "iterations", "train_seconds", "records", "best_val")},
+        "training": (
+            {"members": meta["members"]} if "members" in meta else {k: meta.get(k) for k in TRAINING_KEYS}
+        ),
     }
     # a provisional contract so the runtime can load the file while thresholds are measured
     provisional = Thresholds(detection=0.5, p_pick=0.5, note="provisional (no validation data given)")
@@ -175,10 +206,19 @@ def main(argv: list[str]) -> int:
         help="shared folder for the validation noise that sets the thresholds",
     )
     ap.add_argument(
+        "--member",
+        type=Path,
+        action="append",
+        default=[],
+        help="a trained model folder (repeatable): export the ensemble of the members into --model-dir",
+    )
+    ap.add_argument(
         "--no-thresholds", action="store_true", help="keep provisional thresholds (no data needed)"
     )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if a.member:
+        combine(a.member, a.model_dir)
     c = export(a.model_dir, None if a.no_thresholds else a.data_dir)
     print(
         json.dumps(

@@ -308,3 +308,63 @@ class StreamingDetector(nn.Module):
             "component_start": self.component_start,
             "highpass": self.highpass,
         }
+
+
+class Ensemble(nn.Module):
+    """Several ``StreamingDetector`` members scored together: one state vector (the members' states
+    side by side), event and P logits averaged (a mean of logits, so confident members do not saturate
+    the mean in float32). Members with different inputs (raw, high-pass) make different mistakes on
+    noise, which is what a low false-alarm rate needs."""
+
+    def __init__(self, members: list[StreamingDetector]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0]
+        for m in members[1:]:
+            if (m.fs, m.step) != (first.fs, first.step):
+                raise ValueError("ensemble members must share sampling rate and step")
+        self.members = nn.ModuleList(members)
+        self.fs, self.step = first.fs, first.step
+        self.tau_mean_s, self.tau_level_s = first.tau_mean_s, first.tau_level_s
+        self.highpass = any(m.highpass for m in members)
+        self.offsets = [0]
+        for m in members:
+            self.offsets.append(self.offsets[-1] + m.state_size)
+        self.state_size = self.offsets[-1]
+
+    def state_layout(self) -> dict[str, list[int]]:
+        """Each member's slices, prefixed ``mK.`` and shifted to where its state sits."""
+        lay = {}
+        for k, (m, o) in enumerate(zip(self.members, self.offsets, strict=False)):
+            for name, (a, b) in m.state_layout().items():
+                lay[f"m{k}.{name}"] = [a + o, b + o]
+        return lay
+
+    def forward_logits(
+        self, wave: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As ``StreamingDetector.forward_logits``, with the members' logits averaged."""
+        evs, pls, sts = [], [], []
+        for m, a, b in zip(self.members, self.offsets[:-1], self.offsets[1:], strict=True):
+            ev, pl, st = m.forward_logits(wave, state[:, a:b])
+            evs.append(ev)
+            pls.append(pl)
+            sts.append(st)
+        n = float(len(self.members))
+        return sum(evs) / n, sum(pls) / n, torch.cat(sts, dim=1)
+
+    forward = StreamingDetector.forward
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.state_size)
+
+    def config(self) -> dict[str, list[dict[str, float | int]]]:
+        return {"members": [m.config() for m in self.members]}
+
+
+def build_network(config: dict) -> StreamingDetector | Ensemble:
+    """The network a saved ``config`` describes: one detector, or an ensemble (``{"members": [...]}``)."""
+    if "members" in config:
+        return Ensemble([StreamingDetector(**c) for c in config["members"]])
+    return StreamingDetector(**config)

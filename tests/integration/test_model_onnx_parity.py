@@ -128,3 +128,24 @@ def _tampered(tmp_path: Path, edit) -> Path:
 def test_tampered_contract_or_model_is_rejected(tmp_path: Path, edit) -> None:
     with pytest.raises(ContractError):
         StreamingModel(_tampered(tmp_path, edit), providers=["CPUExecutionProvider"])
+
+
+def test_exported_ensemble_runs_through_onnx_runtime_like_torch(shipped, tmp_path: Path) -> None:
+    """``eew model export --member A --member B``: one ONNX graph whose state holds every member's state;
+    through ONNX Runtime it scores like the torch ensemble (< 1e-4), and an ensemble of one model with
+    itself scores exactly like that model."""
+    torch, _, single = shipped
+    from models.export import combine, export, load_network
+
+    combine([DEFAULT_MODEL_DIR, DEFAULT_MODEL_DIR], tmp_path / "ens")
+    contract = export(tmp_path / "ens")
+    net, _ = load_network(tmp_path / "ens")
+    ens = StreamingModel(tmp_path / "ens", providers=["CPUExecutionProvider"])
+    assert contract.state_size == ens.contract.state_size == 2 * single.contract.state_size
+    x = _streams(6, 600, seed=3)
+    ev_o, pp_o = ens.score_stream(x, 100)
+    with torch.no_grad():
+        _, pp_t, _ = net(torch.from_numpy(x), net.initial_state(6))
+    assert np.abs(pp_o - pp_t.numpy()).max() < 1e-4
+    ev_s, pp_s = single.score_stream(x, 100)
+    assert np.abs(ev_o - ev_s).max() < 1e-5 and np.abs(pp_o - pp_s).max() < 1e-5

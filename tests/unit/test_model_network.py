@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from models.augment import labels  # noqa: E402
-from models.network import StreamingDetector  # noqa: E402
+from models.network import Ensemble, StreamingDetector, build_network  # noqa: E402
 
 
 def _net(seed: int = 0, highpass: bool = False) -> StreamingDetector:
@@ -117,3 +117,29 @@ def test_component_coming_alive_is_normalised_like_a_new_station(highpass: bool)
     assert float((z_late[..., 2000:] - z_new).abs().max()) < 1e-2  # float32 EMA round-off at a 1e6 DC level
     assert float(z_new.abs().max()) < 6.0  # log-compressed, O(1) noise
     assert float(z_old[..., 2000:2010].abs().max()) > 8.0  # the old behaviour: a huge switch-on step
+
+
+def test_ensemble_streams_like_its_members_and_averages_their_logits() -> None:
+    """An ensemble's state is its members' states side by side: chunked scoring equals one call, and its
+    logits are the mean of what each member gives on its own; a saved config rebuilds the same net."""
+    members = [_net(seed=0), _net(seed=1, highpass=True)]
+    ens = Ensemble(members).eval()
+    assert ens.state_size == sum(m.state_size for m in members)
+    x = _stream(3, 1200)
+    with torch.no_grad():
+        ev, pl, st = ens.forward_logits(x, ens.initial_state(3))
+        own = [m.forward_logits(x, m.initial_state(3)) for m in members]
+        st_c, evs = ens.initial_state(3), []
+        for i in range(0, x.shape[2], 100):
+            e, _, st_c = ens.forward_logits(x[:, :, i : i + 100], st_c)
+            evs.append(e)
+    assert torch.allclose(ev, (own[0][0] + own[1][0]) / 2, atol=1e-5)
+    assert torch.allclose(pl, (own[0][1] + own[1][1]) / 2, atol=1e-5)
+    assert torch.allclose(st[:, members[0].state_size :], own[1][2], atol=1e-4)
+    assert torch.allclose(torch.cat(evs, 1), ev, atol=1e-4)
+    lay = ens.state_layout()
+    assert lay["m1.n_steps"] == [members[0].state_size, members[0].state_size + 1]
+    rebuilt = build_network(ens.config())
+    rebuilt.load_state_dict(ens.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval().forward_logits(x, rebuilt.initial_state(3))[0], ev)
