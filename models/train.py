@@ -81,7 +81,14 @@ def validation_metrics(ev_logits: np.ndarray) -> dict[str, float]:
     out["auc"] = float(roc_auc(ev, noise))
     out["det_p3.0"] = float(np.mean(ev_logits[:, steps_p + 29] > thr))
     early = (out["det_p0.5"] + out["det_p1.0"] + out["det_p2.0"] + out["det_p3.0"]) / 4.0
-    out["score"] = early + 0.25 * out["auc"]
+    # at 0.1% of noise windows (about the loudest one): the early-warning operating point, and the
+    # part of the score that does not saturate once the 1% numbers reach 1
+    thr01 = np.quantile(noise, 0.999, method="higher")
+    out["thr_logit_01pct"] = float(thr01)
+    for d_s in (0.5, 1.0):
+        out[f"det01_p{d_s}"] = float(np.mean(ev_logits[:, steps_p + int(d_s * 10) - 1] > thr01))
+    strict = (out["det01_p0.5"] + out["det01_p1.0"]) / 2.0
+    out["score"] = early + 0.25 * out["auc"] + 0.5 * strict
     return out
 
 
@@ -177,15 +184,15 @@ def train(
             m.update(it=it, loss=float(loss.detach()), elapsed_s=round(time.monotonic() - t0, 1))
             history.append(m)
             log.info("it %d loss %.4f val %s", it, float(loss.detach()), {k: round(v, 4) for k, v in m.items()})
-            if m["score"] > best["score"]:
+            if m["score"] >= best["score"]:  # a tie keeps the later (longer-trained) weights
+                bad = 0 if m["score"] > best["score"] else bad + 1
                 best = m
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                bad = 0
             else:
                 bad += 1
-                if bad >= patience:
-                    log.info("early stop at it %d (no val improvement in %d evaluations)", it, patience)
-                    break
+            if bad >= patience:
+                log.info("early stop at it %d (no val improvement in %d evaluations)", it, patience)
+                break
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {
         "config": model.config(),
