@@ -1,6 +1,6 @@
 """ONNX Runtime throughput on CPU: our streaming model (1 s chunks, state carried) and the peer models.
 
-    python bench/bench_inference.py [--threads 2] [--seconds 3] [--peer PEER.onnx ...]
+    python bench/bench_inference.py [--model-dir DIR ...] [--threads 2] [--seconds 3] [--peer PEER.onnx ...]
     eew model bench ...
 
 Prints windows/s at batch 1, 64 and 256 (one run, so the numbers are comparable with each other; runs on
@@ -40,8 +40,7 @@ def _timed(fn, seconds: float) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def bench_ours(model_dir: Path, threads: int, seconds: float) -> dict[int, float]:
-    m = StreamingModel(model_dir, providers=["CPUExecutionProvider"], intra_op_threads=threads)
+def bench_ours(m: StreamingModel, seconds: float) -> dict[int, float]:
     rng = np.random.default_rng(0)
     out = {}
     for b in BATCHES:
@@ -69,7 +68,13 @@ def bench_peer(path: Path, threads: int, seconds: float) -> dict[int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument(
+        "--model-dir",
+        type=Path,
+        action="append",
+        default=None,
+        help="our model folder (repeatable, e.g. to time an older version in the same run; default: shipped)",
+    )
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     ap.add_argument("--seconds", type=float, default=3.0, help="timing per model and batch size")
     shared = Path(os.environ.get("EEW_SHARED_DIR", REPO.parent / "shared"))
@@ -83,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         f"# ONNX Runtime CPU, {a.threads} intra-op threads, {os.cpu_count()} CPUs visible, {platform.processor() or platform.machine()}"
     )
     print(f"# load average at start: {os.getloadavg()[0]:.2f}")
-    rows = [("eew-cnnlstm (ours, 1 s chunk + state)", bench_ours(a.model_dir, a.threads, a.seconds))]
+    rows = []
+    for d in a.model_dir or [DEFAULT_MODEL_DIR]:
+        m = StreamingModel(d, providers=["CPUExecutionProvider"], intra_op_threads=a.threads)
+        c = m.contract
+        rows.append((f"{c.model_id} {c.model_version} (ours, {d.name}, 1 s chunk + state)", bench_ours(m, a.seconds)))
     for p in peers:
         rows.append((f"{p.stem} ({Peer(p).spec.window} samples)", bench_peer(p, a.threads, a.seconds)))
     print(

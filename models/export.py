@@ -22,7 +22,7 @@ from models.contract import DEFAULT_MODEL_DIR, ModelContract, TensorSpec, Thresh
 log = logging.getLogger(__name__)
 
 MODEL_ID = "eew-cnnlstm"
-MODEL_VERSION = "1.1.0"
+MODEL_VERSION = "1.2.0"
 ONNX_FILE = "model.onnx"
 WARMUP_S = 5.0
 TARGET_NOISE_FAR = 0.001  # per 1 s noise window (detection) and per 0.1 s noise step (p_pick)
@@ -49,15 +49,17 @@ def combine(members: list[Path], out_dir: Path) -> Path:
 
     from models.network import Ensemble
 
-    nets, metas = zip(*(load_network(m) for m in members), strict=True)
-    ens = Ensemble(list(nets))
-    meta = {
-        "config": ens.config(),
-        "members": [
-            {"dir": Path(m).name, **{k: mt.get(k) for k in TRAINING_KEYS}}
-            for m, mt in zip(members, metas, strict=True)
-        ],
-    }
+    nets, summaries = [], []
+    for m in members:  # an ensemble given as a member contributes its own members
+        net, meta = load_network(m)
+        if isinstance(net, Ensemble):
+            nets += list(net.members)
+            summaries += meta["members"]
+        else:
+            nets.append(net)
+            summaries.append({"dir": Path(m).name, **{k: meta.get(k) for k in TRAINING_KEYS}})
+    ens = Ensemble(nets)
+    meta = {"config": ens.config(), "members": summaries}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "weights.pt"
     torch.save({"state_dict": ens.state_dict(), "meta": meta}, path)
@@ -102,6 +104,23 @@ def export_onnx(net, path: Path, opset: int = 17) -> None:
         data.unlink()
 
 
+def _members_note(net) -> str:
+    """What the contract's normalisation text adds for high-pass inputs and for ensembles."""
+    hp = (
+        "each component's first difference, divided by its own running mean absolute level before "
+        "the step and compressed the same way, is fed beside the samples"
+    )
+    members = list(getattr(net, "members", []))
+    if not members:
+        return f" High-pass channels: {hp}." if net.highpass else ""
+    which = [str(k) for k, m in enumerate(members) if m.highpass]
+    return (
+        f" Ensemble of {len(members)} networks, each normalising its input as above, with their event and "
+        "P logits averaged; the state holds their states side by side"
+        + (f"; member(s) {', '.join(which)} also take high-pass channels: {hp}." if which else ".")
+    )
+
+
 def base_contract(net, sha: str, thresholds: Thresholds, extra: dict) -> ModelContract:
     return ModelContract(
         model_id=MODEL_ID,
@@ -122,13 +141,7 @@ def base_contract(net, sha: str, thresholds: Thresholds, extra: dict) -> ModelCo
             f"{net.tau_level_s:g} s; a new station starts from its first step), then sign(z)*log1p(|z|). "
             "Feed raw counts; a dead component is all zeros and stays zero. A dead step (all ten samples "
             "exactly zero) restarts that component's statistics, so a component that comes alive is "
-            "normalised from its first live step like a new station's."
-            + (
-                " High-pass channels: each component's first difference, divided by its own running "
-                "mean absolute level before the step and compressed the same way, is fed beside it."
-                if net.highpass
-                else ""
-            )
+            "normalised from its first live step like a new station's." + _members_note(net)
         ),
         inputs=[
             TensorSpec(name="wave", shape=["batch", 3, "chunk"]),

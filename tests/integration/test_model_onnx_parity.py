@@ -133,7 +133,7 @@ def test_tampered_contract_or_model_is_rejected(tmp_path: Path, edit) -> None:
 def test_exported_ensemble_runs_through_onnx_runtime_like_torch(shipped, tmp_path: Path) -> None:
     """``eew model export --member A --member B``: one ONNX graph whose state holds every member's state;
     through ONNX Runtime it scores like the torch ensemble (< 1e-4), and an ensemble of one model with
-    itself scores exactly like that model."""
+    itself (its members twice over) scores exactly like that model."""
     torch, _, single = shipped
     from models.export import combine, export, load_network
 
@@ -142,6 +142,7 @@ def test_exported_ensemble_runs_through_onnx_runtime_like_torch(shipped, tmp_pat
     net, _ = load_network(tmp_path / "ens")
     ens = StreamingModel(tmp_path / "ens", providers=["CPUExecutionProvider"])
     assert contract.state_size == ens.contract.state_size == 2 * single.contract.state_size
+    assert len(net.members) == 2 * len(getattr(shipped[1], "members", [None]))
     x = _streams(6, 600, seed=3)
     ev_o, pp_o = ens.score_stream(x, 100)
     with torch.no_grad():
