@@ -38,10 +38,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 HOLD_S = PRE_S + 8  # event second the feeder stops at until the restarted service is ready
 
 
+@pytest.mark.parametrize("express", [False, True], ids=["event-time-order", "express-triggers"])
 def test_kill_9_alerting_after_new_no_resend_and_update_sent(
-    make_pipeline: Callable[..., FaultPipeline], quake: Quake, receiver: WebhookReceiver, table: Table
+    make_pipeline: Callable[..., FaultPipeline],
+    quake: Quake,
+    receiver: WebhookReceiver,
+    table: Table,
+    express: bool,
 ) -> None:
-    pipe = make_pipeline()
+    """Both orderings: the default (scores in event-time order) and ``--express-triggers=true`` (a
+    triggering station's scores go through at once, as deploy/ runs it)."""
+    pipe = make_pipeline(alerting={"--express-triggers": "true"} if express else None)
     pipe.feeder.start(hold_at=HOLD_S)
     assert receiver.wait_for(1, 150), f"no alert at the receiver:\n{pipe.log('alerting')}"
     # "Sent" = the receiver answered 200 and the service recorded it (its delivered counter, bumped
@@ -87,7 +94,8 @@ def test_kill_9_alerting_after_new_no_resend_and_update_sent(
     after = receiver.snapshot()[len(before) :]
 
     table.add(Row(
-        "kill -9 alerting right after the receiver got NEW; more stations trigger after the restart",
+        "kill -9 alerting right after the receiver got NEW; more stations trigger after the restart"
+        + (" (express triggers)" if express else ""),
         f"{len(before)} version(s) delivered before the kill ({requests_before} requests); re-sent after restart: "
         f"{len(resent)}; delivered after: versions {[r.body['version'] for r in after]} "
         f"(update with {sorted(set(FAR) & {s['station'] for s in far_update()[0].body['stations']})}); {ac.line()}" + pipe.crash_note(),
