@@ -117,7 +117,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from services.alerting.locate import Location, LocatorConfig, locate, travel_time_table
+from services.alerting.locate import Location, LocatorConfig, locate, locate_without_each, travel_time_table
 from services.alerting.magnitude import MagnitudeConfig, MagnitudeEstimate, PdObservation, estimate_magnitude
 from services.alerting.stations import StationInventory, haversine_km
 from services.common.exceptions import ConfigError
@@ -1032,7 +1032,7 @@ class Associator:
             # solution at all, or one that fits badly: try again without each pick in turn and keep
             # the best fit. A solution that fits but is too uncertain (the geometry, not a pick) is
             # not retried: dropping a pick cannot help it, and each retry is a full grid search.
-            tries = [locate(picks[:i] + picks[i + 1 :], silent, cfg) for i in range(len(picks))]
+            tries = locate_without_each(picks, silent, cfg)
             good = [t for t in tries if self._usable(t)]
             if good:
                 loc = min(good, key=lambda t: t.rms_s)  # type: ignore[union-attr]

@@ -48,6 +48,11 @@ at least half a grid step; since sigma is a fixed pick error and not estimated f
 residuals, a bad fit does not shrink it. The
 origin-time uncertainty is the spread of the origin times over the same region plus
 sigma / sqrt(n). Best node on the grid edge: no location (the event is outside the grid).
+
+Cost: the travel times of the coarse grid (nodes x depths x stations, read from the table once for
+all depths) dominate; ``locate_without_each`` (the associator's retry without each pick in turn)
+computes them once for all subsets that keep the same earliest pick, which makes a 12-pick retry
+about 2.5x cheaper than 12 separate calls with the same results.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -204,11 +209,21 @@ class TravelTimeTable:
     table: np.ndarray  # (n_depths, n_distances) seconds
 
     def times(self, depth_index: int, distances_km: np.ndarray) -> np.ndarray:
+        return self.times_all(distances_km)[depth_index]
+
+    @cached_property
+    def _slope(self) -> np.ndarray:
+        return np.diff(self.table, axis=1)
+
+    def times_all(self, distances_km: np.ndarray) -> np.ndarray:
+        """Times at every depth: (n_depths, *distances.shape); the interpolation weights are
+        computed once for all depths."""
         f = distances_km * (1.0 / self.step_km)
         i = np.minimum(f.astype(np.intp), self.table.shape[1] - 2)
-        row = self.table[depth_index]
-        lo = row[i]
-        return lo + (row[i + 1] - lo) * (f - i)
+        out = np.take(self._slope, i, axis=1)
+        out *= f - i
+        out += np.take(self.table, i, axis=1)
+        return out
 
 
 @lru_cache(maxsize=8)
@@ -235,81 +250,160 @@ def locate(
     cfg = cfg or LocatorConfig()
     if len(picks) < 3:
         return None
-    ttt = travel_time_table(cfg)
-    ref = min(picks, key=lambda p: p[2])
-    lat0, lon0, t_ref = ref
-    coslat = math.cos(math.radians(lat0))
+    return _Search(picks, silent, cfg).solve(np.arange(len(picks)))
 
-    def xy(lat: float, lon: float) -> tuple[float, float]:
-        return ((lon - lon0) * KM_PER_DEG * coslat, (lat - lat0) * KM_PER_DEG)
 
-    sx, sy = np.array([xy(p[0], p[1]) for p in picks], dtype=np.float64).T
-    tp = np.array([(p[2] - t_ref) / NS for p in picks], dtype=np.float64)
-    if silent:
-        qx, qy = np.array([xy(s[0], s[1]) for s in silent], dtype=np.float64).T
-        qe = np.array([(s[2] - t_ref) / NS - cfg.silent_margin_s for s in silent], dtype=np.float64)
-        if len(silent) > cfg.max_silent:
-            near = np.sqrt((qx[:, None] - sx) ** 2 + (qy[:, None] - sy) ** 2).min(axis=1)
-            keep = np.sort(np.argsort(near, kind="stable")[: cfg.max_silent])
-            qx, qy, qe = qx[keep], qy[keep], qe[keep]
-    sig2 = cfg.pick_sigma_s**2
-    b_lap = cfg.pick_sigma_s / math.sqrt(2.0)  # Laplace scale with standard deviation sigma
-    l1 = cfg.norm == "l1"
-    miss_pen = -2.0 * math.log(cfg.silent_miss_prob)
+def locate_without_each(
+    picks: Sequence[tuple[float, float, int]],
+    silent: Sequence[tuple[float, float, int]] = (),
+    cfg: LocatorConfig | None = None,
+) -> list[Location | None]:
+    """``[locate(picks without pick i, silent, cfg) for i in range(len(picks))]``, with the coarse
+    grid's travel times computed once for all of them (the leave-one-out retry of the associator).
+    Without the earliest pick the grid moves (it is centred there), so that one is located apart."""
+    cfg = cfg or LocatorConfig()
+    n = len(picks)
+    if n < 4:
+        return [None] * n
+    ref = min(range(n), key=lambda i: picks[i][2])
+    rest = [i for i in range(n) if i != ref]
+    search = _Search(picks, silent, cfg, subsets=[np.array([j for j in range(n) if j != i]) for i in rest])
+    out: list[Location | None] = []
+    for i in range(n):
+        if i == ref:
+            out.append(locate(picks[:i] + picks[i + 1 :], silent, cfg))
+        else:
+            out.append(search.solve(np.array([j for j in range(n) if j != i])))
+    return out
 
-    def search(gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, int, int, float]:
-        """Per node: min-over-depth chi2 and its origin time; and the best (chi2, node, depth, t0)."""
-        node_chi2 = np.full(gx.shape, np.inf)
-        node_t0 = np.zeros(gx.shape)
-        best = (math.inf, 0, 0, 0.0)
-        d = np.sqrt((gx[:, None] - sx) ** 2 + (gy[:, None] - sy) ** 2)  # same at every depth
-        dq = np.sqrt((gx[:, None] - qx) ** 2 + (gy[:, None] - qy) ** 2) if silent else None
-        for k in range(len(cfg.depths_km)):
-            o = tp - ttt.times(k, d)
-            if l1:
-                t0 = np.median(o, axis=1)
-                chi2 = (2.0 / b_lap) * np.abs(o - t0[:, None]).sum(axis=1)
-            else:
-                t0 = o.mean(axis=1)
-                chi2 = ((o - t0[:, None]) ** 2).sum(axis=1) / sig2
-            if dq is not None:
-                short = qe - (t0[:, None] + ttt.times(k, dq))
-                chi2 += miss_pen * np.clip(short / cfg.silent_ramp_s, 0.0, 1.0).sum(axis=1)
-            better = chi2 < node_chi2
-            node_chi2[better] = chi2[better]
-            node_t0[better] = t0[better]
-            i = int(np.argmin(chi2))
-            if chi2[i] < best[0]:
-                best = (float(chi2[i]), i, k, float(t0[i]))
-        return node_chi2, node_t0, *best
 
-    # Coarse grid over the whole area, then a fine one around its best node.
-    coarse = max(cfg.step_km, cfg.half_width_km / 30.0)
-    axis = np.arange(-cfg.half_width_km, cfg.half_width_km + 1e-9, coarse)
-    cx, cy = (a.ravel() for a in np.meshgrid(axis, axis, indexing="xy"))
-    c_chi2, c_t0, _, c_node, _, _ = search(cx, cy)
-    if abs(cx[c_node]) >= cfg.half_width_km - 1e-6 or abs(cy[c_node]) >= cfg.half_width_km - 1e-6:
-        return None  # best on the edge: the event is outside the search area
-    k = math.ceil(coarse / cfg.step_km)
-    fine_axis = cfg.step_km * np.arange(-k, k + 1)
-    fx, fy = (a.ravel() for a in np.meshgrid(fine_axis + cx[c_node], fine_axis + cy[c_node], indexing="xy"))
-    f_chi2, f_t0, chi2_min, node, kz, t0 = search(fx, fy)
-    bx, by = fx[node], fy[node]
-    limit = chi2_min + CHI2_95_2DOF
-    cin, fin = c_chi2 <= limit, f_chi2 <= limit
-    gx, gy = np.concatenate([cx[cin], fx[fin]]), np.concatenate([cy[cin], fy[fin]])
-    unc = max(float(np.sqrt((gx - bx) ** 2 + (gy - by) ** 2).max(initial=0.0)), cfg.step_km / 2)
-    t0s = np.concatenate([c_t0[cin], f_t0[fin]])
-    t0_unc = float(np.abs(t0s - t0).max(initial=0.0)) + cfg.pick_sigma_s / math.sqrt(len(picks))
-    d_best = np.sqrt((bx - sx) ** 2 + (by - sy) ** 2)
-    rms = float(np.sqrt(np.mean((tp - ttt.times(kz, d_best) - t0) ** 2)))
-    return Location(
-        latitude=lat0 + by / KM_PER_DEG,
-        longitude=lon0 + bx / (KM_PER_DEG * coslat),
-        depth_km=float(cfg.depths_km[kz]),
-        origin_time_ns=t_ref + int(round(t0 * NS)),
-        uncertainty_km=unc,
-        rms_s=rms,
-        n_stations=len(picks),
-        origin_time_uncertainty_s=t0_unc,
-    )
+class _Search:
+    """The grid search of ``locate`` for one reference (earliest pick) and projection; the coarse
+    grid's travel times to every pick and to the silent stations any subset of picks uses are
+    computed once, so several subsets of the picks can be solved for the price of one grid."""
+
+    def __init__(
+        self,
+        picks: Sequence[tuple[float, float, int]],
+        silent: Sequence[tuple[float, float, int]],
+        cfg: LocatorConfig,
+        subsets: Sequence[np.ndarray] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.ttt = travel_time_table(cfg)
+        self.n_picks = len(picks)
+        ref = min(picks, key=lambda p: p[2])
+        self.lat0, self.lon0, self.t_ref = ref
+        self.coslat = math.cos(math.radians(self.lat0))
+        self.sx, self.sy = self._xy(picks)
+        self.tp = np.array([(p[2] - self.t_ref) / NS for p in picks], dtype=np.float64)
+        if silent:
+            self.qx, self.qy = self._xy(silent)
+            self.qe = np.array([(q[2] - self.t_ref) / NS - cfg.silent_margin_s for q in silent], dtype=np.float64)
+        else:
+            self.qx = self.qy = self.qe = np.zeros(0)
+        self.silent_of: dict[bytes, np.ndarray] = {
+            sub.tobytes(): self._nearest_silent(sub) for sub in [np.arange(self.n_picks), *subsets]
+        }
+        self.used = np.unique(np.concatenate([np.zeros(0, np.intp), *self.silent_of.values()]))
+        # coarse grid over the whole area
+        self.coarse = max(cfg.step_km, cfg.half_width_km / 30.0)
+        axis = np.arange(-cfg.half_width_km, cfg.half_width_km + 1e-9, self.coarse)
+        self.cx, self.cy = (a.ravel() for a in np.meshgrid(axis, axis, indexing="xy"))
+        # only the silent stations some subset uses (the nearest ones), columns in ``used`` order
+        self.c_o, self.c_short0 = self._offsets(
+            self._times(self.cx, self.cy, self.sx, self.sy),
+            self._times(self.cx, self.cy, self.qx[self.used], self.qy[self.used]),
+            self.tp,
+            self.qe[self.used],
+        )
+
+    def _xy(self, pts: Sequence[tuple[float, float, int]]) -> tuple[np.ndarray, np.ndarray]:
+        lat = np.array([p[0] for p in pts], dtype=np.float64)
+        lon = np.array([p[1] for p in pts], dtype=np.float64)
+        return (lon - self.lon0) * KM_PER_DEG * self.coslat, (lat - self.lat0) * KM_PER_DEG
+
+    def _nearest_silent(self, sub: np.ndarray) -> np.ndarray:
+        """Indices of the silent stations used with the picks ``sub``: the ``max_silent`` nearest."""
+        n = len(self.qx)
+        if n <= self.cfg.max_silent:
+            return np.arange(n)
+        sx, sy = self.sx[sub], self.sy[sub]
+        near = np.sqrt((self.qx[:, None] - sx) ** 2 + (self.qy[:, None] - sy) ** 2).min(axis=1)
+        return np.sort(np.argsort(near, kind="stable")[: self.cfg.max_silent])
+
+    def _times(self, gx: np.ndarray, gy: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Travel times (stations, n_depths, nodes) from every node at every depth: stations first,
+        so a subset of stations is a cheap row selection and sums over stations run over rows."""
+        t = self.ttt.times_all(np.sqrt((x[:, None] - gx) ** 2 + (y[:, None] - gy) ** 2))
+        return np.ascontiguousarray(t.transpose(1, 0, 2))
+
+    def _offsets(
+        self, t_p: np.ndarray, t_q: np.ndarray, tp: np.ndarray, qe: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pick offsets tp - T (picks, D, nodes) and silent-station shortfalls before the origin
+        time, (qe - T) / ramp (silent, D, nodes): what ``_misfit`` needs, independent of t0."""
+        return tp[:, None, None] - t_p, (qe[:, None, None] - t_q) * (1.0 / self.cfg.silent_ramp_s)
+
+    def _misfit(
+        self, o: np.ndarray, short0: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int, int, float]:
+        """Per node: min-over-depth chi2 and its origin time and depth index; and the best
+        (chi2, node, depth, t0). ``o``, ``short0``: see ``_offsets``."""
+        cfg = self.cfg
+        n = o.shape[0]
+        if cfg.norm == "l1":
+            srt = np.sort(o, axis=0)
+            t0 = srt[n // 2] if n % 2 else (srt[n // 2 - 1] + srt[n // 2]) / 2.0
+            b_lap = cfg.pick_sigma_s / math.sqrt(2.0)  # Laplace scale with standard deviation sigma
+            dev = o - t0
+            chi2 = (2.0 / b_lap) * np.abs(dev, out=dev).sum(axis=0)
+        else:
+            t0 = o.mean(axis=0)
+            chi2 = ((o - t0) ** 2).sum(axis=0) / cfg.pick_sigma_s**2
+        if short0.shape[0]:
+            short = short0 - t0 * (1.0 / cfg.silent_ramp_s)
+            miss_pen = -2.0 * math.log(cfg.silent_miss_prob)
+            chi2 += miss_pen * np.clip(short, 0.0, 1.0, out=short).sum(axis=0)
+        kz = np.argmin(chi2, axis=0)  # the first (shallowest) depth among equals
+        nodes = np.arange(chi2.shape[1])
+        flat = int(np.argmin(chi2))  # row-major: the shallowest depth, then the first node
+        k, i = divmod(flat, chi2.shape[1])
+        return chi2[kz, nodes], t0[kz, nodes], kz, float(chi2[k, i]), i, k, float(t0[k, i])
+
+    def solve(self, sub: np.ndarray) -> Location | None:
+        """The location from the picks ``sub`` (indices), or None (best coarse node on the edge)."""
+        cfg = self.cfg
+        q = self.silent_of[sub.tobytes()]
+        sx, sy, tp, qx, qy, qe = self.sx[sub], self.sy[sub], self.tp[sub], self.qx[q], self.qy[q], self.qe[q]
+        c_o = self.c_o if len(sub) == self.n_picks else self.c_o[sub]
+        c_chi2, c_t0, _, _, c_node, _, _ = self._misfit(c_o, self.c_short0[np.searchsorted(self.used, q)])
+        cx, cy = self.cx, self.cy
+        if abs(cx[c_node]) >= cfg.half_width_km - 1e-6 or abs(cy[c_node]) >= cfg.half_width_km - 1e-6:
+            return None  # best on the edge: the event is outside the search area
+        # a fine grid around the best coarse node
+        k = math.ceil(self.coarse / cfg.step_km)
+        fine_axis = cfg.step_km * np.arange(-k, k + 1)
+        fx, fy = (a.ravel() for a in np.meshgrid(fine_axis + cx[c_node], fine_axis + cy[c_node], indexing="xy"))
+        f_chi2, f_t0, _, chi2_min, node, kz, t0 = self._misfit(
+            *self._offsets(self._times(fx, fy, sx, sy), self._times(fx, fy, qx, qy), tp, qe)
+        )
+        bx, by = fx[node], fy[node]
+        limit = chi2_min + CHI2_95_2DOF
+        cin, fin = c_chi2 <= limit, f_chi2 <= limit
+        gx, gy = np.concatenate([cx[cin], fx[fin]]), np.concatenate([cy[cin], fy[fin]])
+        unc = max(float(np.sqrt((gx - bx) ** 2 + (gy - by) ** 2).max(initial=0.0)), cfg.step_km / 2)
+        t0s = np.concatenate([c_t0[cin], f_t0[fin]])
+        t0_unc = float(np.abs(t0s - t0).max(initial=0.0)) + cfg.pick_sigma_s / math.sqrt(len(sub))
+        d_best = np.sqrt((bx - sx) ** 2 + (by - sy) ** 2)
+        rms = float(np.sqrt(np.mean((tp - self.ttt.times(kz, d_best) - t0) ** 2)))
+        return Location(
+            latitude=self.lat0 + by / KM_PER_DEG,
+            longitude=self.lon0 + bx / (KM_PER_DEG * self.coslat),
+            depth_km=float(cfg.depths_km[kz]),
+            origin_time_ns=self.t_ref + int(round(t0 * NS)),
+            uncertainty_km=unc,
+            rms_s=rms,
+            n_stations=len(sub),
+            origin_time_uncertainty_s=t0_unc,
+        )

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from services.alerting.core import NS, AlertKind, AssociationConfig, Associator
-from services.alerting.locate import IASP91, LocatorConfig, first_p_times, iasp91_first_p, locate
+from services.alerting.locate import (
+    IASP91,
+    LocatorConfig,
+    first_p_times,
+    iasp91_first_p,
+    locate,
+    locate_without_each,
+)
 from services.alerting.messages import alert_to_dict, alert_to_pb
 from services.alerting.stations import Station, StationInventory, haversine_km
 from services.alerting.synthetic import T0, p_times, ring_stations, round_robin, station_scores
@@ -221,3 +228,29 @@ def test_a_wrong_pick_that_spoils_the_location_is_left_out() -> None:
     assert len(alerts[-1].stations) == 7 and loc is not None
     assert haversine_km(LAT0, LON0, loc.latitude, loc.longitude) <= 2.0
     assert assoc.stats["locations_one_pick_dropped"] >= 1
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+@pytest.mark.parametrize("n_silent", [0, 5, 40])
+def test_leave_one_out_equals_locating_each_subset(norm: str, n_silent: int) -> None:
+    """``locate_without_each`` shares the coarse grid between the subsets (and re-grids without the
+    earliest pick): every result equals ``locate`` on that subset, outliers and silent stations
+    (more than ``max_silent``, so the nearest set changes with the subset) included."""
+    rng = np.random.default_rng(n_silent)
+    stations = ring_stations(9 + n_silent, 45.0)
+    rng.shuffle(stations)
+    pt = p_times(stations, ORIGIN)
+    picks = [(s.latitude, s.longitude, pt[s.station] + int(rng.normal(0, 0.3) * NS)) for s in stations[:9]]
+    picks[3] = (picks[3][0], picks[3][1], picks[3][2] - 6 * NS)  # a trigger on something else
+    silent = [(s.latitude, s.longitude, ORIGIN + int(rng.uniform(0, 9) * NS)) for s in stations[9:]]
+    cfg = LocatorConfig(norm=norm, max_silent=8)
+    loo = locate_without_each(picks, silent, cfg)
+    assert len(loo) == len(picks) and any(loc is not None for loc in loo)
+    for i, got in enumerate(loo):
+        want = locate(picks[:i] + picks[i + 1 :], silent, cfg)
+        assert (got is None) == (want is None), i
+        if got is not None:
+            assert got.origin_time_ns == pytest.approx(want.origin_time_ns, abs=2)
+            for f in ("latitude", "longitude", "depth_km", "uncertainty_km", "rms_s"):
+                assert getattr(got, f) == pytest.approx(getattr(want, f), abs=1e-9), (i, f)
+    assert locate_without_each(picks[:3], silent, cfg) == [None, None, None]
