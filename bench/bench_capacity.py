@@ -606,9 +606,15 @@ def run_once(n: int, a: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             new_tot, new_det, new_assoc = [], [], []
             slow: list[tuple[float, str, str]] = []
             am = pb.Alert()
+            lines = []
             for r in alerts:
                 am.ParseFromString(r.value)
                 kinds[pb.AlertType.Name(am.type).removeprefix("ALERT_TYPE_")] += 1
+                lines.append(
+                    f"{am.created_time_ns} {am.event_id} v{am.version} {len(am.stations)} stations "
+                    + (f"located +-{am.location_uncertainty_km:.1f} km" if am.has_location else "unlocated")
+                    + f" | {am.reason}"
+                )
                 if am.type == pb.ALERT_TYPE_NEW:
                     # the declaring score: of each listed station's first triggered score at or after
                     # its P time (and before the alert), the one scored last
@@ -634,6 +640,7 @@ def run_once(n: int, a: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
                 if sc is not None:
                     det_part.append((sc - am.latest_ingest_time_ns) / NS)
                     alert_part.append((am.created_time_ns - sc) / NS)
+            (run_dir / "alerts.txt").write_text("\n".join(sorted(lines)) + "\n")
             res.update(
                 alerts=dict(kinds),
                 slowest_alerts=sorted(slow, reverse=True)[:3],
