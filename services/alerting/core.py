@@ -117,7 +117,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from services.alerting.locate import Location, LocatorConfig, locate, locate_without_each, travel_time_table
+from services.alerting.locate import (
+    Location,
+    LocatorConfig,
+    first_p_s,
+    locate,
+    locate_without_each,
+    travel_time_table,
+)
 from services.alerting.magnitude import MagnitudeConfig, MagnitudeEstimate, PdObservation, estimate_magnitude
 from services.alerting.stations import StationInventory, haversine_km
 from services.common.exceptions import ConfigError
@@ -710,11 +717,29 @@ class Associator:
         hi = max([trig.p_time_ns] + [m.p_time_ns for m in ms])
         return hi - lo <= self._spread and all(self._pair_ok(trig, m) for m in ms)
 
+    def _fits_location(self, trig: _Trigger, ev: _Event) -> bool:
+        """A located event predicts every station's P: a trigger joins it only within the pair
+        tolerance plus what the location's uncertainty allows. The pairwise test alone admits a
+        trigger 200 km away up to 36 s late, so a noise trigger or a second earthquake far away would
+        join; the location rules out what no single hypocentre explains."""
+        loc, cfg = ev.location, self.locator
+        if loc is None or cfg is None or trig.coords is None or not self._usable(loc):
+            return True
+        d = haversine_km(loc.latitude, loc.longitude, trig.coords[0], trig.coords[1])
+        t_pred = loc.origin_time_ns + first_p_s(cfg, loc.depth_km, d) * NS
+        slack = self._tol + (loc.uncertainty_km / self.config.vp_min_km_s + loc.origin_time_uncertainty_s) * NS
+        if abs(trig.p_time_ns - t_pred) <= slack:
+            return True
+        self.stats["triggers_rejected_by_location"] += 1
+        return False
+
     def _associate(self, trig: _Trigger, out: list[AlertRecord]) -> None:
         joinable = [
             ev
             for ev in self._events
-            if trig.station_id not in ev.members and self._fits(trig, ev.members.values())
+            if trig.station_id not in ev.members
+            and self._fits(trig, ev.members.values())
+            and self._fits_location(trig, ev)
         ]
         if joinable:
             ev = min(

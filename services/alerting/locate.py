@@ -240,6 +240,12 @@ def travel_time_table(cfg: LocatorConfig) -> TravelTimeTable:
     return TravelTimeTable(tuple(cfg.depths_km), TABLE_STEP_KM, np.vstack(rows))
 
 
+def first_p_s(cfg: LocatorConfig, depth_km: float, distance_km: float) -> float:
+    """The locator's first-P travel time (s) from a source at one of ``cfg.depths_km``."""
+    k = cfg.depths_km.index(depth_km)
+    return float(travel_time_table(cfg).times(k, np.array([distance_km]))[0])
+
+
 def locate(
     picks: Sequence[tuple[float, float, int]],
     silent: Sequence[tuple[float, float, int]] = (),

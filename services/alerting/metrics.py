@@ -24,6 +24,7 @@ _CORE_MAP: dict[str, tuple[str, str]] = {
     "triggers_retracted": ("trigger_outcomes", "retracted"),
     "triggers_rejected_inconsistent": ("trigger_outcomes", "rejected_inconsistent"),
     "triggers_rejected_station_in_event": ("trigger_outcomes", "rejected_station_in_event"),
+    "triggers_rejected_by_location": ("trigger_outcomes", "rejected_by_location"),
     "triggers_duplicate_station": ("trigger_outcomes", "duplicate_station"),
     "triggers_unassociated": ("trigger_outcomes", "expired_unassociated"),
     "members_swapped_out": ("trigger_outcomes", "swapped_out_of_event"),
