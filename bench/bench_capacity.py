@@ -555,8 +555,14 @@ def run_once(n: int, a: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         msg = pb.StationScore()
         score_of_ingest: dict[int, int] = {}
         triggered: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # (window_end, ingest, scored)
+        in_events = {plan.name(k) for ev in plan.events for k in ev["stations"]}
+        noise_trig = 0  # trigger episodes (rising edges) at stations no planned event reaches
+        was_on: dict[str, bool] = {}
         for r in scores:
             msg.ParseFromString(r.value)
+            if msg.station not in in_events:
+                noise_trig += msg.triggered and not was_on.get(msg.station, False)
+                was_on[msg.station] = msg.triggered
             last_scored = max(last_scored, msg.scored_time_ns)
             trig += msg.triggered
             if msg.triggered and a.alerting:
@@ -613,7 +619,7 @@ def run_once(n: int, a: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
                 lines.append(
                     f"{am.created_time_ns} {am.event_id} v{am.version} {len(am.stations)} stations "
                     + (f"located +-{am.location_uncertainty_km:.1f} km" if am.has_location else "unlocated")
-                    + f" | {am.reason}"
+                    + f" | {am.reason} | " + ",".join(st.station for st in am.stations)
                 )
                 if am.type == pb.ALERT_TYPE_NEW:
                     # the declaring score: of each listed station's first triggered score at or after
@@ -642,6 +648,8 @@ def run_once(n: int, a: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
                     alert_part.append((am.created_time_ns - sc) / NS)
             (run_dir / "alerts.txt").write_text("\n".join(sorted(lines)) + "\n")
             res.update(
+                noise_triggers=noise_trig,
+                noise_station_hours=(n - len(in_events)) * a.seconds / 3600.0,
                 alerts=dict(kinds),
                 slowest_alerts=sorted(slow, reverse=True)[:3],
                 events_planned=len(plan.events),
@@ -778,6 +786,9 @@ def print_table(rows: list[dict[str, Any]], alerting: bool) -> None:
                 f"{r['alerts']} ({r['events_planned']}) |"
             )
         for r in rows:
+            if "noise_triggers" in r:
+                print(f"  noise triggers at {r['stations']}: {r['noise_triggers']} episodes at stations no "
+                      f"planned event reaches ({r['noise_station_hours']:.1f} station-hours)")  # fmt: skip
             for lat, kind, reason in r.get("slowest_alerts", []):
                 print(f"  slowest at {r['stations']}: {1e3 * lat:.0f} ms {kind} ({reason})")
 

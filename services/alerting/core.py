@@ -189,6 +189,7 @@ class AssociationConfig:
     max_retain_s: float = 600.0
     max_future_s: float = 120.0
     express_triggers: bool = False
+    max_link_km: float = 100.0  # a trigger joins only stations of which one is this close (0: any)
 
     def __post_init__(self) -> None:
         if self.min_stations < 1:
@@ -198,6 +199,7 @@ class AssociationConfig:
         for name in (
             "tolerance_s",
             "max_spread_s",
+            "max_link_km",
             "min_trigger_duration_s",
             "detrigger_s",
             "event_ttl_s",
@@ -715,7 +717,18 @@ class Associator:
         ms = list(members)
         lo = min([trig.p_time_ns] + [m.p_time_ns for m in ms])
         hi = max([trig.p_time_ns] + [m.p_time_ns for m in ms])
-        return hi - lo <= self._spread and all(self._pair_ok(trig, m) for m in ms)
+        return hi - lo <= self._spread and all(self._pair_ok(trig, m) for m in ms) and self._linked(trig, ms)
+
+    def _linked(self, trig: _Trigger, members: list[_Trigger]) -> bool:
+        """The wavefront reaches a new station from nearby ones: a trigger farther than
+        ``max_link_km`` from every member is not part of their event. In a large network noise
+        triggers come every few seconds somewhere, and the pairwise travel-time test alone lets far
+        ones through (it allows 18 s between stations 100 km apart)."""
+        limit = self.config.max_link_km
+        if not limit or trig.coords is None:
+            return True
+        placed = [m.coords for m in members if m.coords is not None]
+        return not placed or any(haversine_km(trig.coords[0], trig.coords[1], c[0], c[1]) <= limit for c in placed)
 
     def _fits_location(self, trig: _Trigger, ev: _Event) -> bool:
         """A located event predicts every station's P: a trigger joins it only within the pair

@@ -96,6 +96,11 @@ class AlertingSettings(ServiceSettings):
     vp_min_km_s: float = Field(5.5, description="Slowest P velocity for the travel-time consistency test.")
     tolerance_s: float = Field(1.0, description="Pick-time tolerance added to distance / vp_min.")
     max_spread_s: float = Field(20.0, description="Largest P-time spread within one event.")
+    max_link_km: float = Field(
+        100.0,
+        description="A trigger joins an event (or seeds one) only within this distance of one of its "
+        "stations; 0 turns the rule off (networks with stations farther apart).",
+    )
     min_trigger_duration_s: float = Field(
         2.0,
         description="A trigger that ends (see detrigger-s) before lasting this long is a glitch: retracted.",
@@ -224,6 +229,7 @@ class AlertingSettings(ServiceSettings):
             vp_min_km_s=self.vp_min_km_s,
             tolerance_s=self.tolerance_s,
             max_spread_s=self.max_spread_s,
+            max_link_km=self.max_link_km,
             min_trigger_duration_s=self.min_trigger_duration_s,
             detrigger_s=self.detrigger_s,
             detrigger_threshold=self.detrigger_threshold,

@@ -204,7 +204,7 @@ def test_replay_order_independence(seed: int) -> None:
     """Interleavings that keep per-station order (network delays < max_lateness_s), in random
     batch sizes, give exactly the same alerts as the ordered input; glitches included."""
     stations, streams = event_streams(8)
-    glitchers = ring_stations(3, 60.0, net="XB")
+    glitchers = ring_stations(3, 30.0, net="XB")  # within max_link_km of each other
     streams += [station_scores(st, None, glitch_at_ns=T0 + 40 * NS) for st in glitchers]
     inv = StationInventory([*stations, *glitchers])
     cfg = AssociationConfig(max_lateness_s=3.0)
@@ -300,7 +300,7 @@ def test_event_closes_after_ttl() -> None:
     far_p = p_times([far], ORIGIN)[far.station]
     streams.append(station_scores(far, far_p, n=90))
     inv = StationInventory([*stations, far])
-    open_cfg = AssociationConfig(max_spread_s=60.0, event_ttl_s=60.0)
+    open_cfg = AssociationConfig(max_spread_s=60.0, event_ttl_s=60.0, max_link_km=0.0)  # the far one may join
     alerts = run(Associator(open_cfg, inv), round_robin(streams))
     assert [a.kind for a in alerts] == [AlertKind.NEW, AlertKind.UPDATE]
     assoc = Associator(replace(open_cfg, event_ttl_s=5.0), inv)
@@ -601,3 +601,22 @@ def test_express_triggers_on_shuffled_arrivals_give_one_event_with_every_station
     assert all(a.kind is not AlertKind.CANCEL for a in got)
     assert {c.station for c in got[-1].stations} == {s.station for s in stations}
     assert assoc.stats["expressed"] > 0
+
+
+def test_a_trigger_far_from_every_member_neither_joins_nor_seeds() -> None:
+    """Noise triggers somewhere in a large network come every few seconds; the pairwise travel-time
+    test lets one 150 km away join (it allows 28 s there). With ``max_link_km`` it stays out, and
+    three far-apart triggers at consistent times do not make an event; with the rule off they do."""
+    stations, streams = event_streams(4)
+    far = Station("XA", "FAR", "00", 35.0 + 150 / 111.19, -118.0, 0.0)
+    streams.append(station_scores(far, p_times(stations, ORIGIN)[stations[-1].station] + 2 * NS))
+    inv = StationInventory([*stations, far])
+    alerts = run(Associator(AssociationConfig(), inv), round_robin(streams))
+    assert "FAR" not in {s.station for s in alerts[-1].stations}
+    off = run(Associator(AssociationConfig(max_link_km=0.0), inv), round_robin(streams))
+    assert "FAR" in {s.station for s in off[-1].stations}
+
+    spread = [Station("XC", f"S{k}", "00", 35.0 + k * 1.5, -118.0 + k * 1.5, 0.0) for k in range(3)]
+    noise = [station_scores(s, ORIGIN + k * NS) for k, s in enumerate(spread)]
+    assert run(Associator(AssociationConfig(), StationInventory(spread)), round_robin(noise)) == []
+    assert run(Associator(AssociationConfig(max_link_km=0.0), StationInventory(spread)), round_robin(noise))
