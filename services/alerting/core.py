@@ -741,19 +741,15 @@ class Associator:
         d = haversine_km(loc.latitude, loc.longitude, trig.coords[0], trig.coords[1])
         t_pred = loc.origin_time_ns + first_p_s(cfg, loc.depth_km, d) * NS
         slack = self._tol + (loc.uncertainty_km / self.config.vp_min_km_s + loc.origin_time_uncertainty_s) * NS
-        if abs(trig.p_time_ns - t_pred) <= slack:
-            return True
-        self.stats["triggers_rejected_by_location"] += 1
-        return False
+        return abs(trig.p_time_ns - t_pred) <= slack
 
     def _associate(self, trig: _Trigger, out: list[AlertRecord]) -> None:
-        joinable = [
-            ev
-            for ev in self._events
-            if trig.station_id not in ev.members
-            and self._fits(trig, ev.members.values())
-            and self._fits_location(trig, ev)
+        pairwise = [
+            ev for ev in self._events if trig.station_id not in ev.members and self._fits(trig, ev.members.values())
         ]
+        joinable = [ev for ev in pairwise if self._fits_location(trig, ev)]
+        if pairwise and not joinable:
+            self.stats["triggers_rejected_by_location"] += 1
         if joinable:
             ev = min(
                 joinable, key=lambda e: (-len(e.members), abs(trig.p_time_ns - e.first_p_ns), e.event_id)
