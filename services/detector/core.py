@@ -59,6 +59,9 @@ DECIM_HALF = 10
 PIECE_S = 5.0
 #: Most entries of offset bookkeeping kept per station (oldest dropped beyond it).
 MAX_TAGS = 4096
+#: A P-curve peak this close to the highest one in the lookback (as a fraction) is a pick candidate;
+#: the latest candidate wins (see ``CoreDetector._pick``).
+PICK_NEAR_MAX = 0.9
 
 # Keys of CoreDetector.counts (the service turns them into metrics).
 C_GAPS = "gaps"  # gap episodes inside a component (hold-last filled)
@@ -795,13 +798,17 @@ class CoreDetector:
         )
 
     def _pick(self, st: StationBuffer, end_step: int, chunk_start: int) -> tuple[int, float]:
-        """P onset: centre of the highest p_prob step >= p_pick within the lookback, else chunk start."""
+        """P onset: centre of the latest p_prob step >= p_pick within the lookback that comes within
+        PICK_NEAR_MAX of the highest one, else the chunk start. Of two near-equal peaks the later one
+        is the onset of the signal that triggered; an earlier one that did not trigger is a precursor
+        (a small arrival, a noise burst), and picking it would put the P seconds early."""
         lo = max(end_step - self.lookback_steps, st.reset_step)
         ok = (st.p_step >= lo) & (st.p_step < end_step) & (st.p_hist >= self.cfg.p_pick_threshold)
         if not ok.any():
             return self.idx_to_ns(chunk_start), 0.0
         cand = np.where(ok, st.p_hist, -1.0)
-        i = int(np.argmax(cand))
+        near = cand >= PICK_NEAR_MAX * cand.max()
+        i = int(np.argmax(np.where(near, st.p_step, -1)))
         step = self.cfg.step_samples
         centre = int(st.p_step[i]) * step * 2 + step  # in half-samples
         return centre * NS_PER_S // (2 * self.fs), float(st.p_hist[i])
