@@ -798,17 +798,21 @@ class CoreDetector:
         )
 
     def _pick(self, st: StationBuffer, end_step: int, chunk_start: int) -> tuple[int, float]:
-        """P onset: centre of the latest p_prob step >= p_pick within the lookback that comes within
-        PICK_NEAR_MAX of the highest one, else the chunk start. Of two near-equal peaks the later one
-        is the onset of the signal that triggered; an earlier one that did not trigger is a precursor
-        (a small arrival, a noise burst), and picking it would put the P seconds early."""
+        """P onset: centre of the highest step of the latest P-curve peak (a run of consecutive steps
+        >= p_pick within the lookback) that comes within PICK_NEAR_MAX of the highest step, else the
+        chunk start. Of two near-equal peaks the later one is the onset of the signal that triggered;
+        an earlier one that did not trigger is a precursor (a small arrival, a noise burst), and
+        picking it would put the P seconds early."""
         lo = max(end_step - self.lookback_steps, st.reset_step)
-        ok = (st.p_step >= lo) & (st.p_step < end_step) & (st.p_hist >= self.cfg.p_pick_threshold)
-        if not ok.any():
+        ok = np.flatnonzero((st.p_step >= lo) & (st.p_step < end_step) & (st.p_hist >= self.cfg.p_pick_threshold))
+        if not len(ok):
             return self.idx_to_ns(chunk_start), 0.0
-        cand = np.where(ok, st.p_hist, -1.0)
-        near = cand >= PICK_NEAR_MAX * cand.max()
-        i = int(np.argmax(np.where(near, st.p_step, -1)))
+        ok = ok[np.argsort(st.p_step[ok])]  # ring slots in time order
+        steps, vals = st.p_step[ok], st.p_hist[ok]
+        j = int(np.flatnonzero(vals >= PICK_NEAR_MAX * vals.max())[-1])
+        peak = np.cumsum(np.diff(steps, prepend=steps[0] - 2) != 1)  # consecutive steps: one peak
+        run = np.flatnonzero(peak == peak[j])
+        i = int(ok[run[np.argmax(vals[run])]])
         step = self.cfg.step_samples
         centre = int(st.p_step[i]) * step * 2 + step  # in half-samples
         return centre * NS_PER_S // (2 * self.fs), float(st.p_hist[i])

@@ -482,8 +482,8 @@ class TwoPeakScorer:
     """Stand-in model with two P-curve peaks before a trigger: a precursor at 17.3 s (no trigger)
     and the onset of the triggering signal at 20.0 s; event_prob is high from 20 s on."""
 
-    def __init__(self, precursor: float, onset: float) -> None:
-        self.precursor, self.onset = precursor, onset
+    def __init__(self, precursor: float, onset: float, after: float = 0.01) -> None:
+        self.precursor, self.onset, self.after = precursor, onset, after
 
     def __call__(self, wave: np.ndarray, state: np.ndarray) -> FakeStep:
         b = wave.shape[0]
@@ -491,6 +491,7 @@ class TwoPeakScorer:
         pp = np.full((b, 10), 0.01, dtype=np.float32)
         pp[k == 17, 3] = self.precursor
         pp[k == 20, 0] = self.onset
+        pp[k == 20, 1] = self.after  # the same peak's next step
         ev = np.where(k >= 20, 0.95, 0.05).astype(np.float32)
         new = state.copy()
         new[:, 0] += 1
@@ -498,15 +499,18 @@ class TwoPeakScorer:
 
 
 @pytest.mark.parametrize(
-    ("precursor", "onset", "want_s"),
-    [(0.94, 0.92, 20.05), (0.92, 0.94, 20.05), (0.95, 0.5, 17.35)],
-    ids=["near-equal-precursor", "higher-onset", "weak-onset"],
+    ("precursor", "onset", "after", "want_s"),
+    [(0.94, 0.92, 0.01, 20.05), (0.92, 0.94, 0.01, 20.05), (0.95, 0.5, 0.01, 17.35), (0.5, 0.95, 0.9, 20.05)],
+    ids=["near-equal-precursor", "higher-onset", "weak-onset", "peak-over-two-steps"],
 )
-def test_pick_prefers_the_onset_of_the_triggering_signal(precursor: float, onset: float, want_s: float) -> None:
+def test_pick_prefers_the_onset_of_the_triggering_signal(
+    precursor: float, onset: float, after: float, want_s: float
+) -> None:
     """A real record (demo station S06) has a P-curve peak 2.7 s before its P as high as the P's own:
     the pick takes the latest peak within 90% of the highest, i.e. the onset that triggered; a
-    clearly weaker late peak does not win over a strong earlier one."""
-    det = CoreDetector(config(warmup_s=5.0), TwoPeakScorer(precursor, onset))
+    clearly weaker late peak does not win over a strong earlier one; within one peak (consecutive
+    steps) the highest step is the pick, not its last one."""
+    det = CoreDetector(config(warmup_s=5.0), TwoPeakScorer(precursor, onset, after))
     scores = run(det, make_packets(np.ones((3, 3000)), size=100))
     new = [s for s in scores if s.new_trigger]
     assert len(new) == 1 and new[0].window_start_ns == T0 + 20 * 10**9
