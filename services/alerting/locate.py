@@ -208,20 +208,26 @@ class TravelTimeTable:
     step_km: float
     table: np.ndarray  # (n_depths, n_distances) seconds
 
-    def times(self, depth_index: int, distances_km: np.ndarray) -> np.ndarray:
-        return self.times_all(distances_km)[depth_index]
-
     @cached_property
     def _slope(self) -> np.ndarray:
         return np.diff(self.table, axis=1)
 
+    def _cell(self, distances_km: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Table column left of each distance and the fraction of the step beyond it."""
+        f = distances_km * (1.0 / self.step_km)
+        i = np.minimum(f.astype(np.intp), self.table.shape[1] - 2)
+        return i, f - i
+
+    def times(self, depth_index: int, distances_km: np.ndarray) -> np.ndarray:
+        i, w = self._cell(distances_km)
+        return self.table[depth_index, i] + self._slope[depth_index, i] * w
+
     def times_all(self, distances_km: np.ndarray) -> np.ndarray:
         """Times at every depth: (n_depths, *distances.shape); the interpolation weights are
         computed once for all depths."""
-        f = distances_km * (1.0 / self.step_km)
-        i = np.minimum(f.astype(np.intp), self.table.shape[1] - 2)
+        i, w = self._cell(distances_km)
         out = np.take(self._slope, i, axis=1)
-        out *= f - i
+        out *= w
         out += np.take(self.table, i, axis=1)
         return out
 
@@ -272,15 +278,12 @@ def locate_without_each(
     if n < 4:
         return [None] * n
     ref = min(range(n), key=lambda i: picks[i][2])
-    rest = [i for i in range(n) if i != ref]
-    search = _Search(picks, silent, cfg, subsets=[np.array([j for j in range(n) if j != i]) for i in rest])
-    out: list[Location | None] = []
-    for i in range(n):
-        if i == ref:
-            out.append(locate(picks[:i] + picks[i + 1 :], silent, cfg))
-        else:
-            out.append(search.solve(np.array([j for j in range(n) if j != i])))
-    return out
+    without = {i: np.delete(np.arange(n), i) for i in range(n) if i != ref}
+    search = _Search(picks, silent, cfg, subsets=list(without.values()))
+    return [
+        search.solve(without[i]) if i in without else locate(picks[:i] + picks[i + 1 :], silent, cfg)
+        for i in range(n)
+    ]
 
 
 class _Search:
