@@ -315,11 +315,11 @@ class _Search:
             sub.tobytes(): self._nearest_silent(sub) for sub in [np.arange(self.n_picks), *subsets]
         }
         self.used = np.unique(np.concatenate([np.zeros(0, np.intp), *self.silent_of.values()]))
-        # coarse grid over the whole area
+        # coarse grid over the whole area; its travel times to the picks and to the silent stations
+        # some subset uses (columns in ``used`` order), computed once
         self.coarse = max(cfg.step_km, cfg.half_width_km / 30.0)
         axis = np.arange(-cfg.half_width_km, cfg.half_width_km + 1e-9, self.coarse)
         self.cx, self.cy = (a.ravel() for a in np.meshgrid(axis, axis, indexing="xy"))
-        # only the silent stations some subset uses (the nearest ones), columns in ``used`` order
         self.c_o, self.c_short0 = self._offsets(
             self._times(self.cx, self.cy, self.sx, self.sy),
             self._times(self.cx, self.cy, self.qx[self.used], self.qy[self.used]),
@@ -356,9 +356,9 @@ class _Search:
 
     def _misfit(
         self, o: np.ndarray, short0: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int, int, float]:
-        """Per node: min-over-depth chi2 and its origin time and depth index; and the best
-        (chi2, node, depth, t0). ``o``, ``short0``: see ``_offsets``."""
+    ) -> tuple[np.ndarray, np.ndarray, float, int, int, float]:
+        """Per node: min-over-depth chi2 and its origin time; and the best (chi2, node, depth, t0).
+        ``o``, ``short0``: see ``_offsets``."""
         cfg = self.cfg
         n = o.shape[0]
         if cfg.norm == "l1":
@@ -378,7 +378,7 @@ class _Search:
         nodes = np.arange(chi2.shape[1])
         flat = int(np.argmin(chi2))  # row-major: the shallowest depth, then the first node
         k, i = divmod(flat, chi2.shape[1])
-        return chi2[kz, nodes], t0[kz, nodes], kz, float(chi2[k, i]), i, k, float(t0[k, i])
+        return chi2[kz, nodes], t0[kz, nodes], float(chi2[k, i]), i, k, float(t0[k, i])
 
     def solve(self, sub: np.ndarray) -> Location | None:
         """The location from the picks ``sub`` (indices), or None (best coarse node on the edge)."""
@@ -386,7 +386,7 @@ class _Search:
         q = self.silent_of[sub.tobytes()]
         sx, sy, tp, qx, qy, qe = self.sx[sub], self.sy[sub], self.tp[sub], self.qx[q], self.qy[q], self.qe[q]
         c_o = self.c_o if len(sub) == self.n_picks else self.c_o[sub]
-        c_chi2, c_t0, _, _, c_node, _, _ = self._misfit(c_o, self.c_short0[np.searchsorted(self.used, q)])
+        c_chi2, c_t0, _, c_node, _, _ = self._misfit(c_o, self.c_short0[np.searchsorted(self.used, q)])
         cx, cy = self.cx, self.cy
         if abs(cx[c_node]) >= cfg.half_width_km - 1e-6 or abs(cy[c_node]) >= cfg.half_width_km - 1e-6:
             return None  # best on the edge: the event is outside the search area
@@ -394,7 +394,7 @@ class _Search:
         k = math.ceil(self.coarse / cfg.step_km)
         fine_axis = cfg.step_km * np.arange(-k, k + 1)
         fx, fy = (a.ravel() for a in np.meshgrid(fine_axis + cx[c_node], fine_axis + cy[c_node], indexing="xy"))
-        f_chi2, f_t0, _, chi2_min, node, kz, t0 = self._misfit(
+        f_chi2, f_t0, chi2_min, node, kz, t0 = self._misfit(
             *self._offsets(self._times(fx, fy, sx, sy), self._times(fx, fy, qx, qy), tp, qe)
         )
         bx, by = fx[node], fy[node]
