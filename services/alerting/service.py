@@ -54,8 +54,8 @@ from services.alerting.outbox import Database, Outbox, redact_url
 from services.alerting.sse import SseHub
 from services.alerting.stations import StationInventory
 from services.alerting.subscribers import static_subscribers
-from services.common.exceptions import ConfigError, DecodeError
-from services.common.kafka import make_consumer, make_producer, wait_for_broker
+from services.common.exceptions import ConfigError, DecodeError, UnconfirmedDelivery
+from services.common.kafka import confirmed, make_consumer, make_producer, wait_for_broker
 from services.common.lifecycle import StopFlag
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.retry import OutageTracker, is_retriable
@@ -696,8 +696,10 @@ class AlertingService:
             ]
             self._producer.flush(timeout=10)
             for f in futures:
-                f.get(timeout=10)
-        except KafkaError as exc:
+                meta = f.get(timeout=10)
+                if not confirmed(meta):
+                    raise UnconfirmedDelivery(f"alert acknowledged without an offset ({meta!r})")
+        except (KafkaError, UnconfirmedDelivery) as exc:
             self.metrics.publish_errors.inc()
             log.error("alerts not acknowledged by the broker (%d queued, will retry): %s", len(sent), exc)
             # A retry may duplicate the ones that did land: consumers dedupe on (event_id, version).

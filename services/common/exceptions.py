@@ -24,3 +24,8 @@ class BrokerUnavailable(EEWError):
 
 class DeliveryError(EEWError):
     """A produced message was not acknowledged by the broker."""
+
+
+class UnconfirmedDelivery(DeliveryError):
+    """The broker acknowledged a message without the offset it was written at (see
+    ``services.common.kafka.confirmed``): treated as not delivered."""

@@ -50,6 +50,20 @@ kafka-python 3 has no ``buffer_memory`` bound: callers bound their own in-flight
     return KafkaProducer(**cfg)
 
 
+def confirmed(metadata: object) -> bool:
+    """True when a produce acknowledgement names the offset the record was written at.
+
+    kafka-python completes a batch the broker answered with DUPLICATE_SEQUENCE_NUMBER as a
+    success with offset -1 ("already written"). Tansu gives that answer after a ``kill -9`` and
+    restart for batches it did not keep (measured: 5 of 8 kills lost 1-6 such records), so an
+    acknowledgement without an offset is not proof of storage: callers treat it as a failed
+    delivery and send again (at-least-once; consumers already dedupe). With Apache Kafka the
+    answer is true and the resend is a harmless duplicate.
+    """
+    offset = getattr(metadata, "offset", None)
+    return isinstance(offset, int) and offset >= 0
+
+
 def make_consumer(
     bootstrap: str, group_id: str, client_id: str, topics: Iterable[str] = (), **extra: object
 ) -> KafkaConsumer:

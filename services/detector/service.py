@@ -35,7 +35,7 @@ from models.runtime import StepResult, StreamingModel
 from services.common.codec import SCHEMA_VERSION, decode_packet
 from services.common.exceptions import DecodeError
 from services.common.http import ReadyCheck
-from services.common.kafka import broker_reachable, wait_for_broker
+from services.common.kafka import broker_reachable, confirmed, wait_for_broker
 from services.common.lifecycle import StopFlag
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.retry import OutageTracker, is_retriable
@@ -354,7 +354,7 @@ class DetectorService:
                 log.error("flush failed: %s", exc)
             failed: dict[str, int] = {}
             for fut, topic in self.unacked:
-                if fut.succeeded():
+                if fut.succeeded() and confirmed(fut.value):
                     if topic == self.settings.scores_topic:
                         self.metrics.scores_acked.inc()
                 else:

@@ -1,7 +1,9 @@
 """Kafka adapter: waveform packets to ``WAVEFORMS`` keyed by station, rejects to ``DEADLETTER``.
 
 Every send's delivery future is checked: an acknowledgement or failure calls ``on_done(ok)``
-(from the producer's I/O thread), failures are counted and logged with the NSLC. The number of
+(from the producer's I/O thread), failures are counted and logged with the NSLC. An
+acknowledgement without an offset (see ``services.common.kafka.confirmed``) counts as a failure,
+so the caller fetches and sends the record again. The number of
 messages in flight is bounded by the producer's buffer: ``send`` blocks while it is full
 (backpressure reaches the SeedLink socket or the replay loop), and gives up after the
 producer's ``max_block_ms`` (counted as a failure).
@@ -18,6 +20,8 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from services.common.codec import Packet, encode_packet, stream_key
+from services.common.exceptions import UnconfirmedDelivery
+from services.common.kafka import confirmed
 from services.common.topics import DEADLETTER, WAVEFORMS
 from services.ingest.metrics import IngestMetrics
 
@@ -118,16 +122,6 @@ class Publisher:
         with self._lock:
             self._in_flight += 1
 
-        def ok(_meta: Any) -> None:
-            self.metrics.ack_latency.observe(time.monotonic() - sent_at)
-            if waveform:
-                self.metrics.packets_acked.inc()
-            with self._lock:
-                self._in_flight -= 1
-                self.acked += 1
-            if on_done is not None:
-                on_done(True)
-
         def failed(exc: BaseException) -> None:
             log.error("%s: delivery to %s failed: %r", nslc, topic, exc)
             self.metrics.publish_failures.labels(topic).inc()
@@ -136,6 +130,19 @@ class Publisher:
                 self.failed += 1
             if on_done is not None:
                 on_done(False)
+
+        def ok(meta: Any) -> None:
+            if not confirmed(meta):
+                failed(UnconfirmedDelivery(f"acknowledged without an offset ({meta!r})"))
+                return
+            self.metrics.ack_latency.observe(time.monotonic() - sent_at)
+            if waveform:
+                self.metrics.packets_acked.inc()
+            with self._lock:
+                self._in_flight -= 1
+                self.acked += 1
+            if on_done is not None:
+                on_done(True)
 
         try:
             future = self.producer.send(topic, value=value, key=key, headers=headers)

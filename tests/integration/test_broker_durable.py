@@ -11,17 +11,23 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry
 
 from services.broker.embedded import EmbeddedBroker, SeaweedS3, free_port, weed_binary
 from services.broker.exceptions import BrokerStartError
+from services.common.codec import Packet, decode_packet
 from services.common.kafka import make_producer
 from services.common.topics import SCORES, WAVEFORMS, TopicSpec
+from services.ingest.metrics import IngestMetrics
+from services.ingest.publisher import Publisher
 from tests.support.processes import read_line_matching
 
 pytestmark = pytest.mark.integration
@@ -110,6 +116,65 @@ def test_acknowledged_messages_survive_tansu_sigkill(durable_dir: Path) -> None:
         for p, o in after.values():
             assert o > last_before.get(p, -1), f"partition {p}: offset {o} reused after restart"
         assert len(read_all(broker.bootstrap, WAVEFORMS)) == 450
+    finally:
+        broker.stop()
+
+
+def test_kill_9_mid_stream_loses_nothing_the_publisher_called_acknowledged(durable_dir: Path) -> None:
+    """SIGKILL Tansu while the ingest publisher streams; restart; resend what it reported failed.
+
+    In-flight batches are retried by the producer after the restart, and Tansu sometimes answers
+    such a retry DUPLICATE_SEQUENCE_NUMBER for a batch it did not keep (kafka-python reports
+    that as success at offset -1). The publisher reports those as failed, so resending every
+    failure (as the ingester does by fetching again) must leave every record in the topic.
+    """
+    broker = EmbeddedBroker(durable_dir=durable_dir)
+    registry = CollectorRegistry()
+    outcome: dict[int, bool] = {}
+    lock = threading.Lock()
+
+    def send(pub: Publisher, seq: int) -> None:
+        def done(ok: bool, seq: int = seq) -> None:
+            with lock:
+                outcome[seq] = ok
+
+        station = f"S{seq % 12:02d}"
+        packet = Packet("XX", station, "", "HHZ", seq * 10**9, 100.0, np.zeros(50, np.float32), sequence=seq)
+        assert pub.publish(packet, done)
+
+    try:
+        broker.start()
+        pub = Publisher(make_producer(broker.bootstrap, "durable-test-publisher"), IngestMetrics(registry))
+        seq = 0
+        t_end = time.monotonic() + 3.0
+        while time.monotonic() < t_end:  # stream for 3 s, then keep streaming through the kill
+            send(pub, seq)
+            seq += 1
+            time.sleep(0.003)
+        broker.kill()
+        for _ in range(300):  # ~1 s of sends into the dead broker: the producer buffers them
+            send(pub, seq)
+            seq += 1
+            time.sleep(0.003)
+        time.sleep(2.0)
+        broker.start()
+        assert pub.flush(120.0), f"{pub.in_flight} sends never settled"
+        failed = sorted(q for q, ok in outcome.items() if not ok)
+        resend = Publisher(
+            make_producer(broker.bootstrap, "durable-test-resend"), IngestMetrics(CollectorRegistry())
+        )
+        for q in failed:
+            send(resend, q)
+        assert resend.flush(60.0) and all(outcome[q] for q in failed), "the resend itself failed"
+        resend.close()
+        pub.close()
+
+        held = {decode_packet(v).sequence for v in read_all(broker.bootstrap, WAVEFORMS)}
+        assert len(outcome) == seq
+        missing = sorted(set(range(seq)) - held)
+        assert missing == [], f"{len(missing)} records missing after resending the {len(failed)} reported failed"
+        acked = registry.get_sample_value("eew_ingest_packets_acked_total")
+        print(f"kill -9 mid-stream: {seq} sent, {len(failed)} reported failed and resent, {acked:.0f} acked")
     finally:
         broker.stop()
 

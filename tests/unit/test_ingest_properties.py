@@ -29,9 +29,12 @@ NOW = 1_700_000_000 * NS
 COUNTS = {"records": 0, "mseed": 0}
 
 
+@dataclass
 class _Acked:
+    offset: int
+
     def add_callback(self, fn: Any) -> None:
-        fn(None)
+        fn(self)  # stands in for RecordMetadata: the offset the broker wrote it at
 
     def add_errback(self, fn: Any) -> None:
         pass
@@ -46,7 +49,7 @@ class MemoryProducer:
     def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None) -> _Acked:
         assert isinstance(value, bytes) and (key is None or isinstance(key, bytes))
         self.sent.append((topic, key, value, dict(headers or [])))
-        return _Acked()
+        return _Acked(len(self.sent) - 1)
 
     def flush(self, timeout: float | None = None) -> None:
         pass
