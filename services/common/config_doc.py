@@ -1,6 +1,6 @@
 """Generate the configuration reference (every flag and environment variable) as Markdown.
 
-``python -m services.common.config_doc`` prints it; README.md embeds the same text between the
+``python -m services.common.config_doc`` prints it (``--write`` updates README.md in place); README.md embeds the same text between the
 ``<!-- config:begin -->`` and ``<!-- config:end -->`` markers, and a unit test keeps them equal.
 """
 
@@ -60,5 +60,22 @@ def render() -> str:
     return "\n".join(out)
 
 
+def write_readme(readme: Path = REPO_ROOT / "README.md") -> bool:
+    """Replace the generated section of README.md in place; return True if it changed."""
+    text = readme.read_text()
+    begin, end = "<!-- config:begin -->\n", "\n<!-- config:end -->"
+    i, j = text.index(begin) + len(begin), text.index(end)
+    new = text[:i] + render().rstrip() + text[j:]
+    if new == text:
+        return False
+    readme.write_text(new)
+    return True
+
+
 if __name__ == "__main__":
-    print(render())
+    import sys
+
+    if "--write" in sys.argv[1:]:
+        print("README.md updated" if write_readme() else "README.md already current")
+    else:
+        print(render())
