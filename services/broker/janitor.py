@@ -1,0 +1,186 @@
+"""The retention janitor of ``eew broker --durable``: removes expired batch objects from SeaweedFS.
+
+A thread that, every ``interval_s``, lists each partition's ``records/`` folder through the
+SeaweedFS filer's HTTP API (sorted by name = base offset, paged, stopping at the first object
+still within retention), deletes the expired prefix (``services.broker.retention.expired``),
+then asks the master to vacuum volumes so the freed space returns to the disk. Failures are
+logged with topic/partition, counted, and retried at the next pass; they never stop the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+
+from services.broker.exceptions import RetentionError
+from services.broker.metrics import BrokerMetrics
+from services.broker.retention import BatchObject, expired, is_batch
+
+log = logging.getLogger(__name__)
+
+_MTIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z$")
+
+
+def parse_mtime_ns(text: str) -> int:
+    """SeaweedFS filer ``Mtime`` (RFC 3339, UTC, up to nanoseconds) to Unix ns."""
+    m = _MTIME_RE.match(text)
+    if m is None:
+        raise RetentionError(f"unexpected filer Mtime {text!r}")
+    whole = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    frac = (m.group(2) or "0")[:9].ljust(9, "0")
+    return int(whole.timestamp()) * 1_000_000_000 + int(frac)
+
+
+class FilerClient:
+    """The few SeaweedFS filer and master HTTP calls the janitor needs (stdlib, bounded timeouts)."""
+
+    def __init__(self, filer_url: str, master_url: str, timeout_s: float) -> None:
+        self.filer_url = filer_url.rstrip("/")
+        self.master_url = master_url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def list_pages(self, folder: str, page_size: int) -> Iterator[tuple[list[dict], bool]]:
+        """Pages of a folder's entries in name order, each with whether more follow; none if absent."""
+        last = ""
+        while True:
+            query = urllib.parse.urlencode({"limit": page_size, "lastFileName": last})
+            url = f"{self.filer_url}{urllib.parse.quote(folder)}/?{query}"
+            req = urllib.request.Request(url, headers={"Accept": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                    body = json.load(resp)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    return
+                raise
+            entries = body.get("Entries") or []
+            more = bool(body.get("ShouldDisplayLoadMore")) and bool(entries)
+            yield entries, more
+            if not more:
+                return
+            last = body.get("LastFileName") or entries[-1]["FullPath"].rsplit("/", 1)[-1]
+
+    def delete(self, path: str) -> None:
+        req = urllib.request.Request(f"{self.filer_url}{urllib.parse.quote(path)}", method="DELETE")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:  # already gone: what we wanted
+                raise
+
+    def vacuum(self, garbage_threshold: float) -> None:
+        """Compact volumes whose deleted share exceeds the threshold (returns the space to the disk)."""
+        url = f"{self.master_url}/vol/vacuum?garbageThreshold={garbage_threshold}"
+        with urllib.request.urlopen(url, timeout=self.timeout_s):
+            pass
+
+
+class RetentionJanitor:
+    """Enforces per-topic retention on the durable broker's object store, in its own thread."""
+
+    def __init__(
+        self,
+        filer: FilerClient,
+        partitions: Mapping[str, int],
+        retention_ms: Mapping[str, int],
+        metrics: BrokerMetrics,
+        interval_s: float,
+        cluster: str = "tansu_cluster",
+        bucket: str = "tansu",
+        page_size: int = 1000,
+        vacuum_threshold: float = 0.3,
+    ) -> None:
+        self.filer = filer
+        self.partitions = dict(partitions)
+        self.retention_ms = dict(retention_ms)
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self.root = f"/buckets/{bucket}/clusters/{cluster}/topics"
+        self.page_size = page_size
+        self.vacuum_threshold = vacuum_threshold
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def folder(self, topic: str, partition: int) -> str:
+        return f"{self.root}/{topic}/partitions/{partition:010d}/records"
+
+    def sweep_partition(self, topic: str, partition: int, now_ns: int) -> tuple[int, int]:
+        """Delete the expired prefix of one partition; (objects, bytes) removed."""
+        ms = self.retention_ms.get(topic, -1)
+        n = size = 0
+        if ms < 0:
+            return 0, 0
+        folder = self.folder(topic, partition)
+        for entries, more in self.filer.list_pages(folder, self.page_size):
+            page = [
+                BatchObject(
+                    e["FullPath"].rsplit("/", 1)[-1], parse_mtime_ns(e["Mtime"]), int(e.get("FileSize", 0))
+                )
+                for e in entries
+                if is_batch(e["FullPath"].rsplit("/", 1)[-1])
+            ]
+            doomed, read_on = expired(page, now_ns, ms, more)
+            for obj in doomed:
+                if self._stop.is_set():
+                    return n, size
+                self.filer.delete(f"{folder}/{obj.name}")
+                n += 1
+                size += obj.size
+            if not read_on:
+                break
+        return n, size
+
+    def sweep(self, now_ns: int | None = None) -> int:
+        """One pass over every partition of every topic with a retention; objects removed."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        total = 0
+        for topic, count in self.partitions.items():
+            for p in range(count):
+                if self._stop.is_set():
+                    return total
+                try:
+                    n, size = self.sweep_partition(topic, p, now_ns)
+                except (OSError, ValueError, KeyError, RetentionError) as exc:
+                    self.metrics.errors.labels(topic).inc()
+                    log.warning("retention: %s[%d] not swept, retrying next pass: %s", topic, p, exc)
+                    continue
+                if n:
+                    self.metrics.deleted_objects.labels(topic).inc(n)
+                    self.metrics.deleted_bytes.labels(topic).inc(size)
+                    log.info("retention: %s[%d] removed %d expired batches (%d bytes)", topic, p, n, size)
+                total += n
+        if total:
+            try:
+                self.filer.vacuum(self.vacuum_threshold)
+            except OSError as exc:
+                log.warning("retention: volume vacuum failed, retrying next pass: %s", exc)
+        self.metrics.last_pass.set(time.time())
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sweep()
+
+    def start(self) -> RetentionJanitor:
+        kept = {t: ms for t, ms in self.retention_ms.items() if ms >= 0}
+        log.info(
+            "retention janitor: every %.0f s, retention_ms %s (other topics kept)", self.interval_s, kept
+        )
+        self._thread = threading.Thread(target=self._run, name="retention-janitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
