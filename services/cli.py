@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("services.demo.__main__", "broker + all services on a replayed earthquake; prints the alert"),
     "model": ("models.__main__", "train, evaluate, export and benchmark the detector model"),
     "validate": ("services.validate.__main__", "replay an archive, score the alerts against a catalogue, write a report"),
+    "dashboard": ("services.dashboard.__main__", "the operator's live web page: stations, events, alerts, health"),
 }
 
 

@@ -1,0 +1,1 @@
+"""``eew dashboard``: the operator's live web page (stations, events, alert versions, pipeline health)."""

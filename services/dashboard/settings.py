@@ -1,0 +1,53 @@
+"""Settings of ``eew dashboard`` (the one declaration of its knobs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.settings import ServiceSettings
+from services.common.topics import ALERTS, DEADLETTER, SCORES
+
+
+class DashboardSettings(ServiceSettings):
+    """The operator's live web page: where it listens, who may read it, what it reads."""
+
+    client_id: str = Field("eew-dashboard", description="Kafka client id.")
+    web_host: str = Field("127.0.0.1", description="Address the web page listens on.")
+    web_port: int = Field(8090, description="Port of the web page (0 picks a free port).")
+    api_tokens: str = Field(
+        "", description="Bearer tokens: name:token[:role],... as `eew alert --api-tokens` (every role may read "
+        "the page; tokens >= 16 characters). Without tokens every data request is refused.",
+    )
+    stations: Path | None = Field(
+        None, description="Station inventory (StationXML or CSV, as `eew alert`): stations shown before they "
+        "send anything (a station never heard from is dead)."
+    )
+    sites: str = Field("", description="Sites whose warning time and intensity are counted down: name:lat:lon,...")
+    metrics_urls: str = Field(
+        "", description="Services' metrics for the health panel: name=http://host:port/metrics,..."
+    )
+    replay: bool = Field(
+        False, description="Replay mode: read the topics from their beginning and run the page's clock on the "
+        "data's time (newest scored sample), so a replayed archive plays as if live."
+    )
+    scores_topic: str = Field(SCORES.name, description="Topic of the station scores.")
+    alerts_topic: str = Field(ALERTS.name, description="Topic of the alerts.")
+    deadletter_topic: str = Field(DEADLETTER.name, description="Topic of the rejected input (stations shown as rejected).")
+    history_s: float = Field(900.0, description="Live mode: alerts from this far back are shown at start.")
+    lag_after_s: float = Field(10.0, description="A station whose newest scored sample is older than this is lagging.")
+    gap_after_s: float = Field(5.0, description="A station without a score for this long is in a gap.")
+    dead_after_s: float = Field(60.0, description="A station without a score for this long is dead.")
+    rejected_hold_s: float = Field(60.0, description="A station stays 'data rejected' this long after a dead-lettered record.")
+    event_retention_s: float = Field(900.0, description="Events leave the page this long after their last alert.")
+    max_events: int = Field(20, description="Most events kept on the page.")
+    tick_s: float = Field(0.5, description="Interval of the page's live updates (server-sent events).")
+    stream_heartbeat_s: float = Field(15.0, description="Longest silence on an update stream (keeps proxies open).")
+    max_clients: int = Field(50, description="Most update streams open at once (more get 503).")
+    session_ttl_s: float = Field(43200.0, description="A page session (cookie after a token check) lasts this long.")
+    health_interval_s: float = Field(5.0, description="How often the services' metrics and the broker are checked.")
+    scrape_timeout_s: float = Field(2.0, description="Timeout of one /metrics scrape and of the broker check.")
+    poll_timeout_s: float = Field(0.2, description="Longest wait of one Kafka poll.")
+    broker_timeout_s: float = Field(30.0, description="At start, wait this long for the broker.")
+    shutdown_timeout_s: float = Field(3.0, description="At shutdown, give open pages this long to be closed.")
