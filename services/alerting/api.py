@@ -1,20 +1,25 @@
-"""The subscriber API (stdlib ThreadingHTTPServer): subscribers CRUD, alert documents, SSE.
+"""The subscriber API (Starlette on uvicorn): subscribers CRUD, alert documents, SSE.
 
 Authentication: ``Authorization: Bearer <token>``; tokens come from the settings
-(``--api-tokens name:token[:role],...``, role ``write`` by default). Roles:
+(``EEW_API_TOKENS`` or ``--api-tokens-file``: ``name:token[:role],...``, role ``write`` by
+default). Roles:
 
 * ``read``: GET alerts and the alert stream (dashboards);
 * ``write``: also create subscribers and read, change and delete its own (owner = token name);
 * ``admin``: every subscriber.
 
-No or unknown token: 401 (``WWW-Authenticate: Bearer``); a known token without the right: 403.
-Every answer is JSON; errors are ``{"error": {"code": ..., "message": ..., "details": [...]}}``.
-Requests are rate-limited per token (per client address before authentication) by a token
-bucket (``rate_per_s`` refill, ``burst`` capacity): 429 with ``Retry-After``.
+No or unknown token: 401 (``WWW-Authenticate: Bearer``); a known token without the right: 403; a
+subscriber id that is not the caller's answers 404 exactly as one that does not exist.
+Every answer is JSON, errors included (``{"error": {"code", "message", "details"}}``), those of
+the server's own limits too (408, 431, 503: ``http_server.py``). Requests are rate-limited per
+token (per client address before authentication) by a token bucket (``rate_per_s`` refill,
+``burst`` capacity): 429 with ``Retry-After``. Each write token may own at most
+``max_subscribers_per_token`` subscribers (409 ``quota_exceeded``); lists are paginated.
+Bodies are JSON with strict types (``"35"`` is not a latitude, ``"yes"`` not a boolean).
 
 Routes::
 
-    GET    /v1/subscribers                   own subscribers (admin: all)
+    GET    /v1/subscribers                   own subscribers (admin: all); ?limit=&cursor=
     POST   /v1/subscribers                   create (SubscriberSpec) -> 201 + Location
     GET    /v1/subscribers/{id}
     PUT    /v1/subscribers/{id}              replace (SubscriberSpec)
@@ -25,7 +30,8 @@ Routes::
     GET    /alerts/stream                    SSE (see sse.py); ?subscriber={id} for its own feed
 
 Webhook URLs are checked with ``subscribers.check_target`` (SSRF: the host must resolve only to
-public addresses) unless ``allow_private_webhooks``; secrets are write-only (answers show
+public addresses) unless ``allow_private_webhooks``; a refused target gets one generic message
+whatever the reason (the details go to the log). Secrets are write-only (answers show
 ``has_secret``). Bodies over ``max_body_bytes`` get 413.
 """
 
@@ -37,22 +43,29 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from services.alerting.cap import CAP_MIME, CapConfig, alert_to_cap
 from services.alerting.exceptions import OutboxError, TargetRefused
+from services.alerting.http_server import ServerLimits, ThreadedServer
 from services.alerting.messages import alert_to_json
 from services.alerting.metrics import AlertingMetrics
 from services.alerting.outbox import DEAD, DELIVERED, FEED, PENDING, Outbox
 from services.alerting.quakeml import QUAKEML_MIME, alert_to_quakeml
 from services.alerting.sse import SseHub, alert_feed, stream, subscriber_feed
 from services.alerting.subscribers import (
+    TARGET_REFUSED_MESSAGE,
     Subscriber,
     SubscriberPatch,
     SubscriberSpec,
@@ -66,8 +79,8 @@ from services.common.timeutil import now_ns
 log = logging.getLogger(__name__)
 
 ROLES = ("read", "write", "admin")
-_SUB_RE = re.compile(r"^/v1/subscribers/(sub-[0-9a-f]{16})(/deliveries)?$")
-_ALERT_RE = re.compile(r"^/v1/alerts/([A-Za-z0-9_.:-]{1,100})$")
+TOKEN_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # it names MQTT topic levels and ACL users
+_CURSOR_RE = re.compile(r"^([0-9]{1,20})\.(sub-[0-9a-f]{16})$")
 
 
 @dataclass(frozen=True)
@@ -78,14 +91,16 @@ class ApiToken:
 
 
 def parse_tokens(text: str) -> list[ApiToken]:
-    """``name:token[:role]`` comma-separated; tokens must be at least 16 characters."""
+    """``name:token[:role]`` comma- or newline-separated; names ``[A-Za-z0-9_.-]``, tokens >= 16 chars."""
     out: list[ApiToken] = []
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
+    for item in (t.strip() for t in re.split(r"[,\n]", text)):
+        if not item or item.startswith("#"):
             continue
         parts = item.split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
             raise ConfigError("API tokens must be name:token[:role], comma-separated")
+        if not TOKEN_NAME_RE.match(parts[0]):
+            raise ConfigError(f"API token name {parts[0]!r} must be 1-64 of A-Z a-z 0-9 _ . -")
         role = parts[2] if len(parts) == 3 else "write"
         if role not in ROLES:
             raise ConfigError(f"API token role must be one of {ROLES}, got {role!r}")
@@ -138,41 +153,13 @@ class ApiConfig:
     allow_private_webhooks: bool = False
     mqtt_enabled: bool = False
     max_body_bytes: int = 65_536
-    request_timeout_s: float = 10.0
+    request_timeout_s: float = 10.0  # whole request (headers and body), however slowly sent
     sse_public: bool = False
-    max_connections: int = 64  # concurrent non-stream requests (SSE streams are bounded by the hub)
-
-
-class _BoundedServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with at most ``max_threads`` handler threads; more connections get a
-    bare 503 and are closed (no unbounded thread growth under a connection flood)."""
-
-    daemon_threads = True
-
-    def __init__(
-        self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_threads: int
-    ) -> None:
-        super().__init__(addr, handler)
-        self._slots = threading.BoundedSemaphore(max_threads)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            try:
-                request.sendall(
-                    b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
-                )
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        t = threading.Thread(target=self._run_one, args=(request, client_address), daemon=True)
-        t.start()
-
-    def _run_one(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+    max_connections: int = 1000  # open connections in total (SSE streams included)
+    max_connections_per_client: int = 32  # open connections per client address
+    max_header_bytes: int = 16_384
+    max_subscribers_per_token: int = 100
+    page_size: int = 100  # subscribers per page by default (at most 1000 with ?limit=)
 
 
 class _Error(Exception):
@@ -182,6 +169,44 @@ class _Error(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
         self.headers = headers or {}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None, headers: dict | None = None) -> Response:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details}},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def _json(doc: Any, status: int = 200, headers: dict | None = None) -> Response:
+    if status == 204:
+        return Response(status_code=204, headers={"Cache-Control": "no-store"})
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    return Response(body, status, {"Cache-Control": "no-store", **(headers or {})}, "application/json")
+
+
+def _details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_input=False, include_url=False, include_context=False)
+    ]
+
+
+class _StreamResponse(StreamingResponse):
+    """A streaming response that runs ``on_close`` however it ends (done, client gone, stop)."""
+
+    def __init__(self, content: Any, on_close: Callable[[], None], **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except OSError as exc:  # the client went away mid-stream: once, at DEBUG
+            log.debug("SSE client %s went away: %s", scope.get("client"), exc)
+        finally:
+            self.on_close()
 
 
 class SubscriberApi:
@@ -207,58 +232,61 @@ class SubscriberApi:
         self.buckets = TokenBucket(cfg.rate_per_s, cfg.burst)
         if not cfg.tokens:
             log.warning("subscriber API: no tokens configured, every request will be refused (401)")
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "eew-alerting-api/1"
-            timeout = cfg.request_timeout_s
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                api._handle(self, "GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                api._handle(self, "POST")
-
-            def do_PUT(self) -> None:  # noqa: N802
-                api._handle(self, "PUT")
-
-            def do_PATCH(self) -> None:  # noqa: N802
-                api._handle(self, "PATCH")
-
-            def do_DELETE(self) -> None:  # noqa: N802
-                api._handle(self, "DELETE")
-
-            def log_message(self, fmt: str, *args: object) -> None:
-                log.debug("api: " + fmt, *args)
-
-        self._httpd = _BoundedServer(
-            (cfg.host, cfg.port), Handler, cfg.max_connections + self.hub.max_clients
+        routes = [
+            Route("/v1/subscribers", self._subscribers, methods=["GET", "POST"]),
+            Route("/v1/subscribers/{sid:str}", self._subscriber, methods=["GET", "PUT", "PATCH", "DELETE"]),
+            Route("/v1/subscribers/{sid:str}/deliveries", self._deliveries, methods=["GET"]),
+            Route("/v1/alerts/{event_id:str}", self._alert, methods=["GET"]),
+            Route("/alerts/stream", self._stream, methods=["GET"]),
+        ]
+        app = Starlette(
+            routes=routes,
+            exception_handlers={
+                HTTPException: self._http_exception,
+                _Error: self._error,
+                OutboxError: self._outbox_error,
+                ClientDisconnect: self._gone,
+                Exception: self._internal,
+            },
         )
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="subscriber-api", daemon=True)
+        self.app = _Guarded(app, self)
+        limits = ServerLimits(
+            request_timeout_s=cfg.request_timeout_s,
+            max_connections=cfg.max_connections,
+            max_per_client=cfg.max_connections_per_client,
+            max_header_bytes=cfg.max_header_bytes,
+        )
+        self._server = ThreadedServer(
+            self.app,
+            cfg.host,
+            cfg.port,
+            limits,
+            on_refused=lambda reason: metrics.api_refused.labels(reason).inc(),
+            name="subscriber-api",
+        )
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return self._server.address[1]
 
     @property
     def url(self) -> str:
-        return f"http://{self._httpd.server_address[0]}:{self.port}"
+        host = self._server.address[0]
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def start(self) -> SubscriberApi:
-        self._thread.start()
+        self._server.start()
         log.info("subscriber API on %s (/v1/subscribers, /v1/alerts, /alerts/stream)", self.url)
         return self
 
     def stop(self) -> None:
         self.hub.stop()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     # ------------------------------------------------------------------ plumbing
 
-    def _authenticate(self, h: BaseHTTPRequestHandler) -> ApiToken | None:
-        value = h.headers.get("Authorization", "")
-        scheme, _, given = value.partition(" ")
+    def authenticate(self, header: str) -> ApiToken | None:
+        scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             return None
         given_b = given.strip().encode()
@@ -268,199 +296,56 @@ class SubscriberApi:
                 found = t
         return found
 
-    def _send(
-        self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, headers: dict | None = None
-    ) -> None:
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(body)))
-        h.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        if h.command != "HEAD" and body:
-            h.wfile.write(body)
+    async def _http_exception(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(exc.status_code, "http_error")
+        message = f"no route {request.method} {request.url.path}" if exc.status_code == 404 else exc.detail
+        return error_response(exc.status_code, code, str(message), headers=dict(exc.headers or {}))
 
-    def _json(self, h: BaseHTTPRequestHandler, status: int, doc: Any, headers: dict | None = None) -> None:
-        body = b"" if status == 204 else json.dumps(doc, separators=(",", ":")).encode()
-        self._send(h, status, body, "application/json", headers)
+    async def _error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _Error)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
-    def _body(self, h: BaseHTTPRequestHandler, model: type[BaseModel]) -> Any:
-        ctype = h.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    async def _outbox_error(self, request: Request, exc: Exception) -> Response:
+        log.error("api %s %s: outbox unavailable: %s", request.method, request.url.path, exc)
+        return error_response(503, "unavailable", "storage unavailable, retry later", headers={"Retry-After": "5"})
+
+    async def _internal(self, request: Request, exc: Exception) -> Response:
+        return error_response(500, "internal", "internal error")  # logged by _Guarded
+
+    async def _gone(self, request: Request, exc: Exception) -> Response:
+        log.debug("api %s %s: client went away", request.method, request.url.path)
+        return error_response(499, "client_closed", "client closed the request")
+
+    @staticmethod
+    def _token(request: Request) -> ApiToken:
+        token = request.scope.get("eew.token")
+        if token is None:  # the stream route lets public requests through; others never get here
+            raise _Error(401, "unauthorized", "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        return token
+
+    async def _body(self, request: Request, model: type[BaseModel]) -> Any:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise _Error(415, "unsupported_media_type", "send the body as application/json")
         try:
-            length = int(h.headers.get("Content-Length", ""))
+            length = int(request.headers.get("content-length", ""))
         except ValueError:
             raise _Error(411, "length_required", "Content-Length is required") from None
         if length < 0 or length > self.cfg.max_body_bytes:
             raise _Error(413, "too_large", f"body larger than {self.cfg.max_body_bytes} bytes")
-        raw = h.rfile.read(length)
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > length:
+                raise _Error(400, "bad_length", "body longer than its Content-Length")
         try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _Error(400, "bad_json", f"body is not valid JSON: {exc}") from None
-        try:
-            return model.model_validate(doc)
+            return model.model_validate_json(bytes(raw), strict=True)
         except ValidationError as exc:
-            details = [
-                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-                for e in exc.errors(include_input=False, include_url=False, include_context=False)
-            ]
-            raise _Error(422, "invalid", "the subscriber is not valid", details) from None
-
-    def _route_name(self, path: str) -> str:
-        if path == "/v1/subscribers":
-            return "/v1/subscribers"
-        m = _SUB_RE.match(path)
-        if m:
-            return "/v1/subscribers/{id}" + (m.group(2) or "")
-        if _ALERT_RE.match(path):
-            return "/v1/alerts/{event_id}"
-        if path == "/alerts/stream":
-            return path
-        return "other"
-
-    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        split = urlsplit(h.path)
-        path, query = split.path, parse_qs(split.query)
-        route = self._route_name(path)
-        status = 500
-        try:
-            token = self._authenticate(h)
-            public_stream = route == "/alerts/stream" and self.cfg.sse_public and "subscriber" not in query
-            key = f"token:{token.name}" if token else f"addr:{h.client_address[0]}"
-            ok, wait = self.buckets.take(key)
-            if not ok:
-                raise _Error(
-                    429,
-                    "rate_limited",
-                    "too many requests",
-                    headers={"Retry-After": str(max(1, round(wait + 0.5)))},
-                )
-            if token is None and not public_stream:
-                raise _Error(
-                    401,
-                    "unauthorized",
-                    "a valid bearer token is required",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-            status = self._dispatch(h, method, path, route, query, token)
-        except _Error as e:
-            status = e.status
-            self._json(
-                h,
-                e.status,
-                {"error": {"code": e.code, "message": e.message, "details": e.details}},
-                e.headers,
-            )
-        except OutboxError as exc:
-            status = 503
-            log.error("api %s %s: outbox unavailable: %s", method, path, exc)
-            self._json(
-                h, 503, {"error": {"code": "unavailable", "message": "storage unavailable, retry later"}}
-            )
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            status = 499
-        except Exception:  # a bug must answer 500, never kill the server thread silently
-            log.exception("api %s %s: unexpected error", method, path)
-            status = 500
-            try:
-                self._json(h, 500, {"error": {"code": "internal", "message": "internal error"}})
-            except OSError:
-                pass
-        self.metrics.api_requests.labels(method, route, str(status)).inc()
-
-    # ------------------------------------------------------------------ routes
-
-    def _dispatch(
-        self,
-        h: BaseHTTPRequestHandler,
-        method: str,
-        path: str,
-        route: str,
-        query: dict[str, list[str]],
-        token: ApiToken | None,
-    ) -> int:
-        if route == "/alerts/stream" and method == "GET":
-            return self._stream(h, query, token)
-        assert token is not None
-        if route == "/v1/subscribers":
-            if method == "GET":
-                subs = self.outbox.list_subscribers(None if token.role == "admin" else token.name)
-                self._json(h, 200, {"subscribers": [s.public() for s in subs]})
-                return 200
-            if method == "POST":
-                self._need(token, "write")
-                spec = self._body(h, SubscriberSpec)
-                self._check_spec(spec)
-                now = now_ns()
-                sub = Subscriber(
-                    id=new_subscriber_id(), owner=token.name, spec=spec, created_ns=now, updated_ns=now
-                )
-                self.outbox.add_subscriber(sub)
-                self.on_change()
-                log.info("api: %s created subscriber %s (%s)", token.name, sub.id, ",".join(sub.channels))
-                self._json(h, 201, sub.public(), {"Location": f"/v1/subscribers/{sub.id}"})
-                return 201
-            raise _Error(
-                405, "method_not_allowed", f"{method} not allowed here", headers={"Allow": "GET, POST"}
-            )
-        m = _SUB_RE.match(path)
-        if m:
-            sid, sub_path = m.group(1), m.group(2)
-            sub = self.outbox.get_subscriber(sid)
-            if sub is None:
-                raise _Error(404, "not_found", f"no subscriber {sid}")
-            if token.role != "admin" and sub.owner != token.name:
-                raise _Error(403, "forbidden", "this subscriber belongs to another token")
-            if sub_path:
-                if method != "GET":
-                    raise _Error(405, "method_not_allowed", "GET only", headers={"Allow": "GET"})
-                status_q = (query.get("status") or [None])[0]
-                if status_q not in (None, PENDING, DELIVERED, DEAD, FEED):
-                    raise _Error(400, "bad_query", "status must be pending, delivered, dead or feed")
-                limit = self._int(query, "limit", 100, 1, 1000)
-                rows = self.outbox.deliveries(sid, status_q, limit)
-                self._json(h, 200, {"deliveries": [d.public() for d in rows]})
-                return 200
-            if method == "GET":
-                self._json(h, 200, sub.public())
-                return 200
-            self._need(token, "write")
-            if method in ("PUT", "PATCH"):
-                assert sub.spec is not None
-                if method == "PUT":
-                    spec = self._body(h, SubscriberSpec)
-                else:
-                    patch = self._body(h, SubscriberPatch)
-                    try:
-                        spec = patch.apply(sub.spec)
-                    except ValidationError as exc:
-                        details = [
-                            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-                            for e in exc.errors(include_input=False, include_url=False, include_context=False)
-                        ]
-                        raise _Error(422, "invalid", "the changed subscriber is not valid", details) from None
-                self._check_spec(spec)
-                updated = self.outbox.update_subscriber(sid, spec, now_ns())
-                if updated is None:
-                    raise _Error(404, "not_found", f"no subscriber {sid}")
-                self.on_change()
-                self._json(h, 200, updated.public())
-                return 200
-            if method == "DELETE":
-                if not self.outbox.delete_subscriber(sid, now_ns()):
-                    raise _Error(404, "not_found", f"no subscriber {sid}")
-                self.on_change()
-                log.info("api: %s deleted subscriber %s", token.name, sid)
-                self._json(h, 204, None)
-                return 204
-            raise _Error(405, "method_not_allowed", f"{method} not allowed here")
-        m = _ALERT_RE.match(path)
-        if m and method == "GET":
-            return self._alert(h, m.group(1), query)
-        raise _Error(404, "not_found", f"no route {method} {path}")
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise _Error(400, "bad_json", "body is not valid JSON") from None
+            raise _Error(422, "invalid", "the subscriber is not valid", _details(exc)) from None
 
     @staticmethod
     def _need(token: ApiToken, role: str) -> None:
@@ -468,90 +353,217 @@ class SubscriberApi:
             raise _Error(403, "forbidden", f"this needs a {role} token, {token.name!r} is {token.role}")
 
     @staticmethod
-    def _int(query: dict[str, list[str]], name: str, default: int, lo: int, hi: int) -> int:
-        raw = (query.get(name) or [None])[0]
+    def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+        raw = request.query_params.get(name)
         if raw is None:
             return default
-        try:
-            v = int(raw)
-        except ValueError:
-            raise _Error(400, "bad_query", f"{name} must be an integer") from None
+        if not re.fullmatch(r"-?[0-9]{1,10}", raw):
+            raise _Error(400, "bad_query", f"{name} must be an integer")
+        v = int(raw)
         if not lo <= v <= hi:
             raise _Error(400, "bad_query", f"{name} must be in [{lo}, {hi}]")
         return v
 
+    def _own(self, sid: str, token: ApiToken) -> Subscriber:
+        """The caller's subscriber ``sid`` (admin: any); 404 alike for none and another's."""
+        sub = self.outbox.get_subscriber(sid) if re.fullmatch(r"sub-[0-9a-f]{16}", sid) else None
+        if sub is None or (token.role != "admin" and sub.owner != token.name):
+            raise _Error(404, "not_found", f"no subscriber {sid}")
+        return sub
+
     def _check_spec(self, spec: SubscriberSpec) -> None:
+        """SSRF and channel checks (blocking: DNS; run on the thread pool)."""
         wh = spec.channels.webhook
         if wh is not None:
             try:
                 check_target(wh.url, self.cfg.allow_private_webhooks, self.resolve)
             except TargetRefused as exc:
+                log.info("api: webhook target refused: %s", exc)
                 raise _Error(
-                    422, "target_refused", str(exc), [{"loc": ["channels", "webhook", "url"]}]
+                    422, "target_refused", TARGET_REFUSED_MESSAGE, [{"loc": ["channels", "webhook", "url"]}]
                 ) from None
         if spec.channels.mqtt is not None and not self.cfg.mqtt_enabled:
             raise _Error(422, "mqtt_disabled", "this service has no MQTT broker configured")
 
-    def _alert(self, h: BaseHTTPRequestHandler, event_id: str, query: dict[str, list[str]]) -> int:
-        version = self._int(query, "version", 0, 0, 1_000_000) or None
-        fmt = (query.get("format") or ["json"])[0]
+    # ------------------------------------------------------------------ routes
+
+    async def _subscribers(self, request: Request) -> Response:
+        token = self._token(request)
+        if request.method == "GET":
+            limit = self._int(request, "limit", self.cfg.page_size, 1, 1000)
+            cursor = request.query_params.get("cursor")
+            after = None
+            if cursor is not None:
+                m = _CURSOR_RE.match(cursor)
+                if m is None:
+                    raise _Error(400, "bad_query", "cursor is not one this API gave")
+                after = (int(m.group(1)), m.group(2))
+            owner = None if token.role == "admin" else token.name
+            subs = await run_in_threadpool(self.outbox.list_subscribers, owner, limit + 1, after)
+            page, more = subs[:limit], len(subs) > limit
+            nxt = f"{page[-1].created_ns}.{page[-1].id}" if more else None
+            return _json({"subscribers": [s.public() for s in page], "next_cursor": nxt})
+        self._need(token, "write")
+        spec = await self._body(request, SubscriberSpec)
+        await run_in_threadpool(self._check_spec, spec)
+        now = now_ns()
+        sub = Subscriber(id=new_subscriber_id(), owner=token.name, spec=spec, created_ns=now, updated_ns=now)
+        if not await run_in_threadpool(self.outbox.add_subscriber, sub, self.cfg.max_subscribers_per_token):
+            raise _Error(
+                409,
+                "quota_exceeded",
+                f"{token.name!r} already has {self.cfg.max_subscribers_per_token} subscribers",
+            )
+        self.on_change()
+        log.info("api: %s created subscriber %s (%s)", token.name, sub.id, ",".join(sub.channels))
+        return _json(sub.public(), 201, {"Location": f"/v1/subscribers/{sub.id}"})
+
+    async def _subscriber(self, request: Request) -> Response:
+        token = self._token(request)
+        sid = request.path_params["sid"]
+        sub = await run_in_threadpool(self._own, sid, token)
+        if request.method == "GET":
+            return _json(sub.public())
+        self._need(token, "write")
+        if request.method == "DELETE":
+            if not await run_in_threadpool(self.outbox.delete_subscriber, sid, now_ns()):
+                raise _Error(404, "not_found", f"no subscriber {sid}")
+            self.on_change()
+            log.info("api: %s deleted subscriber %s", token.name, sid)
+            return _json(None, 204)
+        assert sub.spec is not None
+        if request.method == "PUT":
+            spec = await self._body(request, SubscriberSpec)
+        else:
+            patch = await self._body(request, SubscriberPatch)
+            try:
+                spec = patch.apply(sub.spec)
+            except ValidationError as exc:
+                raise _Error(422, "invalid", "the changed subscriber is not valid", _details(exc)) from None
+        await run_in_threadpool(self._check_spec, spec)
+        updated = await run_in_threadpool(self.outbox.update_subscriber, sid, spec, now_ns())
+        if updated is None:
+            raise _Error(404, "not_found", f"no subscriber {sid}")
+        self.on_change()
+        return _json(updated.public())
+
+    async def _deliveries(self, request: Request) -> Response:
+        token = self._token(request)
+        sid = request.path_params["sid"]
+        await run_in_threadpool(self._own, sid, token)
+        status_q = request.query_params.get("status")
+        if status_q not in (None, PENDING, DELIVERED, DEAD, FEED):
+            raise _Error(400, "bad_query", "status must be pending, delivered, dead or feed")
+        limit = self._int(request, "limit", 100, 1, 1000)
+        rows = await run_in_threadpool(self.outbox.deliveries, sid, status_q, limit)
+        return _json({"deliveries": [d.public() for d in rows]})
+
+    async def _alert(self, request: Request) -> Response:
+        self._token(request)
+        event_id = request.path_params["event_id"]
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", event_id):
+            raise _Error(404, "not_found", "no such alert")
+        version = self._int(request, "version", 0, 0, 1_000_000) or None
+        fmt = request.query_params.get("format", "json")
         if fmt not in ("json", "cap", "quakeml"):
             raise _Error(400, "bad_query", "format must be json, cap or quakeml")
-        raw = self.outbox.alert_bytes(event_id, version)
+        raw = await run_in_threadpool(self.outbox.alert_bytes, event_id, version)
         if raw is None:
-            raise _Error(
-                404, "not_found", f"no alert {event_id}" + (f" version {version}" if version else "")
-            )
+            raise _Error(404, "not_found", f"no alert {event_id}" + (f" version {version}" if version else ""))
         alert = pb.Alert.FromString(raw)
         if fmt == "cap":
-            refs = self.outbox.event_versions(event_id, before_ns=alert.created_time_ns)
-            self._send(h, 200, alert_to_cap(alert, self.cap, refs), CAP_MIME)
+            refs = await run_in_threadpool(self.outbox.event_versions, event_id, alert.created_time_ns)
+            body, ctype = await run_in_threadpool(alert_to_cap, alert, self.cap, refs), CAP_MIME
         elif fmt == "quakeml":
-            self._send(h, 200, alert_to_quakeml(alert), QUAKEML_MIME)
+            body, ctype = alert_to_quakeml(alert), QUAKEML_MIME
         else:
-            self._send(h, 200, alert_to_json(alert), "application/json")
-        return 200
+            body, ctype = alert_to_json(alert), "application/json"
+        return Response(body, 200, {"Cache-Control": "no-store"}, ctype)
 
-    def _stream(self, h: BaseHTTPRequestHandler, query: dict[str, list[str]], token: ApiToken | None) -> int:
-        sid = (query.get("subscriber") or [None])[0]
+    async def _stream(self, request: Request) -> Response:
+        token: ApiToken | None = request.scope.get("eew.token")
+        sid = request.query_params.get("subscriber")
         if sid is not None:
-            assert token is not None
-            sub = self.outbox.get_subscriber(sid)
-            if sub is None:
-                raise _Error(404, "not_found", f"no subscriber {sid}")
-            if token.role != "admin" and sub.owner != token.name:
-                raise _Error(403, "forbidden", "this subscriber belongs to another token")
+            token = self._token(request)
+            sub = await run_in_threadpool(self._own, sid, token)
             if "sse" not in sub.channels:
                 raise _Error(409, "no_sse_channel", "this subscriber has no sse channel")
             fetch = subscriber_feed(self.outbox, sid)
         else:
             fetch = alert_feed(self.outbox)
-        last_raw = h.headers.get("Last-Event-ID") or (query.get("last_event_id") or [None])[0]
+        last_raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         if last_raw is not None:
-            try:
-                last = max(0, int(last_raw))
-            except ValueError:
-                raise _Error(400, "bad_last_event_id", "Last-Event-ID must be an integer") from None
+            if not re.fullmatch(r"[0-9]{1,18}", last_raw.strip()):
+                raise _Error(400, "bad_last_event_id", "Last-Event-ID must be a non-negative integer")
+            last = int(last_raw)
         elif sid is None:
-            replay = self._int(query, "replay", 0, 0, 1000)
-            last = max(0, self.outbox.last_alert_seq() - replay)
+            replay = self._int(request, "replay", 0, 0, 1000)
+            last = max(0, await run_in_threadpool(self.outbox.last_alert_seq) - replay)
         else:
-            last = self.outbox.feed_start(sid, self._int(query, "replay", 0, 0, 1000))
-        if not self.hub.acquire():
-            raise _Error(
-                503, "too_many_streams", "too many open streams, retry later", headers={"Retry-After": "5"}
+            replay = self._int(request, "replay", 0, 0, 1000)
+            last = await run_in_threadpool(self.outbox.feed_start, sid, replay)
+        client = request.client.host if request.client else "?"
+        key = f"token:{token.name}" if token is not None else f"addr:{client}"
+        why = self.hub.acquire(key)
+        if why is not None:
+            raise _Error(503, why, "too many open streams, retry later", headers={"Retry-After": "5"})
+        return _StreamResponse(
+            stream(fetch, last, self.hub),
+            on_close=lambda: self.hub.release(key),
+            media_type="text/event-stream; charset=utf-8",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+
+class _Guarded:
+    """ASGI wrapper: authentication and rate limit before routing, request metrics after."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], api: SubscriberApi) -> None:
+        self.app = app
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        api = self.api
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        token = api.authenticate(headers.get("authorization", ""))
+        path = scope["path"]
+        public_stream = (
+            path == "/alerts/stream" and api.cfg.sse_public and b"subscriber=" not in scope["query_string"]
+        )
+        client = scope.get("client") or ("?", 0)
+        key = f"token:{token.name}" if token else f"addr:{client[0]}"
+        status = [500, False]  # status, response started
+
+        async def send_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0], status[1] = message["status"], True
+            await send(message)
+
+        ok, wait = api.buckets.take(key)
+        resp: Response | None = None
+        if not ok:
+            resp = error_response(
+                429, "rate_limited", "too many requests", headers={"Retry-After": str(max(1, round(wait + 0.5)))}
+            )
+        elif token is None and not public_stream:
+            resp = error_response(
+                401, "unauthorized", "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
             )
         try:
-            h.send_response(200)
-            h.send_header("Content-Type", "text/event-stream; charset=utf-8")
-            h.send_header("Cache-Control", "no-store")
-            h.send_header("X-Accel-Buffering", "no")
-            h.end_headers()
-            h.close_connection = True
-            try:
-                stream(h.wfile, fetch, last, self.hub)
-            except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
-                pass  # the client went away
+            if resp is not None:
+                await resp(scope, receive, send_status)
+            else:
+                scope["eew.token"] = token
+                await self.app(scope, receive, send_status)
+        except Exception:  # a bug answers 500 (JSON) and is logged once, with its traceback
+            log.exception("api %s %s: unexpected error", scope["method"], path)
+            if not status[1]:
+                status[0] = 500
+                await error_response(500, "internal", "internal error")(scope, receive, send)
         finally:
-            self.hub.release()
-        return 200
+            route = scope.get("route")
+            name = getattr(route, "path", None) or (path if path in ("/v1/subscribers", "/alerts/stream") else "other")
+            name = name.replace("{sid:str}", "{id}").replace("{event_id:str}", "{event_id}")
+            api.metrics.api_requests.labels(scope["method"], name, str(status[0])).inc()

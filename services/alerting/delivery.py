@@ -24,10 +24,12 @@ restart resumes them, and one unreachable subscriber holds back only its own lan
 Webhook requests: ``POST`` with ``Content-Type`` of the format, ``Idempotency-Key:
 <event_id>:<version>`` (the same on every retry and after restarts: receivers deduplicate on it),
 ``X-EEW-Event-Id``, ``X-EEW-Version``, ``X-EEW-Delivery`` (outbox row id) and, when the subscriber
-has a secret, the HMAC-SHA256 signature headers of ``signing.py`` (signed afresh per attempt).
-Redirects are not followed. For API-made subscribers the host is resolved and checked again
-before every attempt (a name that later resolves to a private address is refused), unless
-private targets are allowed.
+has a secret, the Standard Webhooks headers of ``signing.py`` (``webhook-id`` = the idempotency
+key; signed afresh per attempt). Redirects are not followed. Before every attempt the host is
+resolved once and, for API-made subscribers (unless private targets are allowed), every address
+is checked; the request then goes to a checked address itself (``pinned``: the URL's host
+replaced by the address, the ``Host`` header and the TLS server name kept), so a second DNS
+answer cannot point the connection elsewhere (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from services.alerting.subscribers import (
     Subscriber,
     check_target,
     forecasts,
+    mqtt_topic,
     static_subscribers,
 )
 from services.common.exceptions import ConfigError
@@ -118,12 +121,29 @@ def _retry_after(value: str) -> float:
         return 0.0
 
 
+def pinned(url: str, address: str) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:
+    """(URL with its host replaced by ``address``, headers, request extensions) that connect to
+    ``address`` while the server still sees the name: ``Host`` header and, for https, the TLS
+    server name (SNI and certificate check) stay the URL's host."""
+    u = httpx.URL(url)
+    host = u.host
+    default = 443 if u.scheme == "https" else 80
+    host_header = host if u.port in (None, default) else f"{host}:{u.port}"
+    ext = {"sni_hostname": host} if u.scheme == "https" else {}
+    return u.copy_with(host=address.split("%", 1)[0]), {"Host": host_header}, ext
+
+
 class WebhookSender:
     """POSTs outbox rows (see the module docstring for the request)."""
 
     channel = "webhook"
 
-    def __init__(self, cfg: DeliveryConfig, resolve: Callable[..., list] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DeliveryConfig,
+        resolve: Callable[..., list] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.cfg = cfg
         self.resolve = resolve
         timeout = httpx.Timeout(
@@ -137,6 +157,8 @@ class WebhookSender:
             follow_redirects=False,
             headers={"User-Agent": "eew-alerting/1"},
             limits=httpx.Limits(max_connections=max(10, cfg.workers * 2)),
+            transport=transport,
+            trust_env=False,  # no proxy from the environment: it would connect by name again
         )
 
     def send(self, row: Delivery, sub: Subscriber) -> SendResult:
@@ -144,30 +166,39 @@ class WebhookSender:
         if hook is None:
             return SendResult(False, "channel_removed", retryable=False)
         url, secret, _fmt = hook
-        if sub.spec is not None and not self.cfg.allow_private:
-            try:
-                check_target(url, allow_private=False, resolve=self.resolve)
-            except TargetRefused as exc:
-                log.warning("webhook %s: target refused before sending: %s", sub.label, exc)
-                return SendResult(False, f"target_{exc.reason}", retryable=exc.reason == "unresolvable")
+        allow_private = sub.spec is None or self.cfg.allow_private
+        try:
+            addrs = check_target(url, allow_private=allow_private, resolve=self.resolve)
+        except TargetRefused as exc:
+            log.warning("webhook %s: target refused before sending: %s", sub.label, exc)
+            return SendResult(False, f"target_{exc.reason}", retryable=exc.reason == "unresolvable")
         body = row.body.encode()
+        key = f"{row.event_id}:{row.version}"
         headers = {
             "Content-Type": row.content_type,
-            "Idempotency-Key": f"{row.event_id}:{row.version}",
+            "Idempotency-Key": key,
             "X-EEW-Event-Id": row.event_id,
             "X-EEW-Version": str(row.version),
             "X-EEW-Delivery": str(row.id),
         }
         if secret:
-            headers.update(sign(secret, body))
-        try:
-            resp = self.client.post(url, content=body, headers=headers)
-        except httpx.TimeoutException:
-            return SendResult(False, "timeout")
-        except httpx.TransportError:
-            return SendResult(False, "connect_error")
-        except httpx.HTTPError as exc:  # e.g. an invalid URL after an update
-            return SendResult(False, f"http_error_{type(exc).__name__}", retryable=False)
+            headers.update(sign(secret, key, body))
+        resp = None
+        for i, addr in enumerate(addrs):  # the checked addresses only, in the resolver's order
+            target, host, ext = pinned(url, addr)
+            try:
+                resp = self.client.post(target, content=body, headers={**headers, **host}, extensions=ext)
+                break
+            except httpx.ConnectError:
+                if i == len(addrs) - 1:
+                    return SendResult(False, "connect_error")
+            except httpx.TimeoutException:
+                return SendResult(False, "timeout")
+            except httpx.TransportError:
+                return SendResult(False, "connect_error")
+            except httpx.HTTPError as exc:  # e.g. an invalid URL after an update
+                return SendResult(False, f"http_error_{type(exc).__name__}", retryable=False)
+        assert resp is not None
         code = resp.status_code
         if 200 <= code < 300:
             return SendResult(True, "ok")
@@ -351,7 +382,8 @@ class Fanout:
                 elif channel == "mqtt":
                     m = sub.mqtt()
                     assert m is not None
-                    target, fmt = self.mqtt_prefix + m.topic.replace("{event_id}", alert.event_id), m.format
+                    target = mqtt_topic(self.mqtt_prefix, sub.owner, sub.id, m.topic, alert.event_id)
+                    fmt = m.format
                 else:
                     target, fmt = "sse", "json"
                 if fmt == "cap":

@@ -192,6 +192,13 @@ class AlertingMetrics:
             ["method", "route", "status"],
             registry=r,
         )
+        self.api_refused = Counter(
+            "eew_alert_api_connections_refused",
+            "Subscriber API connections closed by a server limit (too many per address or in total, "
+            "request not complete in time, headers too large, bad request), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self._synced: PyCounter[str] = PyCounter()
 
     def sync_core(self, stats: PyCounter[str]) -> None:

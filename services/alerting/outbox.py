@@ -8,7 +8,8 @@ connection, in a transaction committed before the call returns (SQLite: WAL, syn
 
 Tables (``prefix`` defaults to ``eew_``, so several deployments or tests can share a database):
 
-* ``<prefix>subscribers``: id, owner (API token name), spec (JSON, secrets included), times, revision.
+* ``<prefix>subscribers``: id, owner (API token name), spec (JSON, secrets included: encrypted
+  with Fernet, ``enc:v1:<token>``, when the service has ``outbox_secret_keys``), times, revision.
 * ``<prefix>alerts``: the alert log, one row per alert message (event_id, version, created time:
   a replay of the same recording days later makes new messages with the same ids), ``seq``
   ascending; the SSE feed's event ids are these ``seq`` numbers, and the log tells a restarted
@@ -269,14 +270,42 @@ class LoggedAlert:
     body: str
 
 
+ENCRYPTED_PREFIX = "enc:v1:"
+
+
+class SecretCipher:
+    """Webhook secrets encrypted at rest (Fernet: AES-128-CBC + HMAC-SHA256). The first key
+    encrypts; every key decrypts (rotation: put the new key first, re-save, drop the old)."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        from cryptography.fernet import Fernet, MultiFernet
+
+        try:
+            self._f = MultiFernet([Fernet(k.strip().encode()) for k in keys if k.strip()])
+        except (ValueError, TypeError) as exc:
+            raise OutboxError(f"outbox secret keys must be Fernet keys (32 url-safe base64 bytes): {exc}") from None
+
+    def encrypt(self, secret: str) -> str:
+        return ENCRYPTED_PREFIX + self._f.encrypt(secret.encode()).decode()
+
+    def decrypt(self, stored: str, sid: str) -> str:
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._f.decrypt(stored[len(ENCRYPTED_PREFIX) :].encode()).decode()
+        except InvalidToken:
+            raise OutboxError(f"subscriber {sid}: webhook secret does not decrypt with the configured keys") from None
+
+
 class Outbox:
     """Subscribers, alert log and deliveries on one database (see the module docstring)."""
 
-    def __init__(self, db: Database, prefix: str = "eew_") -> None:
+    def __init__(self, db: Database, prefix: str = "eew_", secret_keys: Sequence[str] = ()) -> None:
         if not _PREFIX_RE.match(prefix):
             raise OutboxError(f"table prefix must match {_PREFIX_RE.pattern}, got {prefix!r}")
         self.db = db
         self.p = prefix
+        self.cipher = SecretCipher(secret_keys) if secret_keys else None
         ddl = _DDL[db.dialect]
         with db.tx() as t:
             for stmt in _schema(prefix, ddl["auto"], ddl["blob"]):
@@ -303,8 +332,8 @@ class Outbox:
             self.created_ns = int(rows[0][0]) if rows else 0
 
     @classmethod
-    def open(cls, url: str, prefix: str = "eew_") -> Outbox:
-        return cls(Database(url), prefix)
+    def open(cls, url: str, prefix: str = "eew_", secret_keys: Sequence[str] = ()) -> Outbox:
+        return cls(Database(url), prefix, secret_keys)
 
     def close(self) -> None:
         self.db.close()
@@ -317,25 +346,44 @@ class Outbox:
 
     # ------------------------------------------------------------------ subscribers
 
-    @staticmethod
-    def _sub(row: tuple[Any, ...]) -> Subscriber:
+    def _sub(self, row: tuple[Any, ...]) -> Subscriber:
         sid, owner, spec, created, updated, rev = row
+        doc = json.loads(spec)
+        wh = (doc.get("channels") or {}).get("webhook")
+        if wh and isinstance(wh.get("secret"), str) and wh["secret"].startswith(ENCRYPTED_PREFIX):
+            if self.cipher is None:
+                raise OutboxError(f"subscriber {sid}: webhook secret is encrypted but no key is configured")
+            wh["secret"] = self.cipher.decrypt(wh["secret"], sid)
         return Subscriber(
             id=sid,
             owner=owner,
-            spec=SubscriberSpec.model_validate(json.loads(spec)),
+            spec=SubscriberSpec.model_validate(doc),
             created_ns=int(created),
             updated_ns=int(updated),
             revision=int(rev),
         )
 
-    def add_subscriber(self, sub: Subscriber) -> None:
+    def _spec_json(self, spec: SubscriberSpec) -> str:
+        doc = spec.stored()
+        wh = doc["channels"].get("webhook")
+        if wh is not None and self.cipher is not None:
+            wh["secret"] = self.cipher.encrypt(wh["secret"])
+        return json.dumps(doc)
+
+    def add_subscriber(self, sub: Subscriber, max_per_owner: int | None = None) -> bool:
+        """Insert it; False (nothing written) when its owner already has ``max_per_owner``."""
         assert sub.spec is not None
-        self.db.execute(
-            f"INSERT INTO {self.p}subscribers (id, owner, spec, created_ns, updated_ns, revision) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (sub.id, sub.owner, json.dumps(sub.spec.stored()), sub.created_ns, sub.updated_ns, sub.revision),
-        )
+        with self.db.tx() as t:
+            if max_per_owner is not None:
+                n = t.execute(f"SELECT COUNT(*) FROM {self.p}subscribers WHERE owner = ?", (sub.owner,))
+                if int(n[0][0]) >= max_per_owner:
+                    return False
+            t.execute(
+                f"INSERT INTO {self.p}subscribers (id, owner, spec, created_ns, updated_ns, revision) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (sub.id, sub.owner, self._spec_json(sub.spec), sub.created_ns, sub.updated_ns, sub.revision),
+            )
+        return True
 
     def get_subscriber(self, sid: str) -> Subscriber | None:
         rows = self.db.execute(
@@ -344,20 +392,33 @@ class Outbox:
         )
         return self._sub(rows[0]) if rows else None
 
-    def list_subscribers(self, owner: str | None = None) -> list[Subscriber]:
+    def list_subscribers(
+        self, owner: str | None = None, limit: int | None = None, after: tuple[int, str] | None = None
+    ) -> list[Subscriber]:
+        """Subscribers (of ``owner``, or all) by (created_ns, id); ``after`` that key and at most
+        ``limit`` of them (a page: the caller's cursor is the last one's key)."""
         sql = f"SELECT id, owner, spec, created_ns, updated_ns, revision FROM {self.p}subscribers"
-        rows = (
-            self.db.execute(sql + " WHERE owner = ? ORDER BY created_ns, id", (owner,))
-            if owner is not None
-            else self.db.execute(sql + " ORDER BY created_ns, id")
-        )
-        return [self._sub(r) for r in rows]
+        where: list[str] = []
+        params: list[Any] = []
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        if after is not None:
+            where.append("(created_ns > ? OR (created_ns = ? AND id > ?))")
+            params += [after[0], after[0], after[1]]
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_ns, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [self._sub(r) for r in self.db.execute(sql, params)]
 
     def update_subscriber(self, sid: str, spec: SubscriberSpec, now_ns: int) -> Subscriber | None:
         with self.db.tx() as t:
             t.execute(
                 f"UPDATE {self.p}subscribers SET spec = ?, updated_ns = ?, revision = revision + 1 WHERE id = ?",
-                (json.dumps(spec.stored()), now_ns, sid),
+                (self._spec_json(spec), now_ns, sid),
             )
             if t.rowcount == 0:
                 return None

@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from services.alerting.exceptions import TargetRefused
 from services.alerting.intensity import REFERENCE_VS30, predict_sites
+from services.alerting.signing import secret_key
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import NS_PER_S, ns_to_iso
 
@@ -61,10 +62,14 @@ MQTT_TOPIC_RE = re.compile(r"^[^#+\x00]{1,200}$")
 class WebhookChannel(BaseModel):
     """POST every alert to ``url``, signed with ``secret`` (see ``signing.py``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     url: str = Field(..., max_length=2000, description="http(s) URL that receives the alerts.")
-    secret: SecretStr = Field(..., description="HMAC-SHA256 key, at least 16 characters; never returned.")
+    secret: SecretStr = Field(
+        ...,
+        description="Standard Webhooks signing secret: whsec_<base64> (recommended) or any 16-256 "
+        "characters; never returned.",
+    )
     format: Format = Field("json", description="Body format: json (eew.alert.v1), cap (CAP 1.2) or quakeml.")
 
     @field_validator("url")
@@ -84,17 +89,24 @@ class WebhookChannel(BaseModel):
             raise ValueError("must be at least 16 characters")
         if len(v.get_secret_value()) > 256:
             raise ValueError("must be at most 256 characters")
+        try:
+            key = secret_key(v.get_secret_value())
+        except ValueError:
+            raise ValueError("a whsec_ secret must be base64") from None
+        if len(key) < 16:
+            raise ValueError("must give a key of at least 16 bytes")
         return v
 
 
 class MqttChannel(BaseModel):
     """Publish every alert to an MQTT topic (QoS 1)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     topic: str = Field(
         ...,
-        description="Topic to publish to; '{event_id}' is replaced by the event id. No wildcards.",
+        description="Topic suffix; the service publishes to <prefix><owner>/<subscriber id>/<topic> "
+        "(each subscriber's own subtree); '{event_id}' is replaced by the event id. No wildcards.",
     )
     format: Format = Field("json", description="Payload format: json, cap or quakeml.")
     retain: bool = Field(False, description="Publish retained (the broker keeps the latest per topic).")
@@ -108,7 +120,7 @@ class MqttChannel(BaseModel):
 
 
 class Channels(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     webhook: WebhookChannel | None = None
     mqtt: MqttChannel | None = None
@@ -134,7 +146,7 @@ class Channels(BaseModel):
 class SubscriberSpec(BaseModel):
     """What a client sends to create (or fully replace) a subscriber."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(..., min_length=1, max_length=100, description="Free text shown in listings.")
     latitude: float = Field(..., ge=-90.0, le=90.0, description="Site latitude (degrees, WGS84).")
@@ -173,7 +185,7 @@ class SubscriberSpec(BaseModel):
 class SubscriberPatch(BaseModel):
     """A partial update: the fields given replace the stored ones (``channels`` as a whole)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str | None = Field(None, min_length=1, max_length=100)
     latitude: float | None = Field(None, ge=-90.0, le=90.0)
@@ -364,6 +376,18 @@ def forecasts(alert: pb.Alert, subs: Sequence[Subscriber]) -> dict[str, SiteFore
 # ---------------------------------------------------------------------------- SSRF checks
 
 Resolver = Callable[..., list[tuple[Any, ...]]]
+TARGET_REFUSED_MESSAGE = (
+    "webhook target not allowed: the host must resolve, and only to public addresses"
+)
+
+
+def mqtt_topic(prefix: str, owner: str, subscriber_id: str, topic: str, event_id: str) -> str:
+    """The MQTT topic a subscriber's alerts go to: ``<prefix><owner>/<subscriber id>/<topic>``.
+
+    The owner (API token name) and the subscriber id come first, so no subscriber can choose a
+    topic in another's subtree, and a broker ACL ``pattern read <prefix>%u/#`` lets each owner
+    read its own topics only (README, ``deploy/mosquitto``)."""
+    return f"{prefix}{owner}/{subscriber_id}/{topic.replace('{event_id}', event_id)}"
 
 
 def address_refused(addr: str) -> str | None:
@@ -395,8 +419,10 @@ def address_refused(addr: str) -> str | None:
 
 def check_target(url: str, allow_private: bool = False, resolve: Resolver | None = None) -> list[str]:
     """Refuse (``TargetRefused``) a webhook URL whose host is, or resolves to, a non-public
-    address; return the resolved addresses. Every address is checked, so a name with one public
-    and one private address is refused too."""
+    address; return the resolved addresses (in the resolver's order). Every address is checked,
+    so a name with one public and one private address is refused too. The caller connects to
+    these very addresses (``delivery.pinned``), never resolving the name again (DNS rebinding).
+    The exception's detail names the address: log it, but answer clients ``TARGET_REFUSED_MESSAGE``."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TargetRefused("bad_url", "must be an http(s)://host[:port]/path URL")
@@ -410,7 +436,7 @@ def check_target(url: str, allow_private: bool = False, resolve: Resolver | None
         infos = resolve(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise TargetRefused("unresolvable", f"{host}: {exc}") from None
-    addrs = sorted({str(info[4][0]) for info in infos})
+    addrs = list(dict.fromkeys(str(info[4][0]) for info in infos))  # resolver order, once each
     if not addrs:
         raise TargetRefused("unresolvable", f"{host}: no addresses")
     if allow_private:

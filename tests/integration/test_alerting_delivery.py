@@ -125,6 +125,7 @@ from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
+import standardwebhooks  # noqa: E402
 from lxml import etree  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
@@ -183,9 +184,15 @@ def test_signed_delivery_in_order_verified_by_receiver(registry: CollectorRegist
     headers = [h for h, _ in rx.requests]
     assert [h["idempotency-key"] for h in headers] == [f"{got[0]['event_id']}:{v}" for v in (1, 2, 3)]
     assert all(
-        h["content-type"] == "application/json" and h["x-eew-signature"].startswith("sha256=")
+        h["content-type"] == "application/json"
+        and h["webhook-signature"].startswith("v1,")
+        and h["webhook-id"] == h["idempotency-key"]
         for h in headers
     )
+    # An off-the-shelf Standard Webhooks verifier accepts every real delivery (the secret is not
+    # whsec_-prefixed, so the library takes its UTF-8 bytes as the key, as documented).
+    lib = standardwebhooks.Webhook(SECRET.encode())
+    assert [lib.verify(body, h)["version"] for h, body in rx.accepted_raw] == [1, 2, 3]
     assert "site" not in got[0]  # static subscribers get the documented body unchanged
     sub = static_subscribers(rx.url)[0].label
     assert value(registry, "eew_alert_deliveries_total", subscriber=sub, channel="webhook", outcome="ok") == 3
@@ -209,11 +216,14 @@ def test_tampered_and_replayed_requests_are_refused_by_the_receiver(tmp_path: Pa
         d.close(drain_s=1.0)
     headers, body = rx.accepted_raw[0]
     keep = {
-        k: v for k, v in headers.items() if k.startswith("x-eew") or k in ("content-type", "idempotency-key")
+        k: v
+        for k, v in headers.items()
+        if k.startswith(("x-eew", "webhook-")) or k in ("content-type", "idempotency-key")
     }
     with httpx.Client(timeout=5.0) as c:
         replay = c.post(rx.url, content=body, headers=keep)
         tampered = c.post(rx.url, content=body.replace(b'"version":1', b'"version":9'), headers=keep)
+        other_id = c.post(rx.url, content=body, headers={**keep, "webhook-id": "eew-other:1"})
         wrong = AlertDelivery.for_urls(
             outbox_at(tmp_path / "b"),
             rx.url,
@@ -222,15 +232,15 @@ def test_tampered_and_replayed_requests_are_refused_by_the_receiver(tmp_path: Pa
             "not-the-right-secret",
         ).start()
         wrong.submit(fresh())
-        assert wait_until(lambda: len(rx.refused) >= 3)
+        assert wait_until(lambda: len(rx.refused) >= 4)
         wrong.close(drain_s=0.5)
     rx.close()
-    assert replay.status_code == 401 and tampered.status_code == 401
-    assert rx.refused[:3] == ["replayed", "signature_mismatch", "signature_mismatch"]
+    assert replay.status_code == 401 and tampered.status_code == 401 and other_id.status_code == 401
+    assert rx.refused[:4] == ["replayed", "signature_mismatch", "signature_mismatch", "signature_mismatch"]
     assert len(rx.accepted) == 1
     # A capture replayed after the tolerance fails on its timestamp even with a fresh cache.
     with pytest.raises(SignatureError, match="stale_timestamp"):
-        verify(SECRET, body, keep, now=int(keep["x-eew-timestamp"]) + 301)
+        verify(SECRET, body, keep, now=int(keep["webhook-timestamp"]) + 301, replay_cache=ReplayCache())
 
 
 def test_failing_receiver_is_retried_until_it_accepts(registry: CollectorRegistry, tmp_path: Path) -> None:

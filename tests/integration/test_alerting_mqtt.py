@@ -100,7 +100,7 @@ def test_alerts_reach_a_real_mqtt_subscriber(stack: tuple[Outbox, AlertDelivery,
     run = uuid.uuid4().hex[:8]
     sub = _sub(f"{run}/alerts")
     outbox.add_subscriber(sub)
-    listener = Listener(f"{PREFIX}{run}/#")
+    listener = Listener(f"{PREFIX}ops/{sub.id}/#")  # the owner's subtree, then the subscriber's
     try:
         for v in (1, 2):
             d.submit(fresh(v))
@@ -108,7 +108,7 @@ def test_alerts_reach_a_real_mqtt_subscriber(stack: tuple[Outbox, AlertDelivery,
     finally:
         listener.close()
     topics = {t for t, _, _ in listener.messages}
-    assert topics == {f"{PREFIX}{run}/alerts"}
+    assert topics == {f"{PREFIX}ops/{sub.id}/{run}/alerts"}
     docs = [json.loads(p) for _, p, _ in listener.messages]
     assert [doc["version"] for doc in docs] == [1, 2]
     assert docs[0]["site"]["subscriber_id"] == sub.id and docs[0]["site"]["s_arrival_time"].endswith("Z")
@@ -131,11 +131,11 @@ def test_retained_alert_reaches_a_late_client(stack: tuple[Outbox, AlertDelivery
     alert = fresh(1)
     d.submit(alert)
     assert wait_until(lambda: [r.status for r in outbox.deliveries(sub.id)] == [DELIVERED], 15)
-    late = Listener(f"{PREFIX}{run}/#")
+    late = Listener(f"{PREFIX}ops/{sub.id}/#")
     try:
         assert wait_until(lambda: late.messages, 10)
         topic, payload, retained = late.messages[0]
-        assert topic == f"{PREFIX}{run}/{alert.event_id}" and retained and json.loads(payload)["version"] == 1
+        assert topic == f"{PREFIX}ops/{sub.id}/{run}/{alert.event_id}" and retained and json.loads(payload)["version"] == 1
     finally:
         late.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)  # clear the retained message
         late.close()

@@ -215,7 +215,7 @@ def test_scores_through_broker_give_one_event_at_topic_and_webhooks(
     keys = [h["idempotency-key"] for h, _ in rx.requests]
     assert keys[0] == keys[1] == keys[2] == f"{final.event_id}:1"  # two 500s, then accepted
 
-    assert rx.refused == [] and all(h["x-eew-signature"].startswith("sha256=") for h, _ in rx.requests)
+    assert rx.refused == [] and all(h["webhook-signature"].startswith("v1,") for h, _ in rx.requests)
     assert dead_failed() == len(alerts)
     assert metric(registry, "eew_alerts_out_total", type="NEW") >= 1
     assert metric(registry, "eew_alert_processing_latency_seconds_count") >= len(alerts)
