@@ -1,4 +1,4 @@
-"""``eew model train|export|evaluate|long-noise|bench``: the detector model's command line."""
+"""``eew model train|export|evaluate|long-noise|openeew|bench``: the detector model's command line."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     ),
     "evaluate": ("models.evaluate", "evaluate the model and peer ONNX models on the same real windows"),
     "long-noise": ("models.longnoise", "trigger rate over tens of minutes of continuous real noise"),
+    "openeew": ("models.openeew", "detection and false triggers on the real openeew_mx MEMS network, as live"),
     "bench": ("bench.bench_inference", "ONNX Runtime throughput of the model and the peers"),
 }
 

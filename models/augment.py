@@ -38,6 +38,12 @@ class AugmentConfig:
     gap_s: tuple[float, float] = (0.2, 5.0)
     p_synthetic: float = 0.08
     p_sigma_s: float = 0.1  # P target Gaussian width
+    # other networks (issue "any real network"): acceleration, other rates, MEMS self-noise
+    p_acc: float = 0.0  # the stream becomes acceleration (first difference x fs)
+    p_mems: float = 0.5  # of acceleration streams: white self-noise added
+    mems_k: tuple[float, float] = (0.3, 5.0)  # its RMS over the pre-P noise RMS (log-uniform)
+    p_rate: float = 0.0  # the stream goes 100 Hz -> r -> 100 Hz through the detector's resampler
+    rates: tuple[float, ...] = (20.0, 31.25, 40.0, 50.0)
 
 
 def labels(length: int, p_pos: float, sigma_s: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +104,55 @@ def make_stream(
             p_pos = float(p_idx - (hist.shape[1] - n))
         if rng.random() < cfg.p_add_noise:
             x = _add_real_noise(rng, x, rec, pool, cfg)
-    return _generic(rng, x, cfg), p_pos
+    return _generic(rng, _network_variant(rng, x, p_pos, cfg), cfg), p_pos
+
+
+def as_acceleration(x: np.ndarray) -> np.ndarray:
+    """Velocity -> acceleration (first difference times the rate), components (rows) kept."""
+    return np.diff(x, axis=1, prepend=x[:, :1]) * FS
+
+
+def through_rate(x: np.ndarray, rate_hz: float) -> np.ndarray:
+    """100 Hz -> ``rate_hz`` -> 100 Hz through the detector's own streaming resampler (same length)."""
+    from services.common.streams import resample_ratio
+    from services.detector.resample import Resampler
+
+    ratio = resample_ratio(rate_hz, FS)
+    if isinstance(ratio, str):
+        raise ValueError(f"{rate_hz} Hz: {ratio}")
+    up, down = ratio
+    n = x.shape[1]
+    ext = np.pad(x, ((0, 0), (0, int(FS))), mode="edge")  # look-ahead of the two filters at the end
+    out = np.empty_like(x)
+    for row in range(x.shape[0]):
+        if not np.any(x[row]):
+            out[row] = 0.0
+            continue
+        j0, low = Resampler(down, up).push(0, ext[row])
+        k0, back = Resampler(up, down).push(j0, low)
+        y = np.full(n, back[0] if len(back) else 0.0)
+        lo = max(k0, 0)
+        seg = back[lo - k0 : lo - k0 + n - lo]
+        y[lo : lo + len(seg)] = seg
+        if lo + len(seg) < n:
+            y[lo + len(seg) :] = seg[-1] if len(seg) else 0.0
+        out[row] = y
+    return out
+
+
+def _network_variant(rng: np.random.Generator, x: np.ndarray, p_pos: float, cfg: AugmentConfig) -> np.ndarray:
+    """As other networks record it: acceleration with MEMS self-noise, and/or another rate."""
+    if rng.random() < cfg.p_acc:
+        live = np.abs(x).max(axis=1) > 0
+        x = as_acceleration(x)
+        if rng.random() < cfg.p_mems:
+            pre = x[:, : max(int(min(p_pos, x.shape[1])) - 10, 50)]
+            sd = pre.std(axis=1) * _log_uniform(rng, *cfg.mems_k)
+            x = x + rng.standard_normal(x.shape) * sd[:, None]
+        x[~live] = 0.0
+    if rng.random() < cfg.p_rate:
+        x = through_rate(x, float(rng.choice(cfg.rates)))
+    return x
 
 
 def _add_real_noise(

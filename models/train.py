@@ -67,6 +67,43 @@ def validation_streams(records: list[Record], pool: list[Record], seed: int = 12
     return {"wave": np.stack(waves).astype(np.float32)}
 
 
+#: Validation variants of every stream (issue "any real network"): as other networks record it.
+VAL_VARIANTS: tuple[tuple[str, float | None, bool], ...] = (
+    ("acc", None, True),
+    ("31.25Hz", 31.25, False),
+    ("20Hz", 20.0, False),
+    ("acc@31.25Hz", 31.25, True),
+)
+
+
+def variant_streams(wave: np.ndarray) -> dict[str, np.ndarray]:
+    """The validation streams as acceleration and/or at another rate (deterministic)."""
+    from models.augment import as_acceleration, through_rate
+
+    out = {}
+    for name, rate, acc in VAL_VARIANTS:
+        ws = []
+        for w in wave.astype(np.float64):
+            live = np.abs(w).max(axis=1) > 0
+            x = as_acceleration(w) if acc else w
+            x = through_rate(x, rate) if rate else x
+            x[~live] = 0.0
+            ws.append(x)
+        out[name] = np.stack(ws).astype(np.float32)
+    return out
+
+
+def init_from(model, path: Path, member: int | None) -> None:
+    """Start from trained weights: a model folder's weights.pt (member ``member`` of an ensemble)."""
+    import torch
+
+    sd = torch.load(path / "weights.pt", map_location="cpu", weights_only=False)["state_dict"]
+    if member is not None:
+        prefix = f"members.{member}."
+        sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+    model.load_state_dict(sd)
+
+
 def validation_metrics(ev_logits: np.ndarray) -> dict[str, float]:
     """Detection at P+0.5 s / P+1 s at the 1% noise-window false-alarm threshold, and ROC-AUC."""
     steps_p = VAL_BEFORE // STEP  # the step that starts at P
@@ -125,6 +162,9 @@ def train(
     threads: int = 2,
     head_hidden: int = 0,
     highpass: bool = False,
+    init: Path | None = None,
+    init_member: int | None = None,
+    variants: bool = False,
 ) -> dict:
     import torch
 
@@ -139,11 +179,14 @@ def train(
     parts = {k: screen_noise(v)[0] for k, v in parts.items()}
     train_recs, val_recs = parts["train"], parts["val"]
     log.info("records: train %d, val %d, test %d", len(train_recs), len(val_recs), len(parts["test"]))
-    cfg = AugmentConfig()
+    cfg = AugmentConfig(p_acc=0.35, p_rate=0.35) if variants else AugmentConfig()
     val = validation_streams(val_recs, val_recs)
     val_wave = torch.from_numpy(val["wave"])
+    val_var = {k: torch.from_numpy(v) for k, v in variant_streams(val["wave"]).items()} if variants else {}
 
     model = StreamingDetector(head_hidden=head_hidden, highpass=highpass)
+    if init is not None:
+        init_from(model, init, init_member)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     deadline = time.monotonic() + minutes * 60
@@ -180,7 +223,15 @@ def train(
             model.eval()
             with torch.no_grad():
                 v_ev, _, _ = model.forward_logits(val_wave, model.initial_state(val_wave.shape[0]))
-            m = validation_metrics(v_ev.numpy())
+                m = validation_metrics(v_ev.numpy())
+                if val_var:  # the score: mean of native and the variants' mean
+                    var_scores = {}
+                    for name, w in val_var.items():
+                        e, _, _ = model.forward_logits(w, model.initial_state(w.shape[0]))
+                        var_scores[name] = validation_metrics(e.numpy())["score"]
+                    m["native_score"] = m["score"]
+                    m.update({f"score_{k}": v for k, v in var_scores.items()})
+                    m["score"] = 0.5 * (m["native_score"] + float(np.mean(list(var_scores.values()))))
             m.update(it=it, loss=float(loss.detach()), elapsed_s=round(time.monotonic() - t0, 1))
             history.append(m)
             log.info("it %d loss %.4f val %s", it, float(loss.detach()), {k: round(v, 4) for k, v in m.items()})
@@ -198,6 +249,8 @@ def train(
         "config": model.config(),
         "augment": asdict(cfg),
         "seed": seed,
+        "init": None if init is None else f"{init.name} member {init_member}",
+        "variants": variants,
         "iterations": it,
         "train_seconds": round(time.monotonic() - t0, 1),
         "best_val": best,
@@ -242,6 +295,13 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="also feed each component's normalised first difference (suppresses microseisms)",
     )
+    ap.add_argument("--init", type=Path, default=None, help="start from this model folder's weights.pt")
+    ap.add_argument("--init-member", type=int, default=None, help="member of an ensemble --init to start from")
+    ap.add_argument(
+        "--variants",
+        action="store_true",
+        help="train and select also on other networks' data: acceleration (+MEMS noise), 20-50 Hz",
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train(
@@ -256,5 +316,8 @@ def main(argv: list[str]) -> int:
         a.threads,
         a.head_hidden,
         a.highpass,
+        a.init,
+        a.init_member,
+        a.variants,
     )
     return 0

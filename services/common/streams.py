@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 #: Lowest rate scored: below it P-wave energy (1-10 Hz) is not reliably recorded.
 MIN_RATE_HZ = 20.0
@@ -77,6 +78,7 @@ def classify_channel(channel: str) -> ChannelInfo | str:
     return "unsupported_instrument"
 
 
+@lru_cache(maxsize=1024)
 def resample_ratio(rate_hz: float, model_rate_hz: float) -> tuple[int, int] | str:
     """(up, down) with ``rate * up / down == model rate`` (within drift), or the rejection reason."""
     if not math.isfinite(rate_hz) or rate_hz <= 0:

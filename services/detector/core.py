@@ -22,8 +22,16 @@ Per station (stream key "NET.STA.LOC.BI?")
     normalisation, and a switch-off or switch-on is not an earthquake. A jump forward of more than ``max_gap_s`` (or
     back beyond the scored data) is a discontinuity: it resets the station only once
     ``resync_packets`` consistent packets confirm it, so a single packet with a wild timestamp
-    cannot derail a station. Sampling rates that are an integer multiple of the model rate are
-    decimated in a streaming anti-alias FIR (its delay compensated exactly); others are rejected.
+    cannot derail a station.
+
+Rates and sensors (``services.common.streams`` decides what is scorable)
+    Every rate from 20 Hz up with a small rational ratio to the model rate (20, 31.25, 40, 50, 80,
+    200, 250 Hz, ...) is resampled to the model rate per component by a streaming polyphase filter
+    (``services.detector.resample``; its delay compensated exactly, its state carried across
+    packets). Accelerometers (instrument codes N, L, G) are scored as acceleration: the model is
+    trained on both (see the model card for why not velocity). Gaps, overlaps that do not line up,
+    rate changes and restarts reset the resampler (counted); other rates and channels are refused
+    with a reason (``services.common.streams.REJECT_HINTS``).
 
 Scoring
     A chunk is ready when every live component has data past its end (or the rule above declares
@@ -41,20 +49,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-from scipy.signal import firwin, lfilter, lfilter_zi
 
 from services.common.codec import Packet
+from services.common.streams import ChannelInfo, classify_channel, resample_ratio
 from services.detector.displacement import DisplacementBank, integrations_for
+from services.detector.resample import Resampler
 
 NS_PER_S = 1_000_000_000
 
-#: Last letter of the channel code -> row of the model input (component order Z, N, E).
-COMPONENT_ROW: dict[str, int] = {"Z": 0, "N": 1, "1": 1, "E": 2, "2": 2}
-
 UNSEEN, ALIVE, DEAD = 0, 1, 2
-
-#: Samples of decimation filter delay, in output samples (taps = 2*q*DECIM_HALF + 1).
-DECIM_HALF = 10
 #: Packets are written in pieces of at most this many seconds (keeps the ring bounded).
 PIECE_S = 5.0
 #: Most entries of offset bookkeeping kept per station (oldest dropped beyond it).
@@ -79,6 +82,8 @@ C_EVICTED = "stations_evicted"
 C_TRIGGERS = "triggers"
 C_CHUNKS = "chunks_scored"
 C_FORCED = "forced_drains"
+C_FRONT_RESETS = "resampler_resets"  # a component's resampler/integrator restarted (gap, rate change)
+C_RATE_CHANGES = "rate_changes"  # a component's sampling rate changed mid-stream
 
 
 class StepOutput(Protocol):
@@ -113,8 +118,6 @@ class CoreConfig:
     resync_packets: int = 3
     max_batch: int = 512
     max_stations: int = 5000
-    rate_tolerance: float = 1e-4
-    max_decimation: int = 20
     model_id: str = ""
     model_version: str = ""
 
@@ -177,10 +180,9 @@ class _Component:
     end: int = 0  # exclusive end of written (real or fill) samples; valid when ALIVE
     last: float = 0.0  # value at end - 1 (hold-last fill)
     real_end: int = 0  # exclusive end of real samples
-    rate_q: int = 0  # decimation factor of the current native stream (0: none yet)
-    native_next: int | None = None  # next expected native sample index (decimated streams)
-    zi: np.ndarray | None = None  # FIR state (decimated streams)
-    reset_native: int = 0  # first native index after the last filter reset
+    ratio: tuple[int, int] | None = None  # (up, down) of the current native stream (None: none yet)
+    resampler: Resampler | None = None  # when the stream is not at the model rate
+    native_next: int | None = None  # next expected native sample index (stateful front end)
 
 
 @dataclass(slots=True)
@@ -188,8 +190,8 @@ class _Pending:
     """A packet of an unconfirmed discontinuity, kept until confirmed or discarded."""
 
     packet: Packet
-    row: int
-    q: int
+    info: ChannelInfo
+    ratio: tuple[int, int]
     j0: int
     j1: int
     tag: int | None
@@ -329,9 +331,11 @@ class CoreDetector:
     def idx_to_ns(self, i: int) -> int:
         return i * NS_PER_S // self.fs
 
-    def ns_to_idx(self, t_ns: int, rate: int | None = None) -> int:
-        r = rate or self.fs
-        return (t_ns * r + NS_PER_S // 2) // NS_PER_S
+    def ns_to_idx(self, t_ns: int, ratio: tuple[int, int] = (1, 1)) -> int:
+        """Nearest sample index of time ``t_ns`` at the rate ``fs * down / up`` (exact integers)."""
+        up, down = ratio
+        den = up * NS_PER_S
+        return (t_ns * self.fs * down + den // 2) // den
 
     # ---- bookkeeping --------------------------------------------------------------------------
     def take_counts(self) -> tuple[Counter[str], list[int]]:
@@ -410,22 +414,16 @@ class CoreDetector:
     ) -> str | None:
         """Take one packet; return None if (at least partly) accepted, else the rejection reason."""
         cfg = self.cfg
-        ch = p.channel
-        if len(ch) != 3:
-            return "bad_channel"
-        row = COMPONENT_ROW.get(ch[-1].upper())
-        if row is None:
-            return "unknown_component"
+        info = classify_channel(p.channel)
+        if isinstance(info, str):
+            return info
         n = len(p.data)
         if n == 0:
             return "empty"
-        rate = float(p.sampling_rate)
-        if not np.isfinite(rate) or rate <= 0:
-            return "unsupported_rate"
-        ratio = rate / self.fs
-        q = int(round(ratio))
-        if q < 1 or q > cfg.max_decimation or abs(ratio - q) > cfg.rate_tolerance * ratio:
-            return "unsupported_rate"
+        ratio = resample_ratio(float(p.sampling_rate), self.fs)
+        if isinstance(ratio, str):
+            return ratio
+        up, down = ratio
         data = np.asarray(p.data)
         kind = data.dtype.kind
         if kind == "f" and data.dtype.itemsize == 4:
@@ -436,7 +434,7 @@ class CoreDetector:
                 data = data.astype(np.float32)  # float64 beyond float32's range becomes inf
             if not np.isfinite(data).all():
                 return "non_finite"
-        if now_ns is not None and p.start_time_ns + (n * NS_PER_S) // (q * self.fs) > now_ns + int(
+        if now_ns is not None and p.start_time_ns + (n * NS_PER_S * up) // (down * self.fs) > now_ns + int(
             cfg.max_future_s * NS_PER_S
         ):
             return "future_time"
@@ -444,15 +442,15 @@ class CoreDetector:
         if st is None:
             return "too_many_stations"
         st.last_fed_mono = mono_ns
-        n0 = self.ns_to_idx(int(p.start_time_ns), q * self.fs)
-        j0 = -((-n0) // q)
-        j1 = (n0 + n) // q
+        n0 = self.ns_to_idx(int(p.start_time_ns), ratio)
+        j0 = -((-n0 * up) // down)
+        j1 = ((n0 + n) * up) // down
         if st.next_chunk is not None and self._discontinuous(st, j0, j1):
-            return self._pending_jump(st, _Pending(p, row, q, j0, j1, tag))
+            return self._pending_jump(st, _Pending(p, info, ratio, j0, j1, tag))
         if st.pending:
             self.counts[C_TIME_JUMP] += len(st.pending)
             st.pending.clear()
-        return self._accept(st, p, row, q, n0, data, tag)
+        return self._accept(st, p, info, ratio, n0, data, tag)
 
     def _discontinuous(self, st: StationBuffer, j0: int, j1: int) -> bool:
         scored = st.scored(self.C)
@@ -483,7 +481,7 @@ class CoreDetector:
             if not np.issubdtype(d.dtype, np.integer):
                 d = d.astype(np.float32)
             self._accept(
-                st, x.packet, x.row, x.q, self.ns_to_idx(x.packet.start_time_ns, x.q * self.fs), d, x.tag
+                st, x.packet, x.info, x.ratio, self.ns_to_idx(x.packet.start_time_ns, x.ratio), d, x.tag
             )
         return None
 
@@ -504,20 +502,35 @@ class CoreDetector:
         self.displacement.reset(st.slot)
 
     def _accept(
-        self, st: StationBuffer, p: Packet, row: int, q: int, n0: int, data: np.ndarray, tag: int | None
+        self,
+        st: StationBuffer,
+        p: Packet,
+        info: ChannelInfo,
+        ratio: tuple[int, int],
+        n0: int,
+        data: np.ndarray,
+        tag: int | None,
     ) -> str | None:
+        row = info.row
         c = st.comps[row]
         before = self.counts[C_DUP_SAMPLES], self.counts[C_LATE_SAMPLES]
         wrote = False
-        if q == 1 and c.rate_q != 1:
-            c.rate_q, c.native_next, c.zi = 1, None, None
-        step = self.piece * q
+        direct = ratio == (1, 1)
+        if c.ratio is not None and c.ratio != ratio:
+            self.counts[C_RATE_CHANGES] += 1
+        if direct:
+            c.ratio, c.resampler, c.native_next = ratio, None, None
+        elif c.ratio != ratio:
+            if c.native_next is not None:
+                self.counts[C_FRONT_RESETS] += 1
+            c.ratio, c.native_next, c.resampler = ratio, None, Resampler(*ratio)
+        step = max(1, (self.piece * ratio[1]) // ratio[0])
         for s in range(0, len(data), step):
             piece = data[s : s + step]
-            if q == 1:
+            if direct:
                 wrote |= self._write(st, row, n0 + s, piece.astype(np.float32, copy=False))
             else:
-                wrote |= self._decimate(st, c, row, q, n0 + s, piece)
+                wrote |= self._front(st, c, row, n0 + s, piece)
         st.last_ingest_ns = max(st.last_ingest_ns, p.ingest_time_ns)
         if wrote:
             if tag is not None:
@@ -534,46 +547,39 @@ class CoreDetector:
             return "duplicate"
         return None  # fully before the station's first chunk: nothing to do
 
-    def _fir(self, q: int) -> np.ndarray:
-        h = self._filters.get(q)
-        if h is None:
-            h = firwin(2 * q * DECIM_HALF + 1, 0.8 / q, window=("kaiser", 6.0))
-            self._filters[q] = h
-        return h
+    def _front(self, st: StationBuffer, c: _Component, row: int, n0: int, x: np.ndarray) -> bool:
+        """Native samples through the component's resampler, then written.
 
-    def _decimate(self, st: StationBuffer, c: _Component, row: int, q: int, n0: int, x: np.ndarray) -> bool:
-        """Streaming anti-alias FIR + decimation by q; output delay compensated exactly.
-
-        y at native index n (n % q == 0) is centred on native index n - q*DECIM_HALF, i.e. model
-        index n/q - DECIM_HALF. Gaps, rate changes and restarts reset the filter (steady state
-        at the first sample), so no output ever mixes data across a discontinuity.
+        Contiguous data continue the filters' state; a gap resets them (no output mixes data
+        across it); data overlapping what was already taken are trimmed (counted as duplicates),
+        or classified against the model grid when nothing new is left.
         """
-        h = self._fir(q)
+        assert c.ratio is not None
+        up, down = c.ratio
         x = np.asarray(x, dtype=np.float64)
-        if c.rate_q != q or c.native_next is None or n0 > c.native_next:
-            c.rate_q = q
-            c.zi = lfilter_zi(h, 1.0) * x[0]
-            c.reset_native = n0
+        if c.native_next is not None and n0 > c.native_next:
+            self.counts[C_FRONT_RESETS] += 1
+            c.native_next = None
+        assert c.resampler is not None
+        if c.native_next is None:
+            c.resampler.reset()
         elif n0 < c.native_next:
             k = c.native_next - n0
             if k >= len(x):  # nothing new at the native rate: classify against the model grid
+                j0, j1 = -((-n0 * up) // down), ((n0 + len(x)) * up) // down
                 if st.next_chunk is None:
-                    self.counts[C_DUP_SAMPLES] += len(x) // q
+                    self.counts[C_DUP_SAMPLES] += max(0, j1 - j0)
                 else:
-                    self._drop_old(st, row, -((-n0) // q), (n0 + len(x)) // q, st.scored(self.C))
+                    self._drop_old(st, row, j0, j1, st.scored(self.C))
                 return False
-            self.counts[C_DUP_SAMPLES] += k // q
+            self.counts[C_DUP_SAMPLES] += (k * up) // down
             x = x[k:]
             n0 += k
-        y, c.zi = lfilter(h, 1.0, x, zi=c.zi)
         c.native_next = n0 + len(x)
-        first = -((-n0) // q) * q
-        centre_min = -((-c.reset_native) // q) * q + q * DECIM_HALF  # outputs centred before data: skip
-        first = max(first, centre_min)
-        if first >= n0 + len(x):
+        j0, y = c.resampler.push(n0, x)
+        if len(y) == 0:
             return False
-        ys = y[first - n0 :: q].astype(np.float32)
-        return self._write(st, row, first // q - DECIM_HALF, ys)
+        return self._write(st, row, j0, np.asarray(y, dtype=np.float32))
 
     def _drop_old(self, st: StationBuffer, row: int, j0: int, j1: int, scored: int) -> None:
         """Count samples at [j0, j1) (all before ``scored``) as duplicate (were real) or late."""

@@ -4,8 +4,9 @@ The same causal filter as ``services.alerting.magnitude.DisplacementFilter`` (Ka
 Wu & Zhao 2006: 2-pole Butterworth high-pass at 0.075 Hz, then per integration a running
 trapezoidal integral and the same high-pass), vectorised over a batch of stations with one
 filter state per station slot, so the detector adds three ``lfilter`` calls per batch rather than
-three per station. Velocity sensors (instrument code H/L) are integrated once, accelerometers
-(N) twice: the result is displacement in counts*s or counts*s^2, to be divided by the gain.
+three per station. Velocity sensors are integrated once, accelerometers (``services.common.streams``:
+instrument codes N, L, G) twice: the result is displacement in counts*s or counts*s^2, to be divided
+by the gain.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, lfilter, lfilter_zi
 
+from services.common.streams import ACCELERATION, classify_channel
+
 CORNER_HZ = 0.075
 
 
 def integrations_for(channel_prefix: str) -> int:
-    """2 for accelerometers (instrument code N, e.g. HN?), else 1 (velocity sensors)."""
-    return 2 if len(channel_prefix) >= 2 and channel_prefix[1] == "N" else 1
+    """2 for accelerometers (``services.common.streams``: HN?, HL?, HG?, EN?), else 1 (velocity)."""
+    info = classify_channel(channel_prefix[:2] + "Z")
+    return 2 if not isinstance(info, str) and info.quantity == ACCELERATION else 1
 
 
 class DisplacementBank:

@@ -13,6 +13,7 @@ import pytest
 from models import synthetic
 from services.common.codec import Packet
 from services.detector import core as dc
+from services.detector import resample as rs
 from services.detector.core import CoreConfig, CoreDetector
 
 FS = 100
@@ -282,8 +283,11 @@ def test_decimation_200_to_100_hz_is_anti_aliased_and_time_aligned() -> None:
 def test_unsupported_inputs_are_rejected_with_a_reason() -> None:
     det = CoreDetector(config(), FakeScorer())
     x = np.ones(100)
-    assert det.feed(Packet("XX", "S", "", "HHZ", T0, 40.0, x)) == "unsupported_rate"
-    assert det.feed(Packet("XX", "S", "", "HHZ", T0, 150.0, x)) == "unsupported_rate"
+    assert det.feed(Packet("XX", "S", "", "HHZ", T0, 15.0, x)) == "rate_below_minimum"
+    assert det.feed(Packet("XX", "S", "", "HHZ", T0, 37.3, x)) == "unsupported_rate"
+    assert det.feed(Packet("XX", "S", "", "HHZ", T0, 2000.0, x)) == "rate_above_maximum"
+    assert det.feed(Packet("XX", "S", "", "HHZ", T0, float("nan"), x)) == "bad_rate"
+    assert det.feed(Packet("XX", "S", "", "HMZ", T0, 100.0, x)) == "unsupported_instrument"
     assert det.feed(Packet("XX", "S", "", "HHX", T0, 100.0, x)) == "unknown_component"
     assert det.feed(Packet("XX", "S", "", "HZ", T0, 100.0, x)) == "bad_channel"
     assert det.feed(Packet("XX", "S", "", "HHZ", T0, 100.0, np.array([1.0, np.nan]))) == "non_finite"
@@ -458,7 +462,7 @@ def test_sampling_rate_change_mid_stream_keeps_scoring() -> None:
     counts, _ = det.take_counts()
     assert counts[dc.C_GAPS] == 0 and counts[dc.C_DUP_SAMPLES] == 0 and counts[dc.C_LATE_SAMPLES] == 0
     z = np.concatenate(sc.calls)[:, 0].reshape(-1)
-    k = 1000 + 2 * dc.DECIM_HALF
+    k = 1000 + 2 * rs.HALF_WIDTH
     err = np.abs(z[k:] - sig[k : len(z)]).max()
     assert err < 20.0
 

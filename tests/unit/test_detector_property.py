@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from services.common.codec import Packet, decode_packet, encode_packet
 from services.common.exceptions import DecodeError
+from services.common.streams import resample_ratio
 from services.detector.core import CoreDetector
 from tests.unit.test_detector_core import DT, T0, FakeScorer, config, make_packets, noise_rec
 
@@ -72,7 +73,7 @@ def _bad_packet(slot: int, kind: str, k: int, x: float, raw: bytes) -> Packet | 
         data[k % 100] = {"nan": np.nan, "inf": np.inf, "overflow": 1e300}[kind]
         return Packet("XX", "GOOD", "00", base.channel, t, 100.0, data)
     if kind == "rate":
-        rate = x if (np.isfinite(x) and abs(x - round(x / 100) * 100) > 0.5) or not np.isfinite(x) else 37.0
+        rate = x if isinstance(resample_ratio(x, 100.0), str) else 37.0  # a rate the detector refuses
         return Packet("XX", "GOOD", "00", base.channel, t, rate, data)
     if kind == "channel":
         cha = ["HHX", "HH", "LOG", "HHZZ", "", "H\x00Z"][k % 6]
