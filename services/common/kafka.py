@@ -9,8 +9,11 @@ after its own outputs are acknowledged.
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -22,6 +25,14 @@ from services.common.topics import ALL_TOPICS, TopicSpec
 log = logging.getLogger(__name__)
 
 
+class Waitable(Protocol):
+    """A stop signal: ``threading.Event`` or ``services.common.lifecycle.StopFlag``."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 def _servers(bootstrap: str) -> list[str]:
     return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
@@ -29,9 +40,9 @@ def _servers(bootstrap: str) -> list[str]:
 def make_producer(bootstrap: str, client_id: str, **extra: object) -> KafkaProducer:
     """Idempotent producer with acks=all, retries and in-flight set so idempotence stays on.
 
-kafka-python 3 has no ``buffer_memory`` bound: callers bound their own in-flight sends
-(count unacknowledged futures and wait on them) rather than buffering without limit.
-"""
+    kafka-python 3 has no ``buffer_memory`` bound: callers bound their own in-flight sends
+    (count unacknowledged futures and wait on them) rather than buffering without limit.
+    """
     cfg: dict[str, object] = dict(
         bootstrap_servers=_servers(bootstrap),
         client_id=client_id,
@@ -89,21 +100,100 @@ def make_consumer(
     return consumer
 
 
-def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
-    """Block until a metadata request succeeds, or raise BrokerUnavailable."""
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+class _QuietThread(logging.Filter):
+    """Drops kafka-python's records from the waiting threads (their per-attempt errors)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread not in self.threads
+
+
+def _tcp_open(bootstrap: str, timeout_s: float) -> bool:
+    """True when some bootstrap address accepts a TCP connection (cheap, no client, no log lines)."""
+    for server in _servers(bootstrap):
+        host, _, port = server.rpartition(":")
         try:
-            admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), request_timeout_ms=5_000)
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+class _MetadataAttempt:
+    """One metadata request in a daemon thread, so the waiter can give up on a stop signal."""
+
+    def __init__(self, bootstrap: str, timeout_s: float, quiet: _QuietThread) -> None:
+        self.done = threading.Event()
+        self.error: Exception | None = None
+        self._args = (bootstrap, timeout_s, quiet)
+        threading.Thread(target=self._run, name="kafka-wait", daemon=True).start()
+
+    def _run(self) -> None:
+        bootstrap, timeout_s, quiet = self._args
+        quiet.threads.add(threading.get_ident())
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=_servers(bootstrap), request_timeout_ms=int(timeout_s * 1000)
+            )
             try:
                 admin.list_topics()
-                return
             finally:
                 admin.close()
         except (KafkaError, OSError) as exc:
-            last = exc
-            time.sleep(0.3)
+            self.error = exc
+        except Exception as exc:  # noqa: BLE001 -- reported to the waiter, never lost in a thread
+            self.error = exc
+        finally:
+            quiet.threads.discard(threading.get_ident())
+            self.done.set()
+
+
+def wait_for_broker(bootstrap: str, timeout_s: float = 30.0, stop: Waitable | None = None) -> bool:
+    """Block until a metadata request succeeds (True), ``stop`` is set (False), or raise BrokerUnavailable.
+
+    Each attempt first checks that a bootstrap address accepts TCP (a short connect), so a
+    broker that is not up yet costs no kafka-python client and no error lines; kafka-python's
+    own per-attempt errors are kept out of the log (the waiting threads only). Between attempts it
+    waits on ``stop``, so SIGTERM ends the wait within ~0.3 s instead of at the deadline.
+    """
+    deadline = time.monotonic() + timeout_s
+    last: Exception | str | None = None
+    quiet = _QuietThread()
+    # Logger filters are not inherited: put it on kafka-python's module loggers (made at import).
+    kafka_logs = [
+        lg
+        for name, lg in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(lg, logging.Logger) and (name == "kafka" or name.startswith("kafka."))
+    ]
+    for lg in kafka_logs:
+        lg.addFilter(quiet)
+    try:
+        while time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                return False
+            if not _tcp_open(bootstrap, min(1.0, max(0.05, deadline - time.monotonic()))):
+                last = "connection refused or timed out"
+            else:
+                attempt = _MetadataAttempt(bootstrap, min(5.0, max(0.5, deadline - time.monotonic())), quiet)
+                while not attempt.done.wait(0.1):
+                    if stop is not None and stop.is_set():
+                        return False  # the attempt's daemon thread ends at its own request timeout
+                if attempt.error is None:
+                    return True
+                last = attempt.error
+            pause = min(0.3, max(0.0, deadline - time.monotonic()))
+            if stop is not None:
+                if stop.wait(pause):
+                    return False
+            else:
+                time.sleep(pause)
+    finally:
+        for lg in kafka_logs:
+            lg.removeFilter(quiet)
     raise BrokerUnavailable(f"no Kafka broker at {bootstrap} after {timeout_s:.0f} s: {last}")
 
 

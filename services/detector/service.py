@@ -174,7 +174,8 @@ class DetectorService:
     # ---- loop ---------------------------------------------------------------------------------
     def run(self) -> int:
         s = self.settings
-        wait_for_broker(s.bootstrap_servers, s.broker_timeout_s)
+        if not wait_for_broker(s.bootstrap_servers, s.broker_timeout_s, stop=self.stop):
+            return 0  # stopped (SIGTERM) while waiting for the broker
         self.io = DetectorKafka(
             s.bootstrap_servers,
             s.group_id,

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from services.common.codec import Packet
+from services.common.streams import ACCELERATION_INSTRUMENTS, COMPONENT_ROW, VELOCITY_INSTRUMENTS
 from services.ingest.exceptions import StreamSpecError
 
 NS = 1_000_000_000
@@ -64,6 +65,14 @@ REJECT_REASONS = (
 )
 REPAIR_REASONS = ("nonfinite", "overlap", "sample_rate_change")
 
+#: Channel codes the ingester accepts: the instruments and components ``services.common.streams``
+#: knows (so nothing the detector scores is refused here), plus component 3; what the detector
+#: would still refuse (e.g. a rate) is published with a warning (``emit.StreamWarnings``).
+DEFAULT_CHANNEL_PATTERN = (
+    f"^[A-Z][{''.join(sorted(VELOCITY_INSTRUMENTS | ACCELERATION_INSTRUMENTS))}]"
+    f"[{''.join(sorted(COMPONENT_ROW))}3]$"
+)
+
 _NET_RE = re.compile(r"^[A-Za-z0-9]{1,2}$")
 _STA_RE = re.compile(r"^[A-Za-z0-9]{1,5}$")
 _LOC_RE = re.compile(r"^[A-Za-z0-9]{0,2}$")
@@ -86,6 +95,18 @@ class Record:
     @property
     def nslc(self) -> str:
         return f"{self.network}.{self.station}.{self.location}.{self.channel}"
+
+
+def record_end_ns(rec: Record) -> int:
+    """Time just after the record's last sample (its start when the rate or samples are unusable)."""
+    try:
+        sr = float(rec.sampling_rate)
+        n = int(np.asarray(rec.data).size)
+    except (TypeError, ValueError):
+        return int(rec.start_time_ns)
+    if not math.isfinite(sr) or sr <= 0:
+        return int(rec.start_time_ns)
+    return int(rec.start_time_ns) + _duration_ns(n, sr)
 
 
 def record_from_trace(trace: Any, sequence: int = 0, source: str = "") -> Record:
@@ -113,7 +134,7 @@ class ValidationConfig:
     min_sampling_rate: float = 0.1
     max_sampling_rate: float = 1000.0
     max_samples: int = 100_000
-    channel_pattern: str = r"^[A-Z][HLN][ZNE123]$"
+    channel_pattern: str = DEFAULT_CHANNEL_PATTERN
     nonfinite_policy: str = "repair"
     gap_tolerance_samples: float = 0.5
 
@@ -362,6 +383,7 @@ def parse_streams(text: str, default_selectors: Sequence[str] = ()) -> list[Stre
     Repeated stations are merged. Raises ``StreamSpecError`` naming the bad entry.
     """
     specs: dict[str, StreamSpec] = {}
+    previous = ""
     for raw in text.split(","):
         token = raw.strip()
         if not token:
@@ -369,11 +391,23 @@ def parse_streams(text: str, default_selectors: Sequence[str] = ()) -> list[Stre
         name, _, sel = token.partition(":")
         parts = name.strip().split("_")
         if len(parts) != 2 or not _NET_RE.match(parts[0]) or not _STA_RE.match(parts[1]):
-            raise StreamSpecError(f"not NET_STA[:SELECTORS]: {token!r}")
+            if previous and ":" not in token and all(_SELECTOR_RE.match(x) for x in token.split()):
+                raise StreamSpecError(
+                    f"{token!r} after {previous!r} looks like a selector: the selectors of one station are "
+                    f"separated by spaces and stations by commas, e.g. '{previous} {token},NET_STA:HH?'"
+                )
+            raise StreamSpecError(
+                f"not NET_STA[:SELECTORS]: {token!r} (expected e.g. 'NC_MEM:HHZ HHN HHE,NC_JAS:HH?': "
+                "stations separated by commas, selectors by spaces)"
+            )
+        previous = token
         selectors = tuple(s for s in sel.split() if s) if sel.strip() else tuple(default_selectors)
         for s in selectors:
             if len(s) > 8 or not _SELECTOR_RE.match(s):
-                raise StreamSpecError(f"bad SeedLink selector {s!r} in {token!r} (expected [LL]CCC[.T])")
+                raise StreamSpecError(
+                    f"bad SeedLink selector {s!r} in {token!r}: expected [LL]CCC[.T] ('?' wildcards, "
+                    "'!' to exclude, '--' for an empty location), several separated by spaces, e.g. 'HHZ 00BH?'"
+                )
         spec = StreamSpec(parts[0], parts[1], selectors)
         if spec.key in specs:
             old = specs[spec.key]
@@ -409,7 +443,9 @@ class StallWatch:
 
     A station counts as flowing once it has delivered data (in this process); quiet time is
     measured from the later of its last data and the current connection's start, so a fresh
-    connection gets ``timeout_s`` before it can be declared stalled.
+    connection gets ``timeout_s`` before it can be declared stalled. One quiet station is only
+    reported (``stalled``); the link as a whole is stalled (``link_stalled``) when no station
+    at all delivered for ``timeout_s``.
     """
 
     def __init__(self, timeout_s: float) -> None:
@@ -430,3 +466,15 @@ class StallWatch:
         if self.timeout_s <= 0:
             return []
         return [k for k, t in self._last.items() if now - max(t, self._connected_at) > self.timeout_s]
+
+    def quiet_s(self, key: str, now: float) -> float:
+        """Seconds since a station's last data (0 when it never delivered)."""
+        t = self._last.get(key)
+        return 0.0 if t is None else now - t
+
+    def link_stalled(self, now: float) -> bool:
+        """No station delivered anything for ``timeout_s`` (on a link that did deliver before)."""
+        last = self.last_data()
+        if self.timeout_s <= 0 or last is None:
+            return False
+        return now - max(last, self._connected_at) > self.timeout_s

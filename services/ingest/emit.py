@@ -10,6 +10,7 @@ import logging
 import numpy as np
 
 from services.common.codec import Packet, encode_packet
+from services.common.streams import hint, scorable
 from services.ingest.core import NS, Outcome, Record
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import (
@@ -39,6 +40,40 @@ class _RateLimitedLog:
         return n if n <= self.burst or n % self.every == 0 else None
 
 
+class StreamWarnings:
+    """Warns once per stream (NSLC and rate) the detector would refuse, by the shared rule.
+
+    ``services.common.streams.scorable`` is the one rule of replay, ingest and detector; the
+    ingester still publishes such streams (archives and other consumers may want them) but
+    says so once, with the hint, and counts them by reason.
+    """
+
+    def __init__(self, metrics: IngestMetrics, limit: int = 100_000) -> None:
+        self.metrics = metrics
+        self.limit = limit
+        self._seen: set[tuple[str, float]] = set()
+
+    def check(self, nslc: str, channel: str, rate: float) -> str | None:
+        """The refusal reason of this stream (None when scorable); logs and counts it the first time."""
+        key = (nslc, rate)
+        if key in self._seen:
+            return None
+        if len(self._seen) >= self.limit:
+            self._seen.clear()
+        self._seen.add(key)
+        reason = scorable(channel, rate)
+        if reason is not None:
+            self.metrics.unscorable_streams.labels(reason).inc()
+            log.warning(
+                "%s at %g Hz: published, but the detector will not score it (%s: %s)",
+                nslc,
+                rate,
+                reason,
+                hint(reason),
+            )
+        return reason
+
+
 class Emitter:
     """Publishes accepted packets, dead-letters rejections, and keeps the metrics."""
 
@@ -46,6 +81,7 @@ class Emitter:
         self.publisher = publisher
         self.metrics = metrics
         self._limit = _RateLimitedLog()
+        self.streams = StreamWarnings(metrics)
 
     def emit(
         self,
@@ -70,6 +106,7 @@ class Emitter:
             if outcome.overlap_s > 0:
                 m.overlaps.inc()
                 self._log(p.nslc, "overlap", "%s: overlap of %.3f s trimmed", p.nslc, outcome.overlap_s)
+            self.streams.check(p.nslc, p.channel, p.sampling_rate)
             latency = (now_ns - p.end_time_ns) / NS
             m.latency.observe(max(0.0, latency))
             m.station_latency.labels(f"{p.network}.{p.station}").set(latency)

@@ -76,6 +76,35 @@ class IngestMetrics:
             buckets=ACK_BUCKETS,
             registry=registry,
         )
+        self.unscorable_streams = Counter(
+            "eew_ingest_unscorable_streams",
+            "Streams (channel and rate) published that the detector would not score, by reason "
+            "(services.common.streams; counted once per stream).",
+            ["reason"],
+            registry=registry,
+        )
+        self.server_resets = Counter(
+            "eew_ingest_server_resets",
+            "SeedLink server resets detected (sequence numbers no longer match the state); "
+            "each is followed by a resume by time.",
+            registry=registry,
+        )
+        self.resent_skipped = Counter(
+            "eew_ingest_resent_skipped",
+            "Records sent again by the server after a resume by time, already published: skipped.",
+            registry=registry,
+        )
+        self.refused_stations = Gauge(
+            "eew_ingest_refused_stations",
+            "Stations the SeedLink server refused on the last connection (unknown station or no "
+            "selector accepted).",
+            registry=registry,
+        )
+        self.stalled_stations = Gauge(
+            "eew_ingest_stalled_stations",
+            "Stations silent longer than the stall timeout while the link delivers other stations.",
+            registry=registry,
+        )
         self.reconnects = Counter(
             "eew_ingest_reconnects", "SeedLink reconnections after a lost/aborted link.", registry=registry
         )
@@ -84,7 +113,12 @@ class IngestMetrics:
         )
         self.stalls = Counter(
             "eew_ingest_stalls",
-            "Stations silent longer than the stall timeout (each forces a reconnect).",
+            "Stations that went silent for longer than the stall timeout (each episode once).",
+            registry=registry,
+        )
+        self.link_stalls = Counter(
+            "eew_ingest_link_stalls",
+            "Links on which no station delivered for the stall timeout (each forces a reconnect).",
             registry=registry,
         )
         self.connected = Gauge("eew_ingest_connected", "1 while the SeedLink link is up.", registry=registry)

@@ -63,7 +63,9 @@ def run_replay(settings: ReplaySettings, registry: CollectorRegistry, stop: Stop
         raise ReplayInputError(f"no input files for {what}")
     log.info("replaying %d files (%s) at speed %s", len(files), what, settings.speed or "max")
     metrics = IngestMetrics(registry)
-    wait_for_broker(settings.bootstrap_servers, 30.0)
+    if not wait_for_broker(settings.bootstrap_servers, settings.broker_timeout_s, stop=stop):
+        log.info("stopped while waiting for the broker at %s", settings.bootstrap_servers)
+        return ReplayStats(stopped=True)
     publisher = Publisher(make_producer(settings.bootstrap_servers, settings.client_id), metrics)
     try:
         return replay_files(

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pydantic import Field
 
 from services.common.settings import ServiceSettings
-from services.ingest.core import ValidationConfig
+from services.ingest.core import DEFAULT_CHANNEL_PATTERN, ValidationConfig
 
 
 class _InputValidation(ServiceSettings):
     """Validation limits shared by both inputs (see ``services.ingest.core``)."""
 
+    broker_timeout_s: float = Field(
+        30.0, description="At start-up, wait this long for the broker (SIGTERM ends the wait at once)."
+    )
     max_future_s: float = Field(
         60.0,
         description="Reject records ending more than this many seconds after the wall clock (0 disables).",
@@ -23,8 +26,9 @@ class _InputValidation(ServiceSettings):
     max_sampling_rate: float = Field(1000.0, description="Highest accepted sampling rate, Hz.")
     max_samples: int = Field(100_000, description="Reject records with more samples than this (oversized).")
     channel_pattern: str = Field(
-        r"^[A-Z][HLN][ZNE123]$",
-        description="Regular expression of accepted channel codes; others are rejected as unknown_channel.",
+        DEFAULT_CHANNEL_PATTERN,
+        description="Regular expression of accepted channel codes; others are rejected as unknown_channel "
+        "(the default takes every instrument the detector scores, see services.common.streams).",
     )
     nonfinite_policy: str = Field(
         "repair", description="NaN/inf samples: 'repair' (hold the last finite value) or 'reject' the record."
@@ -56,7 +60,8 @@ class IngestSettings(_InputValidation):
     )
     state_file: str = Field(
         "eew-ingest-state.json",
-        description="SeedLink state file (per-station sequence numbers) used to resume; empty disables resume.",
+        description="SeedLink state file (per-station sequence numbers, per-channel last sample time) used "
+        "to resume; empty disables resume.",
     )
     state_save_interval_s: float = Field(
         1.0, description="How often the state file is rewritten (when it changed)."
@@ -71,7 +76,8 @@ class IngestSettings(_InputValidation):
     )
     stall_timeout_s: float = Field(
         30.0,
-        description="A station that delivered data and is then silent this long forces a reconnect (0: off).",
+        description="A station that delivered data and is then silent this long is reported (metric, log, "
+        "/readyz); when no station at all delivered for this long the link is reconnected (0: off).",
     )
     reconnect_min_s: float = Field(0.5, description="First reconnect delay; doubles per failed attempt.")
     reconnect_max_s: float = Field(30.0, description="Largest reconnect delay.")

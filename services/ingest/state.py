@@ -10,6 +10,10 @@ Two positions per station matter:
   server resends from the watermark on. At most the packets acknowledged after the last save
   are sent twice; the save interval bounds that window.
 
+Beside the per-station positions, the end time of the newest record of each channel (NSLC)
+within the watermark is kept and saved: it is what "already published" means when a server
+reset makes sequence numbers useless and the ingester resumes by time (``seedlink``).
+
 A failed delivery stops its station's watermark; ``rewind`` (called by the ingester once the
 producer has drained) forgets everything in flight, so the next connection asks the server
 again from the acknowledged watermark: no loss, at the price of possible duplicates.
@@ -46,34 +50,53 @@ class StreamPosition:
     time_ns: int = 0
 
 
+def seq_not_after(seq: int, ref: int) -> bool:
+    """True when 24-bit ``seq`` is ``ref`` or before it (modular order, half the range back)."""
+    return (ref - seq) % SEQ_MODULUS < SEQ_MODULUS // 2
+
+
 class Ticket:
     """One received packet awaiting its Kafka acknowledgement."""
 
-    __slots__ = ("key", "seq", "time_ns", "done", "ok")
+    __slots__ = ("key", "seq", "time_ns", "nslc", "end_ns", "done", "ok")
 
-    def __init__(self, key: str, seq: int, time_ns: int) -> None:
+    def __init__(self, key: str, seq: int, time_ns: int, nslc: str = "", end_ns: int = 0) -> None:
         self.key = key
         self.seq = seq
         self.time_ns = time_ns
+        self.nslc = nslc
+        self.end_ns = end_ns
         self.done = False
         self.ok = False
+
+
+def _key_of(nslc: str) -> str:
+    net, sta = (nslc.split(".") + ["", ""])[:2]
+    return f"{net}_{sta}"
 
 
 class SequenceTracker:
     """Thread-safe: ``received`` from the reader thread, ``acknowledged`` from the producer's."""
 
-    def __init__(self, initial: dict[str, StreamPosition] | None = None) -> None:
+    def __init__(
+        self, initial: dict[str, StreamPosition] | None = None, channels: dict[str, int] | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._acked: dict[str, StreamPosition] = dict(initial or {})
         self._received: dict[str, StreamPosition] = dict(initial or {})
+        self._acked_end: dict[str, int] = dict(channels or {})
+        self._received_end: dict[str, int] = dict(channels or {})
         self._pending: dict[str, deque[Ticket]] = {}
         self._version = 0
         self._failures = 0
 
-    def received(self, key: str, seq: int, time_ns: int = 0) -> Ticket:
-        ticket = Ticket(key, seq, time_ns)
+    def received(self, key: str, seq: int, time_ns: int = 0, nslc: str = "", end_ns: int = 0) -> Ticket:
+        """A packet handed on (``nslc``/``end_ns``: its channel and data end, when decodable)."""
+        ticket = Ticket(key, seq, time_ns, nslc, end_ns)
         with self._lock:
             self._received[key] = StreamPosition(seq, time_ns)
+            if nslc and end_ns > self._received_end.get(nslc, end_ns - 1):
+                self._received_end[nslc] = end_ns
             self._pending.setdefault(key, deque()).append(ticket)
         return ticket
 
@@ -88,6 +111,10 @@ class SequenceTracker:
             advanced = None
             while queue and queue[0].done and queue[0].ok:
                 advanced = queue.popleft()
+                if advanced.nslc and advanced.end_ns > self._acked_end.get(
+                    advanced.nslc, advanced.end_ns - 1
+                ):
+                    self._acked_end[advanced.nslc] = advanced.end_ns
             if advanced is not None:
                 self._acked[ticket.key] = StreamPosition(advanced.seq, advanced.time_ns)
                 self._version += 1
@@ -113,6 +140,7 @@ class SequenceTracker:
                     received[key] = StreamPosition((queue[0].seq - 1) % SEQ_MODULUS)
             self._pending.clear()
             self._received = received
+            self._received_end = dict(self._acked_end)
             self._failures = 0
             return lost
 
@@ -120,6 +148,21 @@ class SequenceTracker:
         """Position to resume after on a reconnect within this process (last received)."""
         with self._lock:
             return self._received.get(key)
+
+    def channel_end(self, nslc: str) -> int | None:
+        """End time of the newest record of a channel handed on (None: nothing yet)."""
+        with self._lock:
+            return self._received_end.get(nslc)
+
+    def station_channel_ends(self, key: str) -> dict[str, int]:
+        """``channel_end`` of every channel of one station (``NET_STA``)."""
+        with self._lock:
+            return {n: t for n, t in self._received_end.items() if _key_of(n) == key}
+
+    def acknowledged_channel_ends(self) -> dict[str, int]:
+        """Per-channel data end within the acknowledged watermarks (what the state file holds)."""
+        with self._lock:
+            return dict(self._acked_end)
 
     def acknowledged_positions(self) -> dict[str, StreamPosition]:
         """The crash-safe positions (what the state file holds)."""
@@ -144,6 +187,8 @@ class StateStore:
         self.path = Path(path) if path else None
         self.server = server
         self._saved_version = -1
+        #: Per-channel data end times read by the last ``load`` (files before them have none).
+        self.channels: dict[str, int] = {}
 
     def load(self) -> dict[str, StreamPosition]:
         """Positions saved for this server; {} when there is no file (or it was for another server).
@@ -171,6 +216,7 @@ class StateStore:
                 if not 0 <= seq < SEQ_MODULUS:
                     raise ValueError(f"{key}: sequence {seq} outside 24 bits")
                 out[str(key)] = StreamPosition(seq, int(pos.get("time_ns", 0)))
+            self.channels = {str(k): int(v) for k, v in dict(doc.get("channels", {})).items()}
             log.info("resuming from state file %s: %d stream(s)", self.path, len(out))
             return out
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -186,8 +232,13 @@ class StateStore:
             )
             return {}
 
-    def save(self, positions: dict[str, StreamPosition], version: int | None = None) -> bool:
-        """Write the positions; skipped (False) when ``version`` was already saved."""
+    def save(
+        self,
+        positions: dict[str, StreamPosition],
+        version: int | None = None,
+        channels: dict[str, int] | None = None,
+    ) -> bool:
+        """Write the positions (and channel end times); skipped (False) when ``version`` was already saved."""
         if self.path is None:
             return False
         if version is not None and version == self._saved_version:
@@ -198,6 +249,7 @@ class StateStore:
             "server": self.server,
             "saved_ns": time.time_ns(),
             "streams": {k: {"seq": p.seq, "time_ns": p.time_ns} for k, p in sorted(positions.items())},
+            "channels": dict(sorted((channels or {}).items())),
         }
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:

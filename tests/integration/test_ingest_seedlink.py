@@ -30,7 +30,7 @@ from services.broker.embedded import EmbeddedBroker, free_port
 from services.common.codec import Packet, decode_packet, stream_key
 from services.common.kafka import make_consumer
 from services.common.topics import DEADLETTER, WAVEFORMS
-from services.ingest.__main__ import IngestService
+from services.ingest.service import IngestService
 from services.ingest.settings import IngestSettings
 from tests.support.seedlink_server import SeedLinkFeed, SeedLinkServer, wait_until
 
@@ -144,13 +144,19 @@ def _settings(
 
 
 @contextmanager
-def running(settings: IngestSettings) -> Iterator[IngestService]:
-    """The real service in a thread (same code as ``eew ingest``, minus signal handlers)."""
+def running(settings: IngestSettings, server: SeedLinkServer) -> Iterator[IngestService]:
+    """The real service in a thread (same code as ``eew ingest``, minus signal handlers).
+
+    Returns once the server has the subscription (past ``END``): an ingester without state asks
+    for new data only, so records written before that are not for it (issue 19, item 8: waiting
+    only for the TCP connection let a loaded machine write the first records before ``END``).
+    """
     svc = IngestService(settings, CollectorRegistry())
     th = threading.Thread(target=svc.run, name="ingest-under-test", daemon=True)
     th.start()
     try:
-        assert wait_until(lambda: svc.ingester is not None and svc.ingester.connected, 20), "never connected"
+        assert wait_until(lambda: svc.ingester is not None and svc.ingester.streaming, 30), "never connected"
+        assert wait_until(lambda: server.streaming_connections() >= 1, 30), "never subscribed"
         yield svc
     finally:
         svc.stop.set()
@@ -178,7 +184,7 @@ def test_live_two_stations_exact_round_trip_and_health(broker: EmbeddedBroker, t
     """2 stations x 3 channels, data arriving while connected: the topic matches the server exactly."""
     feed = SeedLinkFeed()
     src = Source(feed, _stations(2))
-    with SeedLinkServer(feed) as server, running(_settings(broker, server, src.stations, tmp_path)) as svc:
+    with SeedLinkServer(feed) as server, running(_settings(broker, server, src.stations, tmp_path), server) as svc:
         for _ in range(3):
             src.block(8.0)
             time.sleep(0.3)
@@ -227,7 +233,7 @@ def test_restart_resumes_from_state_file_no_gap_no_duplicate(broker: EmbeddedBro
                 proc.kill()
         assert "state saved" in out
         src.block(10.0)  # arrives while no ingester runs
-        with running(s) as svc:
+        with running(s, server) as svc:
             src.block(10.0)
             assert wait_until(lambda: _state(tmp_path) == _last_seqs(src), 20)
             assert metric(svc, "eew_ingest_gaps_total") == 0 and metric(svc, "eew_ingest_overlaps_total") == 0
@@ -240,7 +246,7 @@ def test_reconnects_after_server_outage_and_resumes(broker: EmbeddedBroker, tmp_
     src = Source(feed, _stations(2))
     server = SeedLinkServer(feed).start()
     try:
-        with running(_settings(broker, server, src.stations, tmp_path)) as svc:
+        with running(_settings(broker, server, src.stations, tmp_path), server) as svc:
             src.block(10.0)
             assert wait_until(lambda: _state(tmp_path) == _last_seqs(src), 20)
             server.stop()
@@ -264,12 +270,12 @@ def test_stall_watchdog_reconnects_a_silent_link(broker: EmbeddedBroker, tmp_pat
     feed = SeedLinkFeed()
     src = Source(feed, _stations(2))
     with SeedLinkServer(feed) as server:
-        with running(_settings(broker, server, src.stations, tmp_path, stall_timeout_s=1.5)) as svc:
+        with running(_settings(broker, server, src.stations, tmp_path, stall_timeout_s=1.5), server) as svc:
             src.block(10.0)
             assert wait_until(lambda: _state(tmp_path) == _last_seqs(src), 20)
             server.freeze()
             src.block(10.0)
-            assert wait_until(lambda: metric(svc, "eew_ingest_stalls_total") >= 1, 15)
+            assert wait_until(lambda: metric(svc, "eew_ingest_link_stalls_total") >= 1, 15)
             assert wait_until(lambda: _state(tmp_path) == _last_seqs(src), 20)
             assert metric(svc, "eew_ingest_reconnects_total") >= 1
             assert server.connections_accepted >= 2
@@ -301,7 +307,7 @@ def test_poison_records_are_dead_lettered_and_valid_data_flows(
     nan[[0, 50]] = np.nan
     with SeedLinkServer(feed) as server:
         settings = _settings(broker, server, [sta], tmp_path, streams=f"{NET}_{sta}:HH? LOG")
-        with running(settings) as svc:
+        with running(settings, server) as svc:
             feed.append_raw(NET, sta, _record(sta, "HHZ", t, good[0], "INT32"))
             feed.append_raw(NET, sta, bytes(corrupt))
             feed.append_raw(NET, sta, _record(sta, "HHZ", t, good[0], "INT32"))  # duplicate
@@ -378,7 +384,7 @@ def test_kill_9_then_restart_loses_nothing(broker: EmbeddedBroker, tmp_path: Pat
                 proc.kill()
         saved = _state(tmp_path)
         time.sleep(1.0)
-        with running(s):
+        with running(s, server):
             time.sleep(1.0)
             running_feed.clear()
             thread.join(5)
@@ -419,7 +425,7 @@ def test_broker_outage_fails_deliveries_then_resumes_without_loss(tmp_path: Path
                 delivery_timeout_s=2.0,
                 max_block_s=1.0,
             )
-            with running(s) as svc:
+            with running(s, server) as svc:
                 src.block(10.0)
                 assert wait_until(lambda: _state(tmp_path) == _last_seqs(src), 20)
                 before = _state(tmp_path)

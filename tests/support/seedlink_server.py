@@ -17,8 +17,18 @@ slinktool use it): commands end with ``\\r`` (``\\r\\n`` and ``\\n`` tolerated),
 
 Sequence numbers are per station, as in SeisComP's seedlink. ``DATA seq`` resumes *at* ``seq``
 (clients send last received + 1; ObsPy writes it as ``0x..``, libslink as ``%06X``: both parse).
-When ``seq`` is no longer in the ring, the transfer starts at ``time`` if given, else at the
-oldest record still held; ``DATA`` without ``seq`` sends only new records.
+``DATA seq time`` resumes there only when the record before ``seq`` starts in that second (what
+ringserver checks); otherwise, and when ``seq`` is no longer in the ring, the transfer starts at
+the first record starting at or after ``time`` if given, else at the oldest record still held
+(``unknown_seq="oldest"``, the default) or with new records only (``"next"``, ringserver);
+``honor_resume_time=False`` ignores the time of ``DATA`` (a server that knows only numbers).
+``DATA`` without ``seq`` sends only new records.
+
+Faults of a real server, for the fault tests: ``SeedLinkFeed.reset()`` empties the rings and
+numbers new records from 1 again (ringserver restarted after ``kill -9`` with no ring saved);
+``refuse_selectors`` names stations whose every ``SELECT`` is answered ``ERROR`` (the client
+then reports "no data stream selector(s) accepted" for them); a station whose feed stops
+writing stays subscribed and silent.
 
 The feed is shared by server instances: a test appends records over time ("live" data), stops
 the server and starts it again on the same port, and clients resume. ``freeze()`` makes open
@@ -172,6 +182,14 @@ class SeedLinkFeed:
             for i in range(0, len(raw), RECLEN)
         ]
 
+    def reset(self, start_counter: int = 1) -> None:
+        """Forget every record and number new ones from ``start_counter`` (a server restart with a fresh ring)."""
+        with self._cond:
+            for ring in self._rings.values():
+                ring.records.clear()
+                ring.next_counter = start_counter
+            self._cond.notify_all()
+
     def snapshot(self, network: str, station: str) -> list[FeedRecord]:
         with self._cond:
             ring = self._rings.get((network, station))
@@ -189,23 +207,42 @@ class SeedLinkFeed:
             first = ring.records[0].counter
             return list(ring.records)[max(0, counter - first) :]
 
-    def resolve_start(self, network: str, station: str, seq: int | None, time_ns: int | None) -> int:
-        """Counter to start a transfer at, for ``DATA [seq [time]]`` (see the module docstring)."""
+    def resolve_start(
+        self,
+        network: str,
+        station: str,
+        seq: int | None,
+        time_ns: int | None,
+        unknown_seq: str = "oldest",
+        seq_time_ns: int | None = None,
+    ) -> int:
+        """Counter to start a transfer at, for ``DATA [seq [time]]`` (see the module docstring).
+
+        ``seq_time_ns`` is the time given with ``seq`` (checked against the record before it).
+        """
         with self._cond:
             ring = self._rings[(network, station)]
             if seq is None and time_ns is None:
                 return ring.next_counter
             if seq is not None:
                 seq &= SEQ_MASK
+                prev = (seq - 1) & SEQ_MASK
                 for rec in reversed(ring.records):
-                    if rec.seq == seq:
+                    if seq_time_ns is not None:
+                        if rec.seq == prev and rec.start_ns is not None:
+                            if rec.start_ns // 1_000_000_000 == seq_time_ns // 1_000_000_000:
+                                return rec.counter + 1
+                            break
+                    elif rec.seq == seq:
                         return rec.counter
-                if seq == ring.next_counter & SEQ_MASK:
+                if seq_time_ns is None and seq == ring.next_counter & SEQ_MASK:
                     return ring.next_counter
             if time_ns is not None:
                 for rec in ring.records:
                     if rec.start_ns is not None and rec.start_ns >= time_ns:
                         return rec.counter
+                return ring.next_counter
+            if unknown_seq == "next":
                 return ring.next_counter
             return ring.records[0].counter if ring.records else ring.next_counter
 
@@ -284,9 +321,21 @@ class SeedLinkServer:
     """Threads on 127.0.0.1; ``start``/``stop`` can be repeated on the same port."""
 
     def __init__(
-        self, feed: SeedLinkFeed, host: str = "127.0.0.1", port: int = 0, software: str = SOFTWARE
+        self,
+        feed: SeedLinkFeed,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        software: str = SOFTWARE,
+        *,
+        unknown_seq: str = "oldest",
+        honor_resume_time: bool = True,
+        refuse_selectors: frozenset[str] = frozenset(),
     ) -> None:
         self.feed = feed
+        self.unknown_seq = unknown_seq
+        self.honor_resume_time = honor_resume_time
+        self.refuse_selectors = set(refuse_selectors)
+        self._streaming: set[int] = set()
         self.host = host
         self.port = port
         self.software = software
@@ -353,6 +402,11 @@ class SeedLinkServer:
         with self._lock:
             return len(self._clients)
 
+    def streaming_connections(self) -> int:
+        """Connections past ``END``: from now on every new record reaches them."""
+        with self._lock:
+            return len(self._streaming)
+
     def __enter__(self) -> SeedLinkServer:
         return self.start()
 
@@ -389,6 +443,7 @@ class SeedLinkServer:
             with self._lock:
                 self._clients.pop(cid, None)
                 self._frozen.discard(cid)
+                self._streaming.discard(cid)
             try:
                 conn.close()
             except OSError:
@@ -530,7 +585,7 @@ class _Connection:
                 self.send(b"OK\r\n")
             else:
                 sels = [Selector.parse(a) for a in args]
-                if any(s is None for s in sels):
+                if self.current.station in srv.refuse_selectors or any(s is None for s in sels):
                     self.send(b"ERROR\r\n")
                 else:
                     self.current.selectors.extend(s for s in sels if s is not None)
@@ -540,18 +595,21 @@ class _Connection:
                 self.send(b"ERROR\r\n")
                 return True
             try:
-                seq = time_ns = end_ns = None
+                seq = time_ns = end_ns = seq_time = None
                 if cmd == "TIME":
                     time_ns = _parse_sl_time(args[0])
                     end_ns = _parse_sl_time(args[1]) if len(args) > 1 else None
                 else:
                     seq = int(args[0], 16) if args else None
-                    time_ns = _parse_sl_time(args[1]) if len(args) > 1 else None
+                    if len(args) > 1 and srv.honor_resume_time:
+                        time_ns = seq_time = _parse_sl_time(args[1])
             except (ValueError, IndexError):
                 self.send(b"ERROR\r\n")
                 return True
             sub = self.current
-            sub.pointer = srv.feed.resolve_start(sub.network, sub.station, seq, time_ns)
+            sub.pointer = srv.feed.resolve_start(
+                sub.network, sub.station, seq, time_ns, srv.unknown_seq, seq_time
+            )
             sub.end_ns = end_ns
             self.dialup = self.dialup or cmd == "FETCH" or end_ns is not None
             self.send(b"OK\r\n")
@@ -563,6 +621,8 @@ class _Connection:
                 if sub.pointer is None:
                     sub.pointer = srv.feed.resolve_start(sub.network, sub.station, None, None)
             self.streaming = True
+            with srv._lock:
+                srv._streaming.add(self.cid)
         else:
             self.send(b"ERROR\r\n")
         return True
