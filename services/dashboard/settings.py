@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
+from pydantic_settings import CliImplicitFlag
 
 from services.common.settings import ServiceSettings
 from services.common.topics import ALERTS, DEADLETTER, SCORES
@@ -28,9 +29,9 @@ class DashboardSettings(ServiceSettings):
     metrics_urls: str = Field(
         "", description="Services' metrics for the health panel: name=http://host:port/metrics,..."
     )
-    replay: bool = Field(
+    replay: CliImplicitFlag[bool] = Field(
         False, description="Replay mode: read the topics from their beginning and run the page's clock on the "
-        "data's time (newest scored sample), so a replayed archive plays as if live."
+        "data's time (newest scored sample), so a replayed archive plays as if live; flag --replay."
     )
     scores_topic: str = Field(SCORES.name, description="Topic of the station scores.")
     alerts_topic: str = Field(ALERTS.name, description="Topic of the alerts.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sys
 import tempfile
 import time
@@ -91,9 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] logs: {run_dir}")
 
     with WebhookReceiver() as receiver:
-        pipeline = LocalPipeline(run_dir, arch / "stations.csv", webhook_urls=[receiver.url])
+        token = secrets.token_urlsafe(18)
+        pipeline = LocalPipeline(run_dir, arch / "stations.csv", webhook_urls=[receiver.url], dashboard_port=0,
+                                 dashboard_token=f"demo:{token}:read")
         try:
             pipeline.start()
+            print(f"[demo] dashboard (replay): {pipeline.dashboard_url}#token={token}" if pipeline.dashboard_url
+                  else "[demo] dashboard not started: front end not built (make web)")
             print(f"[demo] broker {pipeline.bootstrap}; detector and alerting started; "
                   f"replaying at {settings.speed:g}x real time" if settings.speed else "replaying at full speed")
             pipeline.replay(arch, speed=settings.speed)

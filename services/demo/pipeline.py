@@ -59,6 +59,22 @@ class ServiceProcess:
                 self.proc.wait(5)
         return self.proc.returncode
 
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Poll its /readyz until 200; RuntimeError (with the log tail) when it exits or the time is up."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode if self.proc else None}):\n{self.log_tail()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -75,11 +91,16 @@ class LocalPipeline:
     webhook_urls: list[str] = field(default_factory=list)
     detector_args: list[str] = field(default_factory=list)
     alerting_args: list[str] = field(default_factory=list)
+    # `eew dashboard` beside the services (replay mode), on this web port (0: a free one); None: none.
+    dashboard_port: int | None = None
+    dashboard_token: str = ""  # name:token[:role] it accepts (EEW_API_TOKENS of its process)
 
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.broker = EmbeddedBroker(log_path=self.run_dir / "broker.log")
         self.services: list[ServiceProcess] = []
+        self.dashboard: ServiceProcess | None = None
+        self.dashboard_url = ""
 
     @property
     def bootstrap(self) -> str:
@@ -96,7 +117,26 @@ class LocalPipeline:
             alert_argv += ["--webhook-urls", ",".join(self.webhook_urls)]
         self.alerting = ServiceProcess("alerting", alert_argv, self.run_dir / "alerting.log", free_port())
         self.services = [self.detector.start(), self.alerting.start()]
+        if self.dashboard_port is not None:
+            from services.dashboard.service import ASSETS
+
+            if (ASSETS / "index.html").is_file():
+                self.start_dashboard()
+            else:  # the run does not need the page; say why it is missing
+                log.warning("dashboard not started: front end not built in %s (run `make web`)", ASSETS)
         return self
+
+    def start_dashboard(self, extra_args: list[str] | None = None) -> ServiceProcess:
+        """``eew dashboard --replay`` on this broker, showing the services' metrics; ``dashboard_url``."""
+        port = self.dashboard_port or free_port()
+        metrics = ",".join(f"{s.name}=http://127.0.0.1:{s.http_port}/metrics" for s in self.services)
+        argv = ["dashboard", "--bootstrap-servers", self.bootstrap, "--web-port", str(port), "--replay",
+                "--stations", str(self.stations_csv), *(["--metrics-urls", metrics] if metrics else []),
+                *(extra_args or [])]
+        self.dashboard = ServiceProcess("dashboard", argv, self.run_dir / "dashboard.log", free_port())
+        self.services.append(self.dashboard.start(env={"EEW_API_TOKENS": self.dashboard_token}))
+        self.dashboard_url = f"http://127.0.0.1:{port}/"
+        return self.dashboard
 
     def replay(self, archive: Path, speed: float = 0.0, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
         """Publish every miniSEED file of ``archive`` (``eew replay``); returns when it has flushed."""
