@@ -1,4 +1,8 @@
-"""A local webhook receiver (stdlib HTTP server in a thread) that records the alerts POSTed to it."""
+"""A local webhook receiver (stdlib HTTP server in a thread) that records the alerts POSTed to it.
+
+With a ``secret`` it verifies every request's Standard Webhooks signature (``signing.verify``:
+id, timestamp and body signed; stale timestamps and replays refused) and answers 401 to those
+that do not verify, as the README tells subscribers to do."""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from services.alerting.exceptions import SignatureError
+from services.alerting.signing import ReplayCache, verify
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +31,19 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """Collects JSON POSTs on 127.0.0.1; ``fail_first`` answers 500 to the first N requests."""
+    """Collects JSON POSTs on 127.0.0.1; ``fail_first`` answers 500 to the first N requests;
+    with ``secret``, unsigned or badly signed requests get 401 (reasons in ``refused``)."""
 
     fail_first: int = 0
     received: list[Received] = field(default_factory=list)
+    secret: str | None = field(default=None, repr=False)
+    refused: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self.requests = 0
+        self._replays = ReplayCache()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +57,17 @@ class WebhookReceiver:
                     self.send_response(500)
                     self.end_headers()
                     return
+                if outer.secret is not None:
+                    try:
+                        verify(outer.secret, raw, dict(self.headers), replay_cache=outer._replays)
+                    except SignatureError as exc:
+                        with outer._cond:
+                            outer.refused.append(exc.reason)
+                        log.warning("receiver: refused a request: %s", exc)
+                        self.send_response(401)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                 try:
                     body = json.loads(raw)
                 except json.JSONDecodeError:

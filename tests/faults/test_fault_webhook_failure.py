@@ -35,12 +35,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 FAIL_S = 4.0
 ATTEMPTS = 30
 BACKOFF_MAX_S = 1.0
+SECRET = "fault-test-webhook-secret-0123"
 
 
 def test_failing_webhook_is_retried_with_backoff_until_it_recovers(
     make_pipeline: Callable[..., FaultPipeline], quake: Quake, receiver: WebhookReceiver, table: Table
 ) -> None:
     receiver.fail_first = 10**9  # 500 to everything until recovered below
+    receiver.secret = SECRET  # and it verifies the Standard Webhooks signature of what it accepts
     recovered: list[float] = []
 
     def recover() -> None:
@@ -56,6 +58,7 @@ def test_failing_webhook_is_retried_with_backoff_until_it_recovers(
         "--delivery-attempts": str(ATTEMPTS),
         "--delivery-backoff-initial-s": "0.2",
         "--delivery-backoff-max-s": str(BACKOFF_MAX_S),
+        "--webhook-secret": SECRET,
     })  # fmt: skip
     helper = threading.Thread(target=recover, daemon=True)
     helper.start()
@@ -95,7 +98,8 @@ def test_failing_webhook_is_retried_with_backoff_until_it_recovers(
     assert [r.body["version"] for r in receiver.snapshot()] == sorted(v for _e, v, _t, _n in ac.topic)
     assert http_500 == failed_requests and ok_attempts == len(receiver.snapshot())
     assert receiver.requests == failed_requests + len(receiver.snapshot())
-    assert dead == 0
+    assert dead == 0 and receiver.refused == []  # every accepted request verified
+    assert all(r.headers.get("webhook-id") == f"{r.body['event_id']}:{r.body['version']}" for r in receiver.snapshot())
     assert [r.status for r in rows] == [DELIVERED] * len(ac.topic)
     assert sum(attempts.values()) == receiver.requests
     assert attempts[1] == failed_requests + 1  # the lane is ordered: v1 took every failure, then v2...
