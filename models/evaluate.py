@@ -13,6 +13,16 @@ so every model sees the same history behind every window end:
   event_prob at that chunk end; a peer scores the window of its own length ending there (its
   preprocessing, its score: max of the P curve, or of ``det`` for EQTransformer).
 
+Variants (``--as-rate HZ``, ``--as-acceleration``, ``--variants``): every padded record, so every
+event and noise window, is also scored as another network would record it, through the detector's own
+code (``models.augment``): ``--as-rate 40`` sends the 100 Hz stream to 40 Hz and back through
+``services.detector.resample.Resampler`` (what the detector does with a 40 Hz station);
+``--as-acceleration`` turns velocity into acceleration (first difference x rate; the model scores
+accelerometers as acceleration), and with ``--as-rate`` also at each of those rates (acceleration first,
+then the rate, as a MEMS sensor records it). Native is always included; the peers get the same
+resampled-back 100 Hz streams. Noise-FAR thresholds are taken per variant from its own noise windows.
+With variants the tables get a ``variant`` column and a summary table (rows model x variant).
+
 Outputs ``OUT/evaluation.json`` and ``OUT/evaluation.md``.
 """
 
@@ -22,7 +32,7 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +84,102 @@ class Scores:
     events: list[list[float]] = field(default_factory=list)  # per record, per delta
     pick_err_s: list[float] = field(default_factory=list)
     seconds: float = 0.0
+
+
+# ---------------------------------------------------------------- variants (other networks)
+
+#: ``--variants all``: native, the rates the model is trained for, acceleration, a MEMS network at 31.25 Hz.
+ALL_RATES = (20.0, 31.25, 40.0, 50.0)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A stream as another network records it: another rate (there and back to 100 Hz through the
+    detector's resampler) and/or acceleration instead of velocity."""
+
+    rate_hz: float | None = None  # None: the native 100 Hz
+    acceleration: bool = False
+
+    @property
+    def native(self) -> bool:
+        return self.rate_hz is None and not self.acceleration
+
+    @property
+    def name(self) -> str:
+        if self.native:
+            return "native"
+        parts = (["acceleration"] if self.acceleration else []) + (
+            [f"{self.rate_hz:g} Hz"] if self.rate_hz is not None else []
+        )
+        return " ".join(parts)
+
+    def apply(self, wave: np.ndarray) -> np.ndarray:
+        """(3, N) native 100 Hz velocity -> (3, N) float32 as this variant reaches the model."""
+        from models.augment import as_acceleration, through_rate
+
+        if self.native:
+            return wave
+        x = np.asarray(wave, np.float64)
+        if self.acceleration:
+            x = as_acceleration(x)
+        if self.rate_hz is not None:
+            x = through_rate(x, self.rate_hz)
+        return x.astype(np.float32)
+
+
+NATIVE = Variant()
+
+
+def _rate(text: str) -> float:
+    """A variant rate the detector's resampler takes (not the model rate itself)."""
+    from services.common.streams import resample_ratio
+
+    try:
+        hz = float(text)
+    except ValueError:
+        raise ValueError(f"variant rate {text!r}: not a number of Hz") from None
+    ratio = resample_ratio(hz, FS)
+    if isinstance(ratio, str):
+        raise ValueError(f"variant rate {hz:g} Hz: the detector refuses it ({ratio})")
+    if ratio == (1, 1):
+        raise ValueError(f"variant rate {hz:g} Hz is the model rate: that is the native variant")
+    return hz
+
+
+def parse_variants(tokens: list[str], as_rates: list[str], as_acceleration: bool) -> list[Variant]:
+    """Variants to evaluate, native first, no duplicates.
+
+    ``tokens`` (``--variants``, comma lists allowed): ``native``, ``HZ``, ``acc`` or ``acceleration``,
+    ``acc@HZ``, ``all`` (native, 20, 31.25, 40, 50 Hz, acceleration, acceleration at 31.25 Hz).
+    ``as_rates`` (``--as-rate``) x ``as_acceleration``: every rate given, and with acceleration also
+    acceleration at the native rate and at every rate given.
+    """
+    out = [NATIVE]
+    for tok in (t.strip().lower() for item in tokens for t in item.split(",")):
+        if not tok:
+            continue
+        if tok == "all":
+            out += [Variant(r) for r in ALL_RATES] + [Variant(None, True), Variant(31.25, True)]
+        elif tok == "native":
+            pass
+        elif tok in ("acc", "acceleration"):
+            out.append(Variant(None, True))
+        elif tok.startswith(("acc@", "acceleration@")):
+            out.append(Variant(_rate(tok.split("@", 1)[1]), True))
+        else:
+            out.append(Variant(_rate(tok)))
+    rates = [_rate(t.strip()) for item in as_rates for t in item.split(",") if t.strip()]
+    out += [Variant(r) for r in rates]
+    if as_acceleration:
+        out += [Variant(None, True)] + [Variant(r, True) for r in rates]
+    return list(dict.fromkeys(out))
+
+
+def apply_variant(prepared: list[Prepared], variant: Variant) -> list[Prepared]:
+    """The prepared set with every padded stream (donor history, noise and event windows) as ``variant``."""
+    if variant.native:
+        return prepared
+    return [replace(pr, hist=variant.apply(pr.hist)) for pr in prepared]
 
 
 # ---------------------------------------------------------------- our streaming model
@@ -297,25 +403,73 @@ def metrics(sc: Scores, op_threshold: float, stride_s: float = 1.0) -> dict:
     return out
 
 
+SUMMARY_DELTAS = (0.5, 1.0, 2.0)  # the variant summary's columns (at every FAR)
+
+
+def _row(m: dict) -> str:
+    """A table row's leading cells: the model, and its variant when the run has variants."""
+    return f"| {m['model']} | " + (f"{m['variant']} | " if "variant" in m else "")
+
+
+def variant_summary(ms: list[dict]) -> list[str]:
+    """Rows model x variant: detection at P+0.5/1/2 s at each noise FAR, ROC-AUC, P+1 s (1%) vs native."""
+    head = " | ".join(f"{far:.1%}: P+{d:g}s" for far in FARS for d in SUMMARY_DELTAS)
+    lines = [
+        "| model | variant | " + head + " | ROC-AUC | P+1s at 1.0% vs native |",
+        "|---|---|" + "---|" * (len(FARS) * len(SUMMARY_DELTAS)) + "---|---|",
+    ]
+    native = {m["model"]: m for m in ms if m["variant"] == NATIVE.name}
+    key = f"far_{FARS[0]:g}"
+    for m in ms:
+        ed = m["early_detection"]
+        cells = [f"{ed[f'far_{far:g}'][f'P+{d:g}s']:.3f}" for far in FARS for d in SUMMARY_DELTAS]
+        ref = native.get(m["model"])
+        diff = (
+            "—"
+            if ref is None or m is ref
+            else f"{100 * (ed[key]['P+1s'] - ref['early_detection'][key]['P+1s']):+.1f} pt"
+        )
+        lines.append(_row(m) + " | ".join(cells) + f" | {m['roc_auc']:.4f} | {diff} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     ms = result["models"]
+    variants = "variants" in result
+    vhead, vsep = ("variant | ", "---|") if variants else ("", "")
     lines = [
         f"# Evaluation: {', '.join(result['datasets'])} (split: {result['split']})",
         "",
         f"{result['n_events']} events, {result['n_noise_windows']} real noise windows "
         f"({result['noise_hours']:.3f} station-hours at 1 s stride). Command: `{result['command']}`",
         "",
+    ]
+    if variants:
+        lines += [
+            "## Variants (every event and noise window as another network records it, through the detector's "
+            "code: rate = 100 Hz -> rate -> 100 Hz through its resampler; acceleration = first difference x "
+            "100 Hz, before the rate; thresholds per variant from its own noise windows)",
+            "",
+            *variant_summary(ms),
+            "",
+            "Seconds per variant (transform and all models): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in result["variant_seconds"].items())
+            + ".",
+            "",
+        ]
+    lines += [
         "## Early detection (fraction of events whose window ending at P+t fires, at the threshold where the "
         "given fraction of real noise windows fires)",
         "",
-        "| model | noise FAR | " + " | ".join(f"P+{d:g}s" for d in DELTAS) + " | ROC-AUC |",
-        "|---|---|" + "---|" * len(DELTAS) + "---|",
+        "| model | " + vhead + "noise FAR | " + " | ".join(f"P+{d:g}s" for d in DELTAS) + " | ROC-AUC |",
+        "|---|" + vsep + "---|" + "---|" * len(DELTAS) + "---|",
     ]
     for m in ms:
         for far in FARS:
             ed = m["early_detection"][f"far_{far:g}"]
             lines.append(
-                f"| {m['model']} | {far:.1%} | "
+                _row(m)
+                + f"{far:.1%} | "
                 + " | ".join(f"{ed[f'P+{d:g}s']:.3f}" for d in DELTAS)
                 + f" | {m['roc_auc']:.4f} |"
             )
@@ -323,26 +477,29 @@ def markdown(result: dict) -> str:
         "",
         "## Operating threshold (ours: contract detection threshold; peers: --peer-threshold)",
         "",
-        "| model | threshold | precision | recall | F1 | FA / noise window | FA / station-hour |",
-        "|---|---|---|---|---|---|---|",
+        "| model | "
+        + vhead
+        + "threshold | precision | recall | F1 | FA / noise window | FA / station-hour |",
+        "|---|" + vsep + "---|---|---|---|---|---|",
     ]
     for m in ms:
         o = m["operating"]
         lines.append(
-            f"| {m['model']} | {o['threshold']:.4g} | {o['precision']:.3f} | {o['recall']:.3f} | {o['f1']:.3f} | "
+            _row(m) + f"{o['threshold']:.4g} | {o['precision']:.3f} | {o['recall']:.3f} | {o['f1']:.3f} | "
             f"{o['false_alarm_rate_per_window']:.4f} | {o['false_alarms_per_station_hour']:.1f} |"
         )
     lines += [
         "",
         "## P-onset error (pick = maximum of the P curve in the window ending at P+5 s)",
         "",
-        "| model | median (s) | MAD (s) | within 0.1 s | within 0.5 s |",
-        "|---|---|---|---|---|",
+        "| model | " + vhead + "median (s) | MAD (s) | within 0.1 s | within 0.5 s |",
+        "|---|" + vsep + "---|---|---|---|",
     ]
     for m in ms:
         p = m["p_onset_error_s"]
         lines.append(
-            f"| {m['model']} | {p['median']:+.3f} | {p['mad']:.3f} | {p['within_0.1s']:.3f} | {p['within_0.5s']:.3f} |"
+            _row(m)
+            + f"{p['median']:+.3f} | {p['mad']:.3f} | {p['within_0.1s']:.3f} | {p['within_0.5s']:.3f} |"
         )
     lines += [
         "",
@@ -375,6 +532,7 @@ def evaluate(
     command: str = "",
     threads: int = 2,
     screen: bool = True,
+    variants: list[Variant] | None = None,
 ) -> dict:
     from models.runtime import StreamingModel
 
@@ -388,11 +546,30 @@ def evaluate(
         log.info("noise screening trimmed the pre-P noise of %d records: %s", len(trimmed), trimmed)
     prepared = prepare(chosen, seed=seed)
     model = StreamingModel(model_dir, providers=["CPUExecutionProvider"], intra_op_threads=threads)
-    all_scores = [(score_ours(model, prepared), model.contract.thresholds.detection)]
-    for p in peers:
-        all_scores.append((score_peer(Peer(p, threads), prepared), peer_threshold))
-    ms = [metrics(s, thr) for s, thr in all_scores]
-    return {
+    peer_models = [Peer(p, threads) for p in peers]
+    variants = variants or [NATIVE]
+    with_variants = variants != [NATIVE]
+    by_model: list[list[tuple[Variant, Scores, float]]] = [[] for _ in range(1 + len(peer_models))]
+    variant_seconds: dict[str, float] = {}
+    for v in variants:
+        t0 = time.perf_counter()
+        pv = apply_variant(prepared, v)
+        by_model[0].append((v, score_ours(model, pv), model.contract.thresholds.detection))
+        for i, peer in enumerate(peer_models, 1):
+            by_model[i].append((v, score_peer(peer, pv), peer_threshold))
+        variant_seconds[v.name] = time.perf_counter() - t0
+        if with_variants:
+            log.info(
+                "variant %s scored by %d models in %.0f s", v.name, len(by_model), variant_seconds[v.name]
+            )
+    runs = [run for model_runs in by_model for run in model_runs]  # model-major: a model's variants together
+    ms = []
+    for v, s, thr in runs:
+        m = metrics(s, thr)
+        if with_variants:
+            m["variant"] = v.name
+        ms.append(m)
+    res = {
         "datasets": [str(d) for d in datasets],
         "split": split,
         "command": command,
@@ -404,9 +581,18 @@ def evaluate(
         "noise_trimmed_records": trimmed,
         "models": ms,
         "scores": {
-            s.name: {"noise": s.noise, "events": s.events, "pick_err_s": s.pick_err_s} for s, _ in all_scores
+            (f"{s.name} [{v.name}]" if with_variants else s.name): {
+                "noise": s.noise,
+                "events": s.events,
+                "pick_err_s": s.pick_err_s,
+            }
+            for v, s, _ in runs
         },
     }
+    if with_variants:
+        res["variants"] = [v.name for v in variants]
+        res["variant_seconds"] = variant_seconds
+    return res
 
 
 def main(argv: list[str]) -> int:
@@ -435,12 +621,46 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="keep earthquake-like bursts in the pre-P noise (default: trimmed, see models.data.screen_noise)",
     )
+    ap.add_argument(
+        "--as-rate",
+        action="append",
+        default=[],
+        metavar="HZ",
+        help="also score every stream as recorded at HZ (100 Hz -> HZ -> 100 Hz through the detector's "
+        "resampler; repeatable or a comma list, e.g. 20,31.25,40,50)",
+    )
+    ap.add_argument(
+        "--as-acceleration",
+        action="store_true",
+        help="also score every stream as acceleration (first difference x rate), at 100 Hz and at every --as-rate",
+    )
+    ap.add_argument(
+        "--variants",
+        action="append",
+        default=[],
+        metavar="LIST",
+        help="variants as a comma list of native, HZ, acc, acc@HZ; 'all' = native, 20, 31.25, 40, 50 Hz, "
+        "acc, acc@31.25 (native is always included)",
+    )
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
+    try:
+        variants = parse_variants(a.variants, a.as_rate, a.as_acceleration)
+    except ValueError as e:
+        ap.error(str(e))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cmd = "eew model evaluate " + shlex.join(argv)
     res = evaluate(
-        a.dataset, a.peer, a.split, a.model_dir, a.peer_threshold, a.seed, cmd, a.threads, not a.no_screen
+        a.dataset,
+        a.peer,
+        a.split,
+        a.model_dir,
+        a.peer_threshold,
+        a.seed,
+        cmd,
+        a.threads,
+        not a.no_screen,
+        variants,
     )
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "evaluation.json").write_text(json.dumps(res, indent=1))
