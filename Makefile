@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test proto lint
+.PHONY: demo test install install-test proto lint web
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,10 +15,17 @@ install: $(BIN)/python
 install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,train]'
 
-demo: install
+# The dashboard's front end: npm packages (package-lock.json) bundled into services/dashboard/web/dist.
+WEB := services/dashboard/web
+web: $(WEB)/dist/index.html
+
+$(WEB)/dist/index.html: $(WEB)/package.json $(WEB)/package-lock.json $(WEB)/build.mjs $(wildcard $(WEB)/src/*)
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+demo: install web
 	$(BIN)/eew demo
 
-test: install-test
+test: install-test web
 	$(BIN)/ruff check services models tests bench
 	$(BIN)/python -m pytest -q -rs tests
 

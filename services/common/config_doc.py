@@ -24,6 +24,7 @@ SETTINGS: list[tuple[str, str]] = [
     ("eew alert", "services.alerting.service:AlertingSettings"),
     ("eew demo", "services.demo.__main__:DemoSettings"),
     ("eew validate", "services.validate.__main__:ValidateSettings"),
+    ("eew dashboard", "services.dashboard.settings:DashboardSettings"),
 ]
 
 

@@ -44,7 +44,9 @@ class DashboardSettings(ServiceSettings):
     event_retention_s: float = Field(900.0, description="Events leave the page this long after their last alert.")
     max_events: int = Field(20, description="Most events kept on the page.")
     tick_s: float = Field(0.5, description="Interval of the page's live updates (server-sent events).")
-    stream_heartbeat_s: float = Field(15.0, description="Longest silence on an update stream (keeps proxies open).")
+    stream_heartbeat_s: float = Field(
+        1.0, description="Longest silence on an update stream: a message with the clock goes out at least this often."
+    )
     max_clients: int = Field(50, description="Most update streams open at once (more get 503).")
     session_ttl_s: float = Field(43200.0, description="A page session (cookie after a token check) lasts this long.")
     health_interval_s: float = Field(5.0, description="How often the services' metrics and the broker are checked.")

@@ -114,7 +114,7 @@ def make_app(
     assets: Path,
     metrics: DashboardMetrics,
     tick_s: float = 0.5,
-    heartbeat_s: float = 15.0,
+    heartbeat_s: float = 1.0,
     max_clients: int = 50,
     session_ttl_s: float = 43200.0,
 ) -> Starlette:
@@ -212,7 +212,7 @@ def make_app(
                     if f[f"{key}_generation"] != seen[key]:
                         seen[key] = f[f"{key}_generation"]
                         msg[key] = f[key]
-                if len(msg) > 3 or time.monotonic() - last >= min(heartbeat_s, 1.0):
+                if len(msg) > 3 or time.monotonic() - last >= heartbeat_s:
                     last = time.monotonic()
                     yield b"data: " + json.dumps(msg, separators=(",", ":")).encode() + b"\n\n"
                 await anyio.sleep(tick_s)
