@@ -83,7 +83,7 @@ RefusedHook = Callable[[str, str], None]
 
 def sl_time(ns: int) -> str:
     """SeedLink's ``YYYY,MM,DD,hh,mm,ss`` (whole seconds, rounded down: never after ``ns``)."""
-    return UTCDateTime(ns=(ns // NS) * NS).format_seedlink()
+    return UTCDateTime(ns=(ns // NS) * NS).strftime("%Y,%m,%d,%H,%M,%S")
 
 
 def decode_record(raw: bytes, seq: int = 0, source: str = "") -> Record:
