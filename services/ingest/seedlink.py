@@ -568,6 +568,11 @@ class SeedLinkIngester:
                 return
         self._data_seen(key)
         self._by_time.discard(key)
+        if key in self.refused:
+            with self._lock:
+                self.refused.pop(key, None)
+                self.metrics.refused_stations.set(len(self.refused))
+            log.info("station %s delivers data although its selectors were refused (all its streams come)", key)
         skip = self._skip.get(rec.nslc)
         if skip is not None:
             if end <= skip + tol:

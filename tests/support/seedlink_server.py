@@ -291,6 +291,7 @@ class _Subscription:
     selectors: list[Selector] = field(default_factory=list)
     pointer: int | None = None
     end_ns: int | None = None
+    refused: bool = False  # every SELECT of this station was refused
 
     def wants(self, rec: FeedRecord) -> bool:
         pos = [s for s in self.selectors if not s.negate]
@@ -586,9 +587,11 @@ class _Connection:
             else:
                 sels = [Selector.parse(a) for a in args]
                 if self.current.station in srv.refuse_selectors or any(s is None for s in sels):
+                    self.current.refused = self.current.refused or not self.current.selectors
                     self.send(b"ERROR\r\n")
                 else:
                     self.current.selectors.extend(s for s in sels if s is not None)
+                    self.current.refused = False
                     self.send(b"OK\r\n")
         elif cmd in ("DATA", "FETCH", "TIME"):
             if self.current is None:
@@ -617,6 +620,7 @@ class _Connection:
             if not self.subs:
                 self.send(b"ERROR\r\n")
                 return True
+            self.subs = [sub for sub in self.subs if not sub.refused]  # nothing selected: nothing sent
             for sub in self.subs:
                 if sub.pointer is None:
                     sub.pointer = srv.feed.resolve_start(sub.network, sub.station, None, None)
