@@ -113,9 +113,11 @@ import heapq
 import math
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+
+import numpy as np
 
 from services.alerting.locate import (
     Location,
@@ -126,7 +128,7 @@ from services.alerting.locate import (
     travel_time_table,
 )
 from services.alerting.magnitude import MagnitudeConfig, MagnitudeEstimate, PdObservation, estimate_magnitude
-from services.alerting.stations import StationInventory, haversine_km
+from services.alerting.stations import StationInventory, haversine_km, neighbour_distances_km
 from services.common.exceptions import ConfigError
 
 NS = 1_000_000_000
@@ -173,7 +175,7 @@ class AssociationConfig:
     min_stations: int = 3
     vp_min_km_s: float = 5.5
     tolerance_s: float = 1.0
-    max_spread_s: float = 20.0
+    max_spread_s: float | None = None  # None: from the network's geometry (NetworkGeometry)
     min_trigger_duration_s: float = 2.0
     detrigger_s: float = 2.0
     detrigger_threshold: float = 0.5
@@ -189,7 +191,8 @@ class AssociationConfig:
     max_retain_s: float = 600.0
     max_future_s: float = 120.0
     express_triggers: bool = False
-    max_link_km: float = 100.0  # a trigger joins only stations of which one is this close (0: any)
+    max_link_km: float | None = None  # a trigger joins only stations this close (0: any; None: per station)
+    explained_coda_s: float = 30.0  # a located event explains its stations' re-triggers this long after S
 
     def __post_init__(self) -> None:
         if self.min_stations < 1:
@@ -198,8 +201,7 @@ class AssociationConfig:
             raise ConfigError("vp_min_km_s must be > 0")
         for name in (
             "tolerance_s",
-            "max_spread_s",
-            "max_link_km",
+            "explained_coda_s",
             "min_trigger_duration_s",
             "detrigger_s",
             "event_ttl_s",
@@ -214,12 +216,82 @@ class AssociationConfig:
         ):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0")
+        for name in ("max_spread_s", "max_link_km"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ConfigError(f"{name} must be >= 0 (or None: from the network geometry)")
         if not 0.0 <= self.correlation <= 1.0:
             raise ConfigError("correlation must be in [0, 1]")
         if self.trigger_threshold is not None and not 0.0 < self.trigger_threshold <= 1.0:
             raise ConfigError("trigger_threshold must be in (0, 1]")
         if not 0.0 < self.detrigger_threshold <= (self.trigger_threshold or 1.0):
             raise ConfigError("detrigger_threshold must be in (0, trigger_threshold]")
+
+
+VS_FACTOR = math.sqrt(3.0)  # S travel time / P travel time (Poisson solid)
+LINK_NEIGHBOURS = 3  # spacing of a station: the distance to its 3rd-nearest neighbour
+LINK_FACTOR = 2.0  # link radius = LINK_FACTOR x spacing
+MIN_SPREAD_S = 20.0
+MIN_HALF_WIDTH_KM = 150.0
+HALF_WIDTH_FACTOR = 1.25  # location grid half-width = this x the network's 90th-percentile link radius
+
+
+@dataclass(frozen=True)
+class NetworkGeometry:
+    """The station layout's spacing and the settings derived from it (when not set explicitly).
+
+    Rule (documented in the README): a station's *spacing* s_i is its distance to its 3rd-nearest
+    neighbour (``stations.neighbour_distances_km``; the nearest would let two sensors at one site or a
+    tight cluster make a sparse network look dense). Then
+
+    - link radius r_i = 2 s_i: a trigger at station a joins (or seeds) an event only when some member
+      b lies within max(r_a, r_b) -- the wavefront reaches a station from its neighbours, so a
+      station's link reaches past its three nearest, and a station at the sparse edge of a network
+      links as far as its own neighbours are;
+    - largest P-time spread of an event: max(20 s, 2 median(r) / vp_min), the time the P front takes
+      across two typical links at the slowest velocity;
+    - half-width of the location grid (``LocatorConfig.half_width_km`` None): max(150 km, 1.25 p90(r)):
+      the grid is centred on the earliest station, and an earthquake outside the network can lie farther
+      from it than the neighbours of the sparsest stations.
+
+    A 10 km network (s ~ 12 km) gets 24 km links, 20 s and 150 km; the openeew_mx network (median
+    s 63 km, 24-161 km) 48-322 km links (median 126), 46 s and ~300 km. Without coordinates (no
+    inventory) the link rule is off and the defaults (20 s, 150 km) apply.
+    """
+
+    spacing_km: Mapping[str, float]
+
+    @classmethod
+    def of(cls, inventory: StationInventory) -> NetworkGeometry:
+        return cls(neighbour_distances_km(inventory, LINK_NEIGHBOURS))
+
+    def link_km(self, station_id: str) -> float | None:
+        s = self.spacing_km.get(station_id)
+        return None if s is None else LINK_FACTOR * s
+
+    def _links(self) -> list[float]:
+        return sorted(LINK_FACTOR * s for s in self.spacing_km.values())
+
+    def max_spread_s(self, vp_min_km_s: float) -> float:
+        links = self._links()
+        if not links:
+            return MIN_SPREAD_S
+        return max(MIN_SPREAD_S, 2.0 * float(np.median(links)) / vp_min_km_s)
+
+    def half_width_km(self) -> float:
+        links = self._links()
+        if not links:
+            return MIN_HALF_WIDTH_KM
+        return max(MIN_HALF_WIDTH_KM, HALF_WIDTH_FACTOR * float(np.percentile(links, 90)))
+
+    def describe(self) -> str:
+        links = self._links()
+        if not links:
+            return "no station coordinates: link rule off"
+        return (
+            f"{len(links)} stations, link radius 2x 3rd-neighbour distance: "
+            f"{links[0]:.0f}-{links[-1]:.0f} km (median {float(np.median(links)):.0f})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +327,7 @@ class AlertRecord:
     location: Location | None = None
     magnitude: MagnitudeEstimate | None = None
     gap_deg: float | None = None  # azimuthal gap of the members around the epicentre (located only)
+    location_uncertain: bool = False  # 95 % uncertainty above LocatorConfig.max_uncertainty_km, or open
 
     @property
     def key(self) -> tuple[str, int]:
@@ -382,14 +455,20 @@ class Associator:
         gains: Mapping[str, float] | None = None,
         magnitude: MagnitudeConfig | None = None,
     ) -> None:
-        self.config = config or AssociationConfig()
+        self.inventory = inventory or StationInventory()
+        self.geometry = NetworkGeometry.of(self.inventory)
+        config = config or AssociationConfig()
+        if config.max_spread_s is None:
+            config = replace(config, max_spread_s=self.geometry.max_spread_s(config.vp_min_km_s))
+        self.config = config
+        if locator is not None and locator.half_width_km is None:
+            locator = replace(locator, half_width_km=self.geometry.half_width_km())
         self.locator = locator
         if locator is not None:
             travel_time_table(locator)  # build the travel-time table now, not on the first event
         self.gains: dict[str, float] = dict(gains or {})
         self.magnitude = magnitude or MagnitudeConfig()
         self._mag_dirty: dict[str, _Event] = {}
-        self.inventory = inventory or StationInventory()
         self.ignore_before_ns = ignore_before_ns
         self.stats: Counter[str] = Counter()
         self.watermark_ns: int | None = None  # max window_end seen
@@ -412,6 +491,7 @@ class Associator:
         self._min_dur = int(c.min_trigger_duration_s * NS)
         self._off = int(c.detrigger_s * NS)
         self._lookback = int(c.pick_lookback_s * NS)
+        assert c.max_spread_s is not None  # resolved above
         self._spread = int(c.max_spread_s * NS)
         self._tol = int(c.tolerance_s * NS)
         self._ttl = int(c.event_ttl_s * NS)
@@ -720,15 +800,27 @@ class Associator:
         return hi - lo <= self._spread and all(self._pair_ok(trig, m) for m in ms) and self._linked(trig, ms)
 
     def _linked(self, trig: _Trigger, members: list[_Trigger]) -> bool:
-        """The wavefront reaches a new station from nearby ones: a trigger farther than
-        ``max_link_km`` from every member is not part of their event. In a large network noise
-        triggers come every few seconds somewhere, and the pairwise travel-time test alone lets far
-        ones through (it allows 18 s between stations 100 km apart)."""
+        """The wavefront reaches a new station from nearby ones: a trigger farther than the link
+        distance from every member is not part of their event. In a large network noise triggers
+        come every few seconds somewhere, and the pairwise travel-time test alone lets far ones
+        through (it allows 18 s between stations 100 km apart). The link distance is ``max_link_km``
+        when set (0: the rule is off), else the larger of the two stations' link radii
+        (``NetworkGeometry``: twice the distance to their 3rd-nearest neighbour)."""
         limit = self.config.max_link_km
-        if not limit or trig.coords is None:
+        if limit == 0 or trig.coords is None or (limit is None and not self.geometry.spacing_km):
             return True
         placed = [m.coords for m in members if m.coords is not None]
-        return not placed or any(haversine_km(trig.coords[0], trig.coords[1], c[0], c[1]) <= limit for c in placed)
+        if not placed:
+            return True
+        if limit is not None:
+            return any(haversine_km(trig.coords[0], trig.coords[1], c[0], c[1]) <= limit for c in placed)
+        mine = self.geometry.link_km(trig.station_id) or 0.0
+        return any(
+            haversine_km(trig.coords[0], trig.coords[1], m.coords[0], m.coords[1])
+            <= max(mine, self.geometry.link_km(m.station_id) or 0.0)
+            for m in members
+            if m.coords is not None
+        )
 
     def _fits_location(self, trig: _Trigger, ev: _Event) -> bool:
         """A located event predicts every station's P: a trigger joins it only within the pair
@@ -742,6 +834,29 @@ class Associator:
         t_pred = loc.origin_time_ns + first_p_s(cfg, loc.depth_km, d) * NS
         slack = self._tol + (loc.uncertainty_km / self.config.vp_min_km_s + loc.origin_time_uncertainty_s) * NS
         return abs(trig.p_time_ns - t_pred) <= slack
+
+    def _explained(self, trig: _Trigger) -> _Event | None:
+        """The open, located event that explains ``trig``: its P time lies between the P arrival the
+        event's location predicts at that station (minus the location's slack, as in
+        ``_fits_location``) and the predicted S arrival (Vp/Vs = sqrt 3) plus ``explained_coda_s``.
+        Such a trigger is that earthquake's P seen late, its S wave or its coda at a station already
+        in the event -- not a second earthquake: it must not seed one (issue: one M 5.2 became two
+        events 72 km apart). Uncertain locations count too, with their larger slack."""
+        cfg = self.locator
+        if cfg is None or trig.coords is None:
+            return None
+        for ev in self._events:
+            loc = ev.location
+            if ev.closed or loc is None:
+                continue
+            d = haversine_km(loc.latitude, loc.longitude, trig.coords[0], trig.coords[1])
+            tt = first_p_s(cfg, loc.depth_km, d)
+            t_p = loc.origin_time_ns + tt * NS
+            slack = self._tol + (loc.uncertainty_km / self.config.vp_min_km_s + loc.origin_time_uncertainty_s) * NS
+            t_end = t_p + (VS_FACTOR - 1.0) * tt * NS + slack + self.config.explained_coda_s * NS
+            if t_p - slack <= trig.p_time_ns <= t_end:
+                return ev
+        return None
 
     def _associate(self, trig: _Trigger, out: list[AlertRecord]) -> None:
         pairwise = [
@@ -768,6 +883,9 @@ class Associator:
             )
             return
         if self._swap_odd_member(trig, out):
+            return
+        if self._explained(trig) is not None:
+            self.stats["triggers_explained_by_event"] += 1  # one earthquake, one event
             return
         for ev in self._events:
             if abs(trig.p_time_ns - ev.first_p_ns) <= self._spread:
@@ -806,6 +924,8 @@ class Associator:
         for cand in sorted(self._pool, key=lambda t: (abs(t.p_time_ns - trig.p_time_ns), t.station_id, t.seq)):
             if cand.station_id in exclude or any(a.station_id == cand.station_id for a in added):
                 continue
+            if not base and self._explained(cand) is not None:
+                continue  # a new event is not seeded with what an open event's location explains
             if self._fits(cand, base + added):
                 added.append(cand)
         return added
@@ -1030,14 +1150,22 @@ class Associator:
                     location=loc,
                     magnitude=mag,
                     gap_deg=gap,
+                    location_uncertain=loc is not None and not self._usable(loc),
                 )
             )
 
     def _usable(self, loc: Location | None) -> bool:
-        return loc is not None and self.locator is not None and loc.uncertainty_km <= self.locator.max_uncertainty_km
+        """A well-constrained location: a closed 95 % region within ``max_uncertainty_km``."""
+        return (
+            loc is not None
+            and self.locator is not None
+            and loc.bounded
+            and loc.uncertainty_km <= self.locator.max_uncertainty_km
+        )
 
     def _locate(self, ev: _Event, members: list[_Trigger]) -> Location | None:
-        """Grid-search location, or None (no locator, too few stations, too uncertain)."""
+        """Grid-search location (possibly uncertain: see ``_usable``), or None (no locator, too few
+        stations, best node on the edge of the grid)."""
         cfg = self.locator
         if cfg is None:
             return None
@@ -1071,8 +1199,10 @@ class Associator:
             if good:
                 loc = min(good, key=lambda t: t.rms_s)  # type: ignore[union-attr]
                 self.stats["locations_one_pick_dropped"] += 1
-        if not self._usable(loc):
-            self.stats["locations_rejected"] += 1
+        if loc is None:
+            self.stats["locations_rejected"] += 1  # best node on the grid edge: outside the search area
             return None
         self.stats["locations"] += 1
+        if not self._usable(loc):
+            self.stats["locations_uncertain"] += 1  # published, flagged (AlertRecord.location_uncertain)
         return loc

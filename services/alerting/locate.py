@@ -69,6 +69,7 @@ NS = 1_000_000_000
 KM_PER_DEG = 111.19
 CHI2_95_2DOF = 5.99
 TABLE_STEP_KM = 0.5
+DEFAULT_HALF_WIDTH_KM = 150.0
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class LocatorConfig:
     velocity_model: str = "iasp91"  # "iasp91" (layered, see module docstring) or "homogeneous"
     vp_km_s: float = 6.0  # the homogeneous model's P velocity
     depths_km: tuple[float, ...] = (2.0, 6.0, 10.0, 15.0, 20.0, 30.0)
-    half_width_km: float = 150.0
+    half_width_km: float | None = None  # None: 150 km, or from the network geometry (the Associator)
     step_km: float = 2.0
     pick_sigma_s: float = 0.5
     silent_margin_s: float = 2.0
@@ -126,7 +127,7 @@ class LocatorConfig:
     silent_ramp_s: float = 1.0
     max_silent: int = 24  # silent stations used: those nearest to the triggered stations
     min_stations: int = 4
-    max_uncertainty_km: float = 50.0
+    max_uncertainty_km: float = 50.0  # more uncertain (95 %) locations are published flagged uncertain
     norm: str = "l1"  # "l1" (robust to a wrong pick) or "l2" (least squares)
 
     def __post_init__(self) -> None:
@@ -138,9 +139,13 @@ class LocatorConfig:
             raise ValueError("max_silent must be >= 0")
 
     @property
+    def grid_half_width_km(self) -> float:
+        return DEFAULT_HALF_WIDTH_KM if self.half_width_km is None else self.half_width_km
+
+    @property
     def max_distance_km(self) -> float:
         """Longest horizontal distance the search can ask for (grid corner to a station)."""
-        return 4.0 * self.half_width_km + 50.0
+        return 4.0 * self.grid_half_width_km + 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +158,7 @@ class Location:
     rms_s: float
     n_stations: int
     origin_time_uncertainty_s: float = 0.0
+    bounded: bool = True  # False: the 95 % region reaches the grid edge (uncertainty is a lower bound)
 
 
 def _layer_thickness_above(model: VelocityModel, depth_km: float) -> np.ndarray:
@@ -317,8 +323,9 @@ class _Search:
         self.used = np.unique(np.concatenate([np.zeros(0, np.intp), *self.silent_of.values()]))
         # coarse grid over the whole area; its travel times to the picks and to the silent stations
         # some subset uses (columns in ``used`` order), computed once
-        self.coarse = max(cfg.step_km, cfg.half_width_km / 30.0)
-        axis = np.arange(-cfg.half_width_km, cfg.half_width_km + 1e-9, self.coarse)
+        self.half_width = hw = cfg.grid_half_width_km
+        self.coarse = max(cfg.step_km, hw / 30.0)
+        axis = np.arange(-hw, hw + 1e-9, self.coarse)
         self.cx, self.cy = (a.ravel() for a in np.meshgrid(axis, axis, indexing="xy"))
         self.c_o, self.c_short0 = self._offsets(
             self._times(self.cx, self.cy, self.sx, self.sy),
@@ -388,7 +395,7 @@ class _Search:
         c_o = self.c_o if len(sub) == self.n_picks else self.c_o[sub]
         c_chi2, c_t0, _, c_node, _, _ = self._misfit(c_o, self.c_short0[np.searchsorted(self.used, q)])
         cx, cy = self.cx, self.cy
-        if abs(cx[c_node]) >= cfg.half_width_km - 1e-6 or abs(cy[c_node]) >= cfg.half_width_km - 1e-6:
+        if abs(cx[c_node]) >= self.half_width - 1e-6 or abs(cy[c_node]) >= self.half_width - 1e-6:
             return None  # best on the edge: the event is outside the search area
         # a fine grid around the best coarse node
         k = math.ceil(self.coarse / cfg.step_km)
@@ -401,6 +408,8 @@ class _Search:
         limit = chi2_min + CHI2_95_2DOF
         cin, fin = c_chi2 <= limit, f_chi2 <= limit
         gx, gy = np.concatenate([cx[cin], fx[fin]]), np.concatenate([cy[cin], fy[fin]])
+        edge = self.half_width - 1e-6
+        bounded = not bool(((np.abs(cx[cin]) >= edge) | (np.abs(cy[cin]) >= edge)).any())
         unc = max(float(np.sqrt((gx - bx) ** 2 + (gy - by) ** 2).max(initial=0.0)), cfg.step_km / 2)
         t0s = np.concatenate([c_t0[cin], f_t0[fin]])
         t0_unc = float(np.abs(t0s - t0).max(initial=0.0)) + cfg.pick_sigma_s / math.sqrt(len(sub))
@@ -415,4 +424,5 @@ class _Search:
             rms_s=rms,
             n_stations=len(sub),
             origin_time_uncertainty_s=t0_unc,
+            bounded=bounded,
         )

@@ -13,7 +13,8 @@ JSON schema of a webhook body (``alert_to_json``), schema id ``eew.alert.v1``::
       "stations": [{"network": "CI", "station": "PAS", "location": "",
                     "p_time": "...Z", "probability": 0.97,
                     "latitude": 34.1, "longitude": -118.2}],   # lat/lon null when unknown
-      "location": {"latitude": .., "longitude": .., "depth_km": .., "uncertainty_km": ..} | null,
+      "location": {"latitude": .., "longitude": .., "depth_km": .., "uncertainty_km": ..,
+                   "uncertain": false} | null,
       "magnitude": {"value": .., "uncertainty": .., "type": "Mpd" | "Mpd_uncal",
                     "lower_bound": false} | null,
       "created_time": "...Z",                        # wall clock when this version was made
@@ -24,8 +25,11 @@ Field notes: ``location.uncertainty_km`` is the radius of the 95 % region of the
 (``locate.py``); ``magnitude`` is present once the event is located and at least one station with a
 known gain has >= 1 s of P (``magnitude.py``): ``value`` the mean station Pd magnitude (Wu & Zhao
 2006), ``uncertainty`` one standard deviation, ``type`` "Mpd" (calibrated gains) or "Mpd_uncal"
-(a configured nominal gain, no per-station calibration), ``lower_bound`` true at or above M 6.5
-where 3 s Pd saturates (the event may be larger).
+(a configured nominal gain, no per-station calibration), ``lower_bound`` true whenever the P windows
+behind it are too short for the rupture of an earthquake that large (``magnitude.py``: saturation):
+the event may be larger. ``location.uncertain`` is true when the location is published although its
+95 % uncertainty exceeds ``--locate-max-uncertainty-km`` (or its 95 % region reaches the grid edge):
+subscribers get it, with that uncertainty, rather than no location.
 
 The HTTP request carries ``Idempotency-Key: <event_id>:<version>``.
 """
@@ -40,7 +44,7 @@ from google.protobuf.message import DecodeError as PbDecodeError
 
 from services.alerting.core import AlertKind, AlertRecord, Contribution, ScoreRecord
 from services.alerting.locate import Location
-from services.alerting.magnitude import WU_ZHAO_2006, MagnitudeEstimate
+from services.alerting.magnitude import MagnitudeEstimate
 from services.common.exceptions import DecodeError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import ns_to_iso
@@ -153,11 +157,13 @@ def alert_to_pb(alert: AlertRecord, created_time_ns: int) -> pb.Alert:
         msg.latitude, msg.longitude, msg.depth_km = loc.latitude, loc.longitude, loc.depth_km
         msg.location_uncertainty_km = loc.uncertainty_km
         msg.origin_time_uncertainty_s = loc.origin_time_uncertainty_s
+        msg.location_uncertain = alert.location_uncertain
     if alert.magnitude is not None:
         mag = alert.magnitude
         msg.magnitude, msg.magnitude_uncertainty = mag.value, mag.uncertainty
         msg.magnitude_type = mag.magnitude_type
         msg.magnitude_station_count = mag.n_stations
+        msg.magnitude_lower_bound = mag.saturated
     for c in alert.stations:
         msg.stations.append(
             pb.StationContribution(
@@ -198,6 +204,7 @@ def pb_to_record(msg: pb.Alert) -> AlertRecord:
         reason=msg.reason,
         event_time_ns=msg.decision_time_ns,
         gap_deg=None if math.isnan(msg.azimuthal_gap_deg) or not msg.has_location else msg.azimuthal_gap_deg,
+        location_uncertain=msg.has_location and msg.location_uncertain,
         location=(
             Location(
                 msg.latitude,
@@ -218,7 +225,7 @@ def pb_to_record(msg: pb.Alert) -> AlertRecord:
                 uncertainty=msg.magnitude_uncertainty,
                 magnitude_type=msg.magnitude_type,
                 n_stations=msg.magnitude_station_count,
-                saturated=msg.magnitude >= WU_ZHAO_2006.saturation_m,
+                saturated=msg.magnitude_lower_bound,
                 window_s=0.0,
             )
             if msg.has_magnitude
@@ -260,6 +267,7 @@ def alert_to_dict(msg: pb.Alert) -> dict[str, Any]:
                 "longitude": _num(msg.longitude),
                 "depth_km": _num(msg.depth_km),
                 "uncertainty_km": _num(msg.location_uncertainty_km),
+                "uncertain": bool(msg.location_uncertain),
             }
             if msg.has_location
             else None
@@ -269,7 +277,7 @@ def alert_to_dict(msg: pb.Alert) -> dict[str, Any]:
                 "value": _num(msg.magnitude),
                 "uncertainty": _num(msg.magnitude_uncertainty),
                 "type": msg.magnitude_type,
-                "lower_bound": bool(msg.magnitude >= WU_ZHAO_2006.saturation_m),
+                "lower_bound": bool(msg.magnitude_lower_bound),
             }
             if msg.has_magnitude
             else None

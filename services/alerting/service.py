@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -95,11 +95,21 @@ class AlertingSettings(ServiceSettings):
     min_stations: int = Field(3, description="Triggered stations needed to declare an event.")
     vp_min_km_s: float = Field(5.5, description="Slowest P velocity for the travel-time consistency test.")
     tolerance_s: float = Field(1.0, description="Pick-time tolerance added to distance / vp_min.")
-    max_spread_s: float = Field(20.0, description="Largest P-time spread within one event.")
-    max_link_km: float = Field(
-        100.0,
+    max_spread_s: float | Literal["auto"] = Field(
+        "auto",
+        description="Largest P-time spread within one event; auto: max(20 s, 2 x the median link radius "
+        "/ vp-min) (see README, association rules).",
+    )
+    max_link_km: float | Literal["auto"] = Field(
+        "auto",
         description="A trigger joins an event (or seeds one) only within this distance of one of its "
-        "stations; 0 turns the rule off (networks with stations farther apart).",
+        "stations; auto: per station pair, the larger of their link radii (2 x the distance to each one's "
+        "3rd-nearest station, from --stations); 0 turns the rule off.",
+    )
+    explained_coda_s: float = Field(
+        30.0,
+        description="A trigger between the P arrival a located event predicts at its station and the S "
+        "arrival plus this long is that event's (late P, S, coda): it never seeds a second event.",
     )
     min_trigger_duration_s: float = Field(
         2.0,
@@ -141,7 +151,14 @@ class AlertingSettings(ServiceSettings):
         "are typed Mpd_uncal with a larger uncertainty. Unset: stations without a gain give no magnitude.",
     )
     locate_max_uncertainty_km: float = Field(
-        50.0, description="Locations more uncertain than this (95 %, horizontal) are not published."
+        50.0,
+        description="Locations more uncertain than this (95 %, horizontal) are published flagged "
+        "uncertain (JSON location.uncertain), and not used to test which triggers join the event.",
+    )
+    locate_half_width_km: float | Literal["auto"] = Field(
+        "auto",
+        description="Half-width of the location grid around the earliest station; auto: max(150 km, "
+        "1.25 x the 90th-percentile link radius).",
     )
     pick_lookback_s: float = Field(5.0, description="How far before a trigger a P pick is taken from.")
     trigger_threshold: float | None = Field(
@@ -228,8 +245,9 @@ class AlertingSettings(ServiceSettings):
             min_stations=self.min_stations,
             vp_min_km_s=self.vp_min_km_s,
             tolerance_s=self.tolerance_s,
-            max_spread_s=self.max_spread_s,
-            max_link_km=self.max_link_km,
+            max_spread_s=None if self.max_spread_s == "auto" else self.max_spread_s,
+            max_link_km=None if self.max_link_km == "auto" else self.max_link_km,
+            explained_coda_s=self.explained_coda_s,
             min_trigger_duration_s=self.min_trigger_duration_s,
             detrigger_s=self.detrigger_s,
             detrigger_threshold=self.detrigger_threshold,
@@ -250,6 +268,7 @@ class AlertingSettings(ServiceSettings):
             vp_km_s=self.locate_vp_km_s,
             min_stations=self.locate_min_stations,
             max_uncertainty_km=self.locate_max_uncertainty_km,
+            half_width_km=None if self.locate_half_width_km == "auto" else self.locate_half_width_km,
         )
 
     def magnitude_config(self) -> MagnitudeConfig:
@@ -668,6 +687,12 @@ class AlertingService:
             locator=self.settings.locator_config(),
             gains=self.gains,
             magnitude=self.settings.magnitude_config(),
+        )
+        log.info(
+            "network geometry: %s; max spread %.0f s; location grid half-width %s",
+            self.core.geometry.describe(),
+            self.core.config.max_spread_s,
+            f"{self.core.locator.half_width_km:.0f} km" if self.core.locator else "-",
         )
         self._last_input = time.monotonic()
         if horizon is not None:

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from services.alerting.exceptions import InventoryError
 
 EARTH_RADIUS_KM = 6371.0
@@ -46,6 +48,28 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def neighbour_distances_km(stations: Iterable[Station], k: int = 3) -> dict[str, float]:
+    """Each station's distance (km) to its ``k``-th nearest other station (the farthest one it has,
+    in networks of ``k`` stations or fewer); stations alone in the inventory are left out.
+
+    The spacing of a network is what its spacing-dependent settings derive from (see
+    ``services.alerting.core.NetworkGeometry``): the k-th neighbour, rather than the nearest, so that
+    two sensors at one site or a tight cluster do not make a sparse network look dense."""
+    sts = list({st.id: st for st in stations}.values())
+    if len(sts) < 2 or k < 1:
+        return {}
+    lat = np.radians([st.latitude for st in sts])
+    lon = np.radians([st.longitude for st in sts])
+    a = (
+        np.sin((lat[:, None] - lat[None, :]) / 2) ** 2
+        + np.cos(lat[:, None]) * np.cos(lat[None, :]) * np.sin((lon[:, None] - lon[None, :]) / 2) ** 2
+    )
+    d = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    np.fill_diagonal(d, np.inf)
+    kth = np.sort(d, axis=1)[:, min(k, len(sts) - 1) - 1]
+    return {st.id: float(v) for st, v in zip(sts, kth, strict=True)}
 
 
 def _check_coords(st: Station, where: str) -> None:

@@ -605,18 +605,22 @@ def test_express_triggers_on_shuffled_arrivals_give_one_event_with_every_station
 
 def test_a_trigger_far_from_every_member_neither_joins_nor_seeds() -> None:
     """Noise triggers somewhere in a large network come every few seconds; the pairwise travel-time
-    test lets one 150 km away join (it allows 28 s there). With ``max_link_km`` it stays out, and
-    three far-apart triggers at consistent times do not make an event; with the rule off they do."""
+    test lets one 250 km away join (it allows 46 s there). With the link rule it stays out -- by
+    default (the network's geometry: FAR has neighbours 20-40 km away, so its link radius is 80 km,
+    the ring's 90-160 km) and with an explicit ``max_link_km`` -- and three far-apart triggers at
+    consistent times do not make an event; with the rule off they do."""
     stations, streams = event_streams(4)
-    far = Station("XA", "FAR", "00", 35.0 + 150 / 111.19, -118.0, 0.0)
+    far = Station("XA", "FAR", "00", 35.0 + 250 / 111.19, -118.0, 0.0)
+    quiet = [replace(s, network="XQ", latitude=s.latitude + 250 / 111.19) for s in ring_stations(4, 20.0)]
     streams.append(station_scores(far, p_times(stations, ORIGIN)[stations[-1].station] + 2 * NS))
-    inv = StationInventory([*stations, far])
-    alerts = run(Associator(AssociationConfig(), inv), round_robin(streams))
-    assert "FAR" not in {s.station for s in alerts[-1].stations}
+    inv = StationInventory([*stations, far, *quiet])
+    for cfg in (AssociationConfig(), AssociationConfig(max_link_km=100.0)):
+        alerts = run(Associator(cfg, inv), round_robin(streams))
+        assert "FAR" not in {s.station for s in alerts[-1].stations}
     off = run(Associator(AssociationConfig(max_link_km=0.0), inv), round_robin(streams))
     assert "FAR" in {s.station for s in off[-1].stations}
 
     spread = [Station("XC", f"S{k}", "00", 35.0 + k * 1.5, -118.0 + k * 1.5, 0.0) for k in range(3)]
     noise = [station_scores(s, ORIGIN + k * NS) for k, s in enumerate(spread)]
-    assert run(Associator(AssociationConfig(), StationInventory(spread)), round_robin(noise)) == []
+    assert run(Associator(AssociationConfig(max_link_km=100.0), StationInventory(spread)), round_robin(noise)) == []
     assert run(Associator(AssociationConfig(max_link_km=0.0), StationInventory(spread)), round_robin(noise))

@@ -120,7 +120,7 @@ class StationContribution(_message.Message):
     def __init__(self, network: _Optional[str] = ..., station: _Optional[str] = ..., location: _Optional[str] = ..., p_time_ns: _Optional[int] = ..., probability: _Optional[float] = ..., latitude: _Optional[float] = ..., longitude: _Optional[float] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("schema_version", "event_id", "version", "type", "origin_time_ns", "probability", "stations", "has_location", "latitude", "longitude", "depth_km", "location_uncertainty_km", "has_magnitude", "magnitude", "magnitude_uncertainty", "magnitude_type", "created_time_ns", "first_p_time_ns", "latest_ingest_time_ns", "reason", "decision_time_ns", "origin_time_uncertainty_s", "azimuthal_gap_deg", "magnitude_station_count")
+    __slots__ = ("schema_version", "event_id", "version", "type", "origin_time_ns", "probability", "stations", "has_location", "latitude", "longitude", "depth_km", "location_uncertainty_km", "has_magnitude", "magnitude", "magnitude_uncertainty", "magnitude_type", "created_time_ns", "first_p_time_ns", "latest_ingest_time_ns", "reason", "decision_time_ns", "origin_time_uncertainty_s", "azimuthal_gap_deg", "magnitude_station_count", "location_uncertain", "magnitude_lower_bound")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,8 @@ class Alert(_message.Message):
     ORIGIN_TIME_UNCERTAINTY_S_FIELD_NUMBER: _ClassVar[int]
     AZIMUTHAL_GAP_DEG_FIELD_NUMBER: _ClassVar[int]
     MAGNITUDE_STATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_UNCERTAIN_FIELD_NUMBER: _ClassVar[int]
+    MAGNITUDE_LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     event_id: str
     version: int
@@ -169,4 +171,6 @@ class Alert(_message.Message):
     origin_time_uncertainty_s: float
     azimuthal_gap_deg: float
     magnitude_station_count: int
-    def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., version: _Optional[int] = ..., type: _Optional[_Union[AlertType, str]] = ..., origin_time_ns: _Optional[int] = ..., probability: _Optional[float] = ..., stations: _Optional[_Iterable[_Union[StationContribution, _Mapping]]] = ..., has_location: _Optional[bool] = ..., latitude: _Optional[float] = ..., longitude: _Optional[float] = ..., depth_km: _Optional[float] = ..., location_uncertainty_km: _Optional[float] = ..., has_magnitude: _Optional[bool] = ..., magnitude: _Optional[float] = ..., magnitude_uncertainty: _Optional[float] = ..., magnitude_type: _Optional[str] = ..., created_time_ns: _Optional[int] = ..., first_p_time_ns: _Optional[int] = ..., latest_ingest_time_ns: _Optional[int] = ..., reason: _Optional[str] = ..., decision_time_ns: _Optional[int] = ..., origin_time_uncertainty_s: _Optional[float] = ..., azimuthal_gap_deg: _Optional[float] = ..., magnitude_station_count: _Optional[int] = ...) -> None: ...
+    location_uncertain: bool
+    magnitude_lower_bound: bool
+    def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., version: _Optional[int] = ..., type: _Optional[_Union[AlertType, str]] = ..., origin_time_ns: _Optional[int] = ..., probability: _Optional[float] = ..., stations: _Optional[_Iterable[_Union[StationContribution, _Mapping]]] = ..., has_location: _Optional[bool] = ..., latitude: _Optional[float] = ..., longitude: _Optional[float] = ..., depth_km: _Optional[float] = ..., location_uncertainty_km: _Optional[float] = ..., has_magnitude: _Optional[bool] = ..., magnitude: _Optional[float] = ..., magnitude_uncertainty: _Optional[float] = ..., magnitude_type: _Optional[str] = ..., created_time_ns: _Optional[int] = ..., first_p_time_ns: _Optional[int] = ..., latest_ingest_time_ns: _Optional[int] = ..., reason: _Optional[str] = ..., decision_time_ns: _Optional[int] = ..., origin_time_uncertainty_s: _Optional[float] = ..., azimuthal_gap_deg: _Optional[float] = ..., magnitude_station_count: _Optional[int] = ..., location_uncertain: _Optional[bool] = ..., magnitude_lower_bound: _Optional[bool] = ...) -> None: ...
