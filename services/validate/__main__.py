@@ -12,8 +12,9 @@ them (``services.validate.core``) and write ``OUT/report.md``, ``report.html``, 
 ``events.csv``, ``alerts.csv``, ``stations.csv``, ``picks.csv``, ``detections.xml`` and
 ``plots/*.png``. Logs of the services go to ``OUT/run/``.
 
-Exit codes: 0 report written; 1 report written but the pipeline failed or was interrupted
-(partial); 2 unusable arguments (missing or unreadable catalogue/inventory, no --out).
+Exit codes: 0 report written; 1 report written but the run failed: a service exited or crashed,
+no packet could be scored, the replay failed or the run was interrupted (the report's first lines
+say which); 2 unusable arguments (missing or unreadable catalogue/inventory, no --out).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from services.validate import core
 from services.validate.exceptions import CatalogError, PipelineError
 from services.validate.inputs import load_catalog, load_inventory, scan_archive
 from services.validate.runner import RunConfig, RunOutput, run_pipeline
+from services.validate.traveltime import TauPTravelTimes
 
 log = logging.getLogger("services.validate")
 
@@ -70,7 +72,24 @@ class ValidateSettings(ServiceSettings):
         100.0, description="Largest distance, alert epicentre (else its first station) to the catalogue "
         "epicentre, for a match."
     )
-    vp_km_s: float = Field(6.0, description="Constant P velocity of the predicted P arrivals.")
+    travel_model: str = Field(
+        "iasp91", description="ObsPy TauP Earth model of the reference P times where the catalogue gives no P "
+        "pick (iasp91, ak135, prem, ... or a .npz model file)."
+    )
+    default_depth_km: float = Field(
+        10.0, description="Depth of catalogue events that give none (for their TauP travel times; named in the "
+        "report)."
+    )
+    p_tolerance_s: float = Field(
+        3.0, description="A station trigger whose P pick lies within this of the reference P is a P detection."
+    )
+    outside_network_s: float = Field(
+        30.0, description="An event whose first P comes later than this after the origin is reported as outside "
+        "the network."
+    )
+    plot_band_hz: str = Field(
+        "1,20", description="Band-pass of the plotted waveforms, 'low,high' Hz (empty: unfiltered)."
+    )
     window_before_s: float = Field(10.0, description="Event window at a station starts this long before its P.")
     window_after_s: float = Field(
         60.0, description="Event window at a station ends this long after its P (triggers outside are false)."
@@ -121,6 +140,34 @@ def _time(text: str, name: str) -> int | None:
         raise ConfigError(f"--{name}: not an ISO-8601 UTC time: {text!r}") from exc
 
 
+def _band(text: str) -> tuple[float, float] | None:
+    if not text.strip():
+        return None
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--plot-band-hz: 'low,high' in Hz, not {text!r}") from exc
+    if not 0 < lo < hi:
+        raise ConfigError(f"--plot-band-hz: need 0 < low < high, not {text!r}")
+    return lo, hi
+
+
+def _detection_threshold(args: list[str], assoc_threshold: float | None) -> float | None:
+    """The threshold a station triggers at: the alerting's, else the detector's (flag or model contract)."""
+    if assoc_threshold is not None:
+        return assoc_threshold
+    from models.contract import load_contract
+    from services.detector.settings import DetectorSettings
+
+    ds = load_settings(DetectorSettings, args)
+    if ds.detection_threshold is not None:
+        return float(ds.detection_threshold)
+    try:
+        return float(load_contract(ds.model_dir).thresholds.detection)
+    except Exception:  # noqa: BLE001 -- the plot then has no threshold line; the detector reports the error
+        return None
+
+
 def _detector_max_gap_s(args: list[str]) -> float:
     from services.detector.settings import DetectorSettings
 
@@ -140,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings: list[str] = []
     try:
         inventory = load_inventory(settings.stations)  # type: ignore[arg-type]
-        catalog, notes = load_catalog(settings.catalog)  # type: ignore[arg-type]
+        catalog, notes = load_catalog(settings.catalog, settings.default_depth_km)  # type: ignore[arg-type]
         alerting_argv = ["--max-lateness-s", str(settings.alerting_max_lateness_s),
                          *shlex.split(settings.alerting_args)]
         alerting = _alerting_settings(alerting_argv)
@@ -150,14 +197,18 @@ def main(argv: list[str] | None = None) -> int:
         cfg = core.ScoringConfig(
             time_tolerance_s=settings.time_tolerance_s,
             distance_tolerance_km=settings.distance_tolerance_km,
-            vp_km_s=settings.vp_km_s,
             window_before_s=settings.window_before_s,
             window_after_s=settings.window_after_s,
             no_coords_travel_s=settings.no_coords_travel_s,
             detrigger_s=assoc.detrigger_s,
             trigger_threshold=assoc.trigger_threshold,
             min_stations=assoc.min_stations,
+            p_tolerance_s=settings.p_tolerance_s,
+            outside_network_s=settings.outside_network_s,
         )
+        travel = TauPTravelTimes(settings.travel_model)
+        threshold = _detection_threshold(detector_argv, assoc.trigger_threshold)
+        band = _band(settings.plot_band_hz)
         start_ns, end_ns = _time(settings.start, "start"), _time(settings.end, "end")
         if start_ns is not None and end_ns is not None and start_ns >= end_ns:
             raise ConfigError("--start must be before --end")
@@ -211,16 +262,32 @@ def main(argv: list[str] | None = None) -> int:
         except PipelineError as exc:
             print(f"eew validate: pipeline failed: {exc}", file=sys.stderr)
             warnings.append(f"pipeline failed, nothing was scored: {exc}")
+            run.failure = f"the pipeline failed: {str(exc).splitlines()[0]}"
             status = 1
         if run.interrupted:
             status = 1
+            run.failure = run.failure or "interrupted"
         warnings += run.warnings
         for reason, n in sorted(run.errors.items()):
             warnings.append(f"{n} undecodable record(s) on the topics ({reason})")
 
+    if run.failed_services:
+        status = 1
+        names = ", ".join(f"{n} (exit code {run.services[n]['code']}"
+                          + (", exited before the run stopped it" if run.services[n]["exited_early"] else "")
+                          + f"; log {run.services[n]['log']})" for n in run.failed_services)
+        run.failure = run.failure or f"service(s) exited or crashed: {names}"
+    if not run.scores and not run.failure:
+        status = 1
+        run.failure = "no packet could be scored: " + _why_nothing_scored(index, run)
+    if run.failure:
+        print(f"eew validate: RUN FAILED: {run.failure}", file=sys.stderr)
     reference = core.reassociate(run.scores, inventory, assoc, locator)
     times, diffs = core.compare_with_reference(run.alerts, reference)
-    result = core.score(catalog, coverage, inventory, run.scores, run.alerts, cfg, times, warnings)
+    facts = core.RunFacts(rejected_streams=index.unscorable(),
+                          rejected_packets=run.wall.get("detector_rejected_by_reason", {}))
+    result = core.score(catalog, coverage, inventory, run.scores, run.alerts, cfg, times, warnings,
+                        travel=travel, facts=facts, association=assoc)
 
     from services.validate.report import ReportInputs, write_report
 
@@ -238,12 +305,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.wall["wall_total_s"] = time.monotonic() - t0
     write_report(out, result, inputs, run, index, diffs, plots=settings.plots,
-                 plot_max_stations=settings.plot_max_stations)
+                 plot_max_stations=settings.plot_max_stations, band_hz=band,
+                 threshold=threshold)
     from services.validate.report import summary_lines
 
     print("\n".join(summary_lines(result, run)))
     print(f"eew validate: report in {out / 'report.md'} and {out / 'report.html'}", file=sys.stderr)
+    if run.failure:
+        print(f"eew validate: RUN FAILED (exit 1): {run.failure}", file=sys.stderr)
     return status
+
+
+def _why_nothing_scored(index: object, run: RunOutput) -> str:
+    """The rejected streams and packets that explain an empty run, in one line."""
+    from services.common.streams import hint
+
+    if index.empty:  # type: ignore[attr-defined]
+        return "the archive has no usable waveform data (see the warnings)"
+    parts = []
+    unscorable = index.unscorable()  # type: ignore[attr-defined]
+    if unscorable:
+        by_reason: dict[str, list[str]] = {}
+        for stream, reason in sorted(unscorable.items()):
+            by_reason.setdefault(reason, []).append(stream)
+        parts += [f"{len(v)} stream(s) {k} ({', '.join(v[:3])}{' ...' if len(v) > 3 else ''}): {hint(k)}"
+                  for k, v in sorted(by_reason.items())]
+    rej = run.wall.get("detector_rejected_by_reason") or {}
+    if rej:
+        parts.append("the detector rejected packets: " + ", ".join(f"{k} {v} ({hint(k)})" for k, v in rej.items()))
+    published = run.wall.get("packets_published")
+    if published is not None:
+        parts.append(f"{published} packet(s) published, {run.wall.get('detector_packets_in', 'n/a')} consumed by "
+                     "the detector, 0 scores")
+    return "; ".join(parts) or "no score came back (see the detector log)"
 
 
 if __name__ == "__main__":

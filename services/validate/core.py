@@ -8,14 +8,17 @@ Definitions
 Archive coverage
     Per sensor stream (Kafka key ``NET.STA.LOC.BI?``) the merged intervals of data in the archive.
 
-Predicted P
-    For a stream whose station is in the inventory: origin time + hypocentral distance / ``vp_km_s``
-    (straight ray, constant velocity, station elevation ignored). The event's *first P* is the
-    earliest predicted P among the streams recording at their P time; when no recording stream
-    has coordinates, it is the first P pick of any station in the event window ("first pick").
+Reference P
+    For a stream: the catalogue's own P pick at its station when the catalogue gives one (QuakeML
+    picks/arrivals; source "catalogue pick"); else, for a station in the inventory, origin time +
+    the first-P travel time of a 1-D Earth model (ObsPy TauP, iasp91 unless another is given;
+    source "TauP <model>") from the epicentral distance and the event's depth. Never a constant
+    velocity. The event's *first P* is the earliest reference P among the streams recording at
+    their P time; when no recording stream has one, it is the first P pick of any station in the
+    event window ("first pick"). Every P time in the report names its source.
 
 Covered
-    A catalogue event is covered when at least one stream has data at its predicted P time (a
+    A catalogue event is covered when at least one stream has data at its reference P time (a
     stream without coordinates: data between origin and origin + ``no_coords_travel_s``). Events
     that are not covered are reported as "not covered", never as missed.
 
@@ -46,11 +49,27 @@ Latency
 Station triggers
     Per stream, a trigger is a run of triggered scores (the detector's flag, or probability >=
     ``trigger_threshold``) that ends after ``detrigger_s`` without one. A trigger whose onset lies
-    in an event window of any covered event (predicted P - ``window_before_s`` to predicted P +
-    ``window_after_s``; stations without coordinates: origin - before to origin +
-    ``no_coords_travel_s`` + after) is an event trigger, any other a false trigger. Noise hours are
-    the scored hours whose window end lies outside every event window; the false-trigger rate is
-    false triggers per noise station-hour.
+    in an event window of a covered event (reference P - ``window_before_s`` to reference P +
+    ``window_after_s``; stations without a reference P: origin - before to origin +
+    ``no_coords_travel_s`` + after) belongs to at most one event: the one whose reference P is
+    nearest its P pick (its onset when it has no pick). A trigger whose pick lies within
+    ``p_tolerance_s`` of the reference P is a station *P detection*. Triggers in no event window
+    are false triggers, each listed with its time. Noise hours are the scored hours whose window
+    end lies outside every event window; the false-trigger rate is false triggers per noise
+    station-hour.
+
+Why an event was missed
+    From what happened in the run, in this order: no scorable data (the streams' rejection
+    reasons), too few stations recorded it (scored around the P), too few triggered, triggers not
+    associated (which association rule failed, how many), an alert issued but not matched (its
+    location or time off); "outside the network" is added when the first P comes later than
+    ``outside_network_s`` after the origin.
+
+Many events
+    Detection rate, first-alert time after origin and after the 4th P, location and magnitude
+    errors by magnitude bin and by distance bin (epicentre to the nearest recording station), and
+    the reliability of the alerts' event probability (first version of each alert event against
+    "matched a catalogue earthquake"; Brier score).
 
 Precision = true alert events / alert events; recall = detected / covered events.
 """
@@ -61,8 +80,9 @@ import bisect
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from services.alerting.core import AlertRecord, AssociationConfig, Associator, ScoreRecord
 from services.alerting.locate import LocatorConfig
@@ -87,6 +107,9 @@ class CatalogEvent:
     depth_km: float
     magnitude: float | None = None
     magnitude_type: str = ""
+    #: The catalogue's own P picks: (NET.STA, time ns), the earliest P per station.
+    p_picks: tuple[tuple[str, int], ...] = ()
+    depth_given: bool = True  # False: depth_km is the default depth (the catalogue gives none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +211,8 @@ class AlertVersion:
     created_time_ns: int = 0
     latest_ingest_time_ns: int = 0
     reason: str = ""
+    decision_time_ns: int = 0  # the alerting's own decision (data) time; 0: not given
+    magnitude_uncertainty: float = math.nan
 
     @property
     def key(self) -> tuple[str, int]:
@@ -200,22 +225,24 @@ class ScoringConfig:
 
     time_tolerance_s: float = 30.0
     distance_tolerance_km: float = 100.0
-    vp_km_s: float = 6.0
     window_before_s: float = 10.0
     window_after_s: float = 60.0
     no_coords_travel_s: float = 30.0
     detrigger_s: float = 2.0
     trigger_threshold: float | None = None
     min_stations: int = 3
+    p_tolerance_s: float = 3.0
+    outside_network_s: float = 30.0
+    nth_p: int = 4
 
     def __post_init__(self) -> None:
         for name in ("time_tolerance_s", "distance_tolerance_km", "window_before_s", "window_after_s",
-                     "no_coords_travel_s", "detrigger_s"):
+                     "no_coords_travel_s", "detrigger_s", "p_tolerance_s", "outside_network_s"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, not {v}")
-        if not (math.isfinite(self.vp_km_s) and self.vp_km_s > 0):
-            raise ConfigError(f"vp_km_s must be > 0, not {self.vp_km_s}")
+        if self.nth_p < 1:
+            raise ConfigError(f"nth_p must be >= 1, not {self.nth_p}")
         if self.trigger_threshold is not None and not 0.0 < self.trigger_threshold <= 1.0:
             raise ConfigError("trigger_threshold must be in (0, 1]")
 
@@ -229,11 +256,15 @@ class StationArrival:
 
     stream: str
     distance_km: float | None  # epicentral
-    predicted_p_ns: int | None
+    predicted_p_ns: int | None  # the reference P (see p_source)
     recording: bool
     trigger_ns: int | None  # window end of the first triggered score in the event window
     pick_ns: int | None  # the detector's P pick of that trigger (None: no pick)
     in_alert: bool  # the station is in the primary alert's last version
+    p_source: str = ""  # catalogue pick | TauP <model> | "" (no reference P)
+    scored: bool = False  # the detector scored this stream around the reference P
+    probability: float | None = None  # the trigger's highest score
+    p_detected: bool = False  # the trigger's pick (else onset) within p_tolerance_s of the reference P
 
     @property
     def pick_error_s(self) -> float | None:
@@ -253,7 +284,12 @@ class EventResult:
     triggered_streams: int
     first_p_ns: int | None
     first_p_stream: str
-    first_p_source: str  # predicted | first pick | ""
+    first_p_source: str  # catalogue pick | TauP <model> | first pick | ""
+    reasons: tuple[str, ...] = ()  # why missed, by code (see MISS_REASONS)
+    scored_stations: int = 0
+    nth_p_ns: int | None = None  # the nth_p-th earliest reference P among recording stations
+    latency_after_nth_p_s: float | None = None
+    nearest_station_km: float | None = None  # epicentre to the nearest recording station
     alert_event_id: str = ""
     duplicate_alerts: tuple[str, ...] = ()
     first_alert_ns: int | None = None
@@ -311,6 +347,40 @@ class AlertResult:
 
 
 @dataclass(frozen=True)
+class VersionResult:
+    """One alert version with its decision time (data time) and what it said."""
+
+    event_id: str
+    version: int
+    kind: str
+    decision_ns: int
+    decision_source: str
+    stations: tuple[str, ...]
+    matched_event_id: str = ""
+    after_origin_s: float | None = None
+    after_nth_p_s: float | None = None  # after the n-th reference P, n = the version's station count
+    location_error_km: float | None = None
+    magnitude_error: float | None = None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the run says about the data, for the reasons of the misses.
+
+    ``rejected_streams``: stream -> reason the system does not score it (``services.common.streams``);
+    ``rejected_packets``: the detector's rejected packets by reason (its Prometheus counter).
+    """
+
+    rejected_streams: Mapping[str, str] = field(default_factory=dict)
+    rejected_packets: Mapping[str, int] = field(default_factory=dict)
+
+
+#: Codes of the reasons an event was missed (in the order they are looked for).
+MISS_REASONS = ("no scorable data", "too few stations recorded it", "too few triggered", "not associated",
+                "alert not matched", "outside the network")
+
+
+@dataclass(frozen=True)
 class StationResult:
     """Trigger statistics of one stream."""
 
@@ -341,6 +411,11 @@ class ValidationResult:
     stations: tuple[StationResult, ...]
     summary: dict
     warnings: tuple[str, ...] = field(default=())
+    false_triggers: tuple[Trigger, ...] = ()
+    versions: tuple[VersionResult, ...] = ()
+    bins: dict = field(default_factory=dict)  # by magnitude / by distance (see summary_bins)
+    reliability: dict = field(default_factory=dict)
+    travel_model: str = ""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -388,6 +463,12 @@ class Trigger:
     onset_ns: int
     pick_ns: int | None
     last_ns: int
+    probability: float = 0.0  # highest score of the trigger
+
+    @property
+    def p_ns(self) -> int:
+        """The trigger's P time: its pick, else its onset."""
+        return self.pick_ns if self.pick_ns is not None else self.onset_ns
 
 
 def station_triggers(
@@ -396,19 +477,20 @@ def station_triggers(
     """Trigger episodes of one stream's time-sorted scores (see the module docstring)."""
     out: list[Trigger] = []
     off = int(detrigger_s * NS)
-    cur: list[int | None] | None = None  # onset, pick, last
+    cur: list | None = None  # onset, pick, last, max probability
     stream = stream_of(scores[0]) if scores else ""
     for r in scores:
         if not _triggered(r, threshold):
             continue
-        if cur is not None and r.window_end_ns - int(cur[2] or 0) <= off:
+        if cur is not None and r.window_end_ns - int(cur[2]) <= off:
             cur[2] = r.window_end_ns
+            cur[3] = max(cur[3], r.probability)
             continue
         if cur is not None:
-            out.append(Trigger(stream, int(cur[0] or 0), cur[1], int(cur[2] or 0)))
-        cur = [r.window_end_ns, r.p_onset_ns, r.window_end_ns]
+            out.append(Trigger(stream, cur[0], cur[1], cur[2], cur[3]))
+        cur = [r.window_end_ns, r.p_onset_ns, r.window_end_ns, r.probability]
     if cur is not None:
-        out.append(Trigger(stream, int(cur[0] or 0), cur[1], int(cur[2] or 0)))
+        out.append(Trigger(stream, cur[0], cur[1], cur[2], cur[3]))
     return out
 
 
@@ -455,12 +537,20 @@ def compare_with_reference(
 # --------------------------------------------------------------------------- scoring
 
 
-class _Geo:
-    """Station coordinates by NET.STA and per-event predictions."""
+class TravelTimes(Protocol):
+    """First-P travel times of a 1-D Earth model (``services.validate.traveltime``)."""
 
-    def __init__(self, inventory: StationInventory, vp_km_s: float) -> None:
+    label: str
+
+    def p_seconds(self, epicentral_km: float, depth_km: float) -> float: ...
+
+
+class _Geo:
+    """Station coordinates by NET.STA and per-event reference P times."""
+
+    def __init__(self, inventory: StationInventory, travel: TravelTimes) -> None:
         self.inventory = inventory
-        self.vp = vp_km_s
+        self.travel = travel
 
     def coords(self, station_id: str) -> tuple[float, float] | None:
         net, _, sta = station_id.partition(".")
@@ -471,32 +561,37 @@ class _Geo:
         c = self.coords(station_id)
         return None if c is None else haversine_km(ev.latitude, ev.longitude, c[0], c[1])
 
-    def predicted_p(self, station_id: str, ev: CatalogEvent) -> int | None:
+    def reference_p(self, station_id: str, ev: CatalogEvent) -> tuple[int | None, str]:
+        """(reference P ns, its source): the catalogue's pick, else the travel-time model."""
+        for sid, t in ev.p_picks:
+            if sid == station_id:
+                return t, "catalogue pick"
         d = self.epi_km(station_id, ev)
         if d is None:
-            return None
-        hypo = math.hypot(d, max(ev.depth_km, 0.0))
-        return ev.origin_ns + int(round(hypo / self.vp * NS))
+            return None, ""
+        return ev.origin_ns + int(round(self.travel.p_seconds(d, ev.depth_km) * NS)), self.travel.label
 
 
 def _event_windows(
     ev: CatalogEvent, streams: Sequence[str], geo: _Geo, cfg: ScoringConfig
-) -> dict[str, tuple[int, int, int | None]]:
-    """Per stream: (window start, window end, predicted P or None)."""
+) -> dict[str, tuple[int, int, int | None, str]]:
+    """Per stream: (window start, window end, reference P or None, its source)."""
     before, after = int(cfg.window_before_s * NS), int(cfg.window_after_s * NS)
     out = {}
     for s in streams:
-        tp = geo.predicted_p(".".join(s.split(".")[:2]), ev)
+        tp, src = geo.reference_p(".".join(s.split(".")[:2]), ev)
         if tp is not None:
-            out[s] = (tp - before, tp + after, tp)
+            out[s] = (tp - before, tp + after, tp, src)
         else:
-            out[s] = (ev.origin_ns - before, ev.origin_ns + int(cfg.no_coords_travel_s * NS) + after, None)
+            out[s] = (ev.origin_ns - before, ev.origin_ns + int(cfg.no_coords_travel_s * NS) + after, None, "")
     return out
 
 
 def _decision_time(
     v: AlertVersion, onsets: Mapping[str, list[int]], known: Mapping[tuple[str, int], int]
 ) -> tuple[int, str]:
+    if v.decision_time_ns > 0:
+        return v.decision_time_ns, "alert message"
     if v.key in known:
         return known[v.key], "association replay"
     times = []
@@ -531,6 +626,131 @@ def _match_metrics(
     return dt, None, "none"
 
 
+def _association_problems(
+    trigs: Mapping[str, Trigger], geo: _Geo, assoc: AssociationConfig | None, min_stations: int
+) -> str:
+    """Which association rule keeps these triggers (one per station) apart, and how many."""
+    if assoc is None:
+        return "the association was not run"
+    items = sorted(trigs.items())
+    short = [s for s, t in items if (t.last_ns - t.onset_ns) / NS < assoc.min_trigger_duration_s]
+    long_ = [(s, t) for s, t in items if s not in short]
+    parts = []
+    if short:
+        parts.append(f"{len(short)} trigger(s) shorter than --min-trigger-duration-s "
+                     f"{assoc.min_trigger_duration_s:g} (retracted as glitches)")
+    coords = {s: geo.coords(".".join(s.split(".")[:2])) for s, _ in long_}
+    bad_time = bad_spread = pairs = 0
+    link: dict[str, set[str]] = {s: set() for s, _ in long_}
+    for i, (a, ta) in enumerate(long_):
+        for b, tb in long_[i + 1:]:
+            pairs += 1
+            dt = abs(ta.p_ns - tb.p_ns) / NS
+            ca, cb = coords[a], coords[b]
+            if assoc.max_spread_s is not None and dt > assoc.max_spread_s:
+                bad_spread += 1
+            elif ca is not None and cb is not None and dt > haversine_km(*ca, *cb) / assoc.vp_min_km_s + assoc.tolerance_s:
+                bad_time += 1
+            if ca is None or cb is None or not assoc.max_link_km or haversine_km(*ca, *cb) <= assoc.max_link_km:
+                link[a].add(b)
+                link[b].add(a)
+    if bad_spread:
+        parts.append(f"{bad_spread} of {pairs} pair(s) with P times more than --max-spread-s "
+                     f"{assoc.max_spread_s:g} apart")
+    if bad_time:
+        parts.append(f"{bad_time} of {pairs} pair(s) with P times farther apart than their distance allows "
+                     f"(--vp-min-km-s {assoc.vp_min_km_s:g}, --tolerance-s {assoc.tolerance_s:g})")
+    if assoc.max_link_km and long_:
+        seen: set[str] = set()
+        biggest = 0
+        for s0 in link:
+            if s0 in seen:
+                continue
+            comp, todo = set(), [s0]
+            while todo:
+                x = todo.pop()
+                if x in comp:
+                    continue
+                comp.add(x)
+                todo += list(link[x] - comp)
+            seen |= comp
+            biggest = max(biggest, len(comp))
+        if biggest < min_stations:
+            parts.append(f"the largest group of triggered stations within --max-link-km {assoc.max_link_km:g} "
+                         f"of each other has {biggest} (need {min_stations})")
+    if not parts:
+        parts.append("no rule failed in this check: the triggers' P times were consistent (the alerting may have "
+                     "taken some into another event, or rejected them against a location)")
+    return "; ".join(parts)
+
+
+def _bin_label(x: float | None, edges: Sequence[float], unit: str) -> str:
+    if x is None:
+        return "unknown"
+    lo = None
+    for e in edges:
+        if x < e:
+            return f"< {e:g}{unit}" if lo is None else f"{lo:g}-{e:g}{unit}"
+        lo = e
+    return f">= {edges[-1]:g}{unit}"
+
+
+MAGNITUDE_EDGES = (3.0, 4.0, 5.0, 6.0)
+DISTANCE_EDGES_KM = (20.0, 50.0, 100.0, 200.0)
+PROBABILITY_EDGES = (0.5, 0.7, 0.8, 0.9, 0.95)
+
+
+def summary_bins(events: Sequence[EventResult]) -> dict[str, list[dict]]:
+    """Per magnitude bin and per distance bin: counts, detection rate, medians of the figures."""
+    def rows(key: str, label_of: Callable[[EventResult], str], order: list[str]) -> list[dict]:
+        groups: dict[str, list[EventResult]] = defaultdict(list)
+        for e in events:
+            groups[label_of(e)].append(e)
+        out = []
+        for lab in [o for o in order if o in groups] + sorted(set(groups) - set(order)):
+            es = groups[lab]
+            cov = [e for e in es if e.status != "not covered"]
+            det = [e for e in es if e.status == "detected"]
+            out.append({
+                key: lab,
+                "events": len(es),
+                "covered": len(cov),
+                "detected": len(det),
+                "detection_rate": _ratio(len(det), len(cov)),
+                "alert_after_origin_s": _median([e.latency_after_origin_s for e in det
+                                                 if e.latency_after_origin_s is not None]),
+                "alert_after_nth_p_s": _median([e.latency_after_nth_p_s for e in det
+                                                if e.latency_after_nth_p_s is not None]),
+                "location_error_km": _median([e.location_error_km for e in det if e.location_error_km is not None]),
+                "magnitude_error": _median([e.magnitude_error for e in det if e.magnitude_error is not None]),
+            })
+        return out
+
+    mag_order = [_bin_label(x, MAGNITUDE_EDGES, "") for x in (0.0, 3.5, 4.5, 5.5, 7.0)] + ["unknown"]
+    dist_order = [_bin_label(x, DISTANCE_EDGES_KM, " km") for x in (0.0, 30.0, 60.0, 150.0, 300.0)] + ["unknown"]
+    return {
+        "magnitude": rows("magnitude", lambda e: _bin_label(e.event.magnitude, MAGNITUDE_EDGES, ""), mag_order),
+        "distance": rows("distance", lambda e: _bin_label(e.nearest_station_km, DISTANCE_EDGES_KM, " km"), dist_order),
+    }
+
+
+def reliability(alerts: Sequence[AlertResult]) -> dict:
+    """Event probability of each alert event's first version against "matched a catalogue earthquake"."""
+    pts = [(float(a.first.probability), 1.0 if a.classification in ("true", "duplicate") else 0.0) for a in alerts]
+    bins = []
+    edges = (0.0, *PROBABILITY_EDGES, 1.0 + 1e-9)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = [(p, o) for p, o in pts if lo <= p < hi]
+        bins.append({
+            "probability": f"{lo:.2f}-{min(hi, 1.0):.2f}",
+            "alerts": len(sel),
+            "mean_probability": statistics.fmean(p for p, _ in sel) if sel else None,
+            "matched_share": statistics.fmean(o for _, o in sel) if sel else None,
+        })
+    brier = statistics.fmean((p - o) ** 2 for p, o in pts) if pts else None
+    return {"alerts": len(pts), "brier": brier, "bins": bins}
+
+
 def score(
     catalog: Sequence[CatalogEvent],
     coverage: Sequence[StreamCoverage],
@@ -540,10 +760,18 @@ def score(
     config: ScoringConfig | None = None,
     decision_times: Mapping[tuple[str, int], int] | None = None,
     warnings: Iterable[str] = (),
+    travel: TravelTimes | None = None,
+    facts: RunFacts | None = None,
+    association: AssociationConfig | None = None,
 ) -> ValidationResult:
     """Match alerts to catalogue events and compute every figure of the report."""
     cfg = config or ScoringConfig()
-    geo = _Geo(inventory, cfg.vp_km_s)
+    if travel is None:
+        from services.validate.traveltime import TauPTravelTimes
+
+        travel = TauPTravelTimes()
+    facts = facts or RunFacts()
+    geo = _Geo(inventory, travel)
     known = dict(decision_times or {})
     warn = list(warnings)
     cov = {c.stream: c for c in sorted(coverage, key=lambda c: c.stream)}
@@ -551,12 +779,18 @@ def score(
     streams = sorted(set(cov) | set(by_stream))
     trig = {s: station_triggers(by_stream.get(s, []), cfg.detrigger_s, cfg.trigger_threshold) for s in streams}
     onsets = {s: [t.onset_ns for t in ts] for s, ts in trig.items()}
+    score_ends = {s: [r.window_end_ns for r in v] for s, v in by_stream.items()}
+
+    def scored_near(s: str, a: int, b: int) -> bool:
+        ends = score_ends.get(s, [])
+        i = bisect.bisect_left(ends, a)
+        return i < len(ends) and ends[i] <= b
 
     missing = sorted({".".join(s.split(".")[:2]) for s in streams} - {st.id for st in inventory})
     if missing:
         warn.append(
-            f"{len(missing)} station(s) in the archive are not in the inventory (no coordinates: no predicted "
-            f"P, time-only association, not on the map): {', '.join(missing)}"
+            f"{len(missing)} station(s) in the archive are not in the inventory (no coordinates: no model P, "
+            f"time-only association, not on the map): {', '.join(missing)}"
         )
 
     # ---- alert events
@@ -565,7 +799,7 @@ def score(
         versions[v.event_id].setdefault(v.version, v)
     groups = {eid: tuple(vs[k] for k in sorted(vs)) for eid, vs in sorted(versions.items())}
 
-    # ---- catalogue events: coverage, first P, windows
+    # ---- catalogue events: coverage, reference P, windows
     events = sorted(catalog, key=lambda e: (e.origin_ns, e.event_id))
     info: dict[str, dict] = {}
     for ev in events:
@@ -575,27 +809,49 @@ def score(
             c = cov.get(s)
             if c is None:
                 continue
-            a, b, tp = win[s]
+            _a, _b, tp, _src = win[s]
             ok = c.covers(tp) if tp is not None else c.overlaps(ev.origin_ns, ev.origin_ns + int(cfg.no_coords_travel_s * NS))
             if ok:
                 recording.append(s)
-        first_p, first_stream, source = None, "", ""
-        preds = sorted((win[s][2], s) for s in recording if win[s][2] is not None)
-        if preds:
-            first_p, first_stream, source = preds[0][0], preds[0][1], "predicted"
-        triggers_in = {}
-        for s in recording:
-            a, b, _ = win[s]
-            t = next((t for t in trig[s] if a <= t.onset_ns <= b), None)
-            if t is not None:
-                triggers_in[s] = t
-        if first_p is None and triggers_in:
-            cand = sorted((t.pick_ns if t.pick_ns is not None else t.onset_ns, s) for s, t in triggers_in.items())
-            first_p, first_stream, source = cand[0][0], cand[0][1], "first pick"
-        info[ev.event_id] = dict(win=win, recording=recording, first_p=first_p, first_stream=first_stream,
-                                 source=source, triggers=triggers_in)
-
+        info[ev.event_id] = dict(win=win, recording=recording, triggers={})
     covered = [ev for ev in events if info[ev.event_id]["recording"]]
+
+    # ---- each trigger to at most one event: the covered event whose reference P is nearest its P
+    windows_by_stream: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for ev in covered:
+        for s, (a, b, _tp, _src) in info[ev.event_id]["win"].items():
+            windows_by_stream[s].append((a, b))
+    false_triggers: list[Trigger] = []
+    for s in streams:
+        for t in trig[s]:
+            cands = []
+            for ev in covered:
+                a, b, tp, _src = info[ev.event_id]["win"][s]
+                if a <= t.onset_ns <= b:
+                    cands.append((abs(t.p_ns - (tp if tp is not None else ev.origin_ns)), ev.origin_ns, ev.event_id))
+            if not cands:
+                false_triggers.append(t)
+                continue
+            eid = min(cands)[2]
+            mine = info[eid]["triggers"]
+            if s in info[eid]["recording"] and s not in mine:
+                mine[s] = t
+    for ev in covered:
+        inf = info[ev.event_id]
+        first_p, first_stream, source = None, "", ""
+        preds = sorted((inf["win"][s][2], s, inf["win"][s][3]) for s in inf["recording"] if inf["win"][s][2] is not None)
+        if preds:
+            first_p, first_stream, source = preds[0]
+        elif inf["triggers"]:
+            cand = sorted((t.p_ns, s) for s, t in inf["triggers"].items())
+            first_p, first_stream, source = cand[0][0], cand[0][1], "first pick"
+        inf.update(first_p=first_p, first_stream=first_stream, source=source,
+                   ref_ps=sorted(p[0] for p in preds))
+    for ev in events:
+        info[ev.event_id].setdefault("first_p", None)
+        info[ev.event_id].setdefault("first_stream", "")
+        info[ev.event_id].setdefault("source", "")
+        info[ev.event_id].setdefault("ref_ps", [])
 
     # ---- matching
     decision: dict[str, tuple[int, str]] = {}
@@ -640,6 +896,29 @@ def score(
             )
         )
     alert_by_id = {a.event_id: a for a in alert_results}
+    cat_by_id = {ev.event_id: ev for ev in events}
+
+    # ---- every alert version with its decision time
+    version_results = []
+    for ar in alert_results:
+        ev = cat_by_id.get(ar.matched_event_id)
+        ref_ps = info[ev.event_id]["ref_ps"] if ev else []
+        for v in ar.versions:
+            t, src = _decision_time(v, onsets, known)
+            n = len(v.stations)
+            loc_err = mag_err = None
+            if ev is not None and v.has_location and math.isfinite(v.latitude) and math.isfinite(v.longitude):
+                loc_err = haversine_km(v.latitude, v.longitude, ev.latitude, ev.longitude)
+            if ev is not None and v.has_magnitude and math.isfinite(v.magnitude) and ev.magnitude is not None:
+                mag_err = v.magnitude - ev.magnitude
+            version_results.append(VersionResult(
+                event_id=v.event_id, version=v.version, kind=v.kind, decision_ns=t, decision_source=src,
+                stations=tuple(sorted(s.station_id for s in v.stations)),
+                matched_event_id=ar.matched_event_id,
+                after_origin_s=(t - ev.origin_ns) / NS if ev else None,
+                after_nth_p_s=(t - ref_ps[n - 1]) / NS if ev and 0 < n <= len(ref_ps) else None,
+                location_error_km=loc_err, magnitude_error=mag_err,
+            ))
 
     # ---- per event results
     event_results = []
@@ -651,8 +930,9 @@ def score(
         prim = alert_by_id.get(pid) if pid else None
         alert_sta = {s.station_id for s in prim.best.stations} if prim else set()
         arrivals = []
+        tol = int(cfg.p_tolerance_s * NS)
         for s in streams:
-            a, b, tp = inf["win"][s]
+            a, b, tp, src = inf["win"][s]
             t = inf["triggers"].get(s)
             sid = ".".join(s.split(".")[:2])
             if s not in rec_streams and t is None and sid not in alert_sta:
@@ -666,9 +946,18 @@ def score(
                     trigger_ns=t.onset_ns if t else None,
                     pick_ns=t.pick_ns if t else None,
                     in_alert=sid in alert_sta,
+                    p_source=src,
+                    scored=scored_near(s, a, b),
+                    probability=t.probability if t else None,
+                    p_detected=t is not None and tp is not None and abs(t.p_ns - tp) <= tol,
                 )
             )
         arrivals.sort(key=lambda x: (x.distance_km is None, x.distance_km or 0.0, x.stream))
+        ref_ps = inf["ref_ps"]
+        nth = ref_ps[cfg.nth_p - 1] if len(ref_ps) >= cfg.nth_p else None
+        dists = [x.distance_km for x in arrivals if x.recording and x.distance_km is not None]
+        rec_sta = {".".join(s.split(".")[:2]) for s in rec_streams}
+        scored_sta = {".".join(x.stream.split(".")[:2]) for x in arrivals if x.recording and x.scored}
         base = dict(
             event=ev,
             recording_streams=len(rec_streams),
@@ -677,27 +966,56 @@ def score(
             first_p_stream=inf["first_stream"],
             first_p_source=inf["source"],
             arrivals=tuple(arrivals),
+            scored_stations=len(scored_sta),
+            nth_p_ns=nth,
+            nearest_station_km=min(dists) if dists else None,
         )
         if not rec_streams:
-            event_results.append(EventResult(status="not covered", note="no station has data at the predicted P "
+            event_results.append(EventResult(status="not covered", note="no station has data at the reference P "
                                              "time (outside the archive or in a gap)", **base))
             continue
+        outside = (first_p is not None and inf["source"] != "first pick"
+                   and (first_p - ev.origin_ns) / NS > cfg.outside_network_s)
         if prim is None:
-            n_sta = len({".".join(s.split(".")[:2]) for s in rec_streams})
-            n_trig = len({".".join(s.split(".")[:2]) for s in inf["triggers"]})
-            if n_sta < cfg.min_stations:
-                note = f"recorded at {n_sta} station(s); the alerting needs {cfg.min_stations}"
+            reasons: list[str] = []
+            trig_sta = {".".join(s.split(".")[:2]) for s in inf["triggers"]}
+            if not scored_sta:
+                rej = sorted({f"{s}: {facts.rejected_streams[s]}" for s in rec_streams if s in facts.rejected_streams})
+                pk = ", ".join(f"{k} {v}" for k, v in sorted(facts.rejected_packets.items()) if v)
+                note = (f"no scorable data: {len(rec_sta)} station(s) recorded it but none was scored around its P"
+                        + (f" (not scorable: {'; '.join(rej[:5])})" if rej else "")
+                        + (f"; the detector rejected packets: {pk}" if pk else ""))
+                reasons.append("no scorable data")
+            elif len(scored_sta) < cfg.min_stations:
+                note = (f"too few stations recorded it: {len(scored_sta)} scored around the P "
+                        f"({len(rec_sta)} with data); the alerting needs {cfg.min_stations}")
+                reasons.append("too few stations recorded it")
+            elif len(trig_sta) < cfg.min_stations:
+                note = (f"too few triggered: {len(trig_sta)} of {len(scored_sta)} scored stations triggered; "
+                        f"the alerting needs {cfg.min_stations}")
+                reasons.append("too few triggered")
             else:
-                note = f"{n_trig} of {n_sta} recording stations triggered; no alert within the tolerances"
-            near = []
-            for ar in alert_results:
-                dt, dist, _ = _match_metrics(ar.best, ev, first_p)
-                near.append((abs(dt), dt, dist, ar.event_id))
-            if near:
-                n = min(near)
-                d = f", {n[2]:.0f} km" if n[2] is not None else ""
-                note += f" (nearest alert {n[3]}: {n[1]:+.1f} s{d})"
-            event_results.append(EventResult(status="missed", note=note, **base))
+                near = []
+                for ar in alert_results:
+                    dt, dist, basis = _match_metrics(ar.best, ev, first_p)
+                    shared = len(trig_sta & {s.station_id for s in ar.best.stations})
+                    near.append((-shared, abs(dt), dt, dist, basis, ar.event_id))
+                hit = min(near) if near else None
+                if hit is not None and hit[0] < 0:
+                    d = f"{hit[3]:.0f} km ({hit[4]})" if hit[3] is not None else "distance unknown"
+                    note = (f"alert not matched: alert {hit[5]} holds {-hit[0]} of its triggered stations but is "
+                            f"{hit[2]:+.1f} s / {d} off (tolerances {cfg.time_tolerance_s:g} s, "
+                            f"{cfg.distance_tolerance_km:g} km)")
+                    reasons.append("alert not matched")
+                else:
+                    note = (f"not associated: {len(trig_sta)} stations triggered, no alert: "
+                            + _association_problems(inf["triggers"], geo, association, cfg.min_stations))
+                    reasons.append("not associated")
+            if outside:
+                note = (f"outside the network: first P {(first_p - ev.origin_ns) / NS:.1f} s after origin "
+                        f"(> {cfg.outside_network_s:g} s); " + note)
+                reasons.append("outside the network")
+            event_results.append(EventResult(status="missed", note=note, reasons=tuple(reasons), **base))
             continue
         first_alert = prim.first_decision_ns
         best = prim.best
@@ -712,15 +1030,19 @@ def score(
         note = f"primary alert {pid}" + (f"; {len(dups)} duplicate alert event(s)" if dups else "")
         if prim.cancelled:
             note += "; the alert was later cancelled"
+        if outside:
+            note += f"; outside the network (first P {(first_p - ev.origin_ns) / NS:.1f} s after origin)"
         event_results.append(
             EventResult(
                 status="detected",
                 note=note,
+                reasons=("outside the network",) if outside else (),
                 alert_event_id=prim.event_id,
                 duplicate_alerts=dups,
                 first_alert_ns=first_alert,
                 latency_after_origin_s=(first_alert - ev.origin_ns) / NS,
                 latency_after_first_p_s=(first_alert - first_p) / NS if first_p is not None else None,
+                latency_after_nth_p_s=(first_alert - nth) / NS if nth is not None else None,
                 updates=len(prim.versions) - 1,
                 cancelled=prim.cancelled,
                 alert_time_error_s=t_err,
@@ -735,14 +1057,13 @@ def score(
         )
 
     # ---- station statistics
-    windows_by_stream: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for ev in covered:
-        for s, (a, b, _) in info[ev.event_id]["win"].items():
-            windows_by_stream[s].append((a, b))
     contributed: dict[str, int] = defaultdict(int)
     for ar in alert_results:
         for sid in {s.station_id for v in ar.versions for s in v.stations}:
             contributed[sid] += 1
+    false_by_stream: dict[str, int] = defaultdict(int)
+    for t in false_triggers:
+        false_by_stream[t.stream] += 1
     station_results = []
     for s in streams:
         sid = ".".join(s.split(".")[:2])
@@ -755,7 +1076,6 @@ def score(
         sc = by_stream.get(s, [])
         scored = sum(r.window_end_ns - r.window_start_ns for r in sc) / NS / 3600
         noise = sum(r.window_end_ns - r.window_start_ns for r in sc if not in_win(r.window_end_ns)) / NS / 3600
-        ev_trig = sum(1 for t in trig[s] if in_win(t.onset_ns))
         c = geo.coords(sid)
         station_results.append(
             StationResult(
@@ -767,8 +1087,8 @@ def score(
                 scored_hours=scored,
                 noise_hours=noise,
                 triggers=len(trig[s]),
-                event_triggers=ev_trig,
-                false_triggers=len(trig[s]) - ev_trig,
+                event_triggers=len(trig[s]) - false_by_stream[s],
+                false_triggers=false_by_stream[s],
                 alerts=contributed.get(sid, 0),
             )
         )
@@ -787,15 +1107,26 @@ def score(
     f1 = (2 * precision * recall / (precision + recall)) if precision and recall else None
     all_iv = merge_intervals(iv for c in cov.values() for iv in c.intervals)
     noise_h = sum(s.noise_hours for s in station_results)
-    false_t = sum(s.false_triggers for s in station_results)
+    false_t = len(false_triggers)
     picks = [abs(a.pick_error_s) for e in event_results if e.status != "not covered" for a in e.arrivals
-             if a.pick_error_s is not None]
+             if a.pick_error_s is not None and a.p_detected]
+    arrivals_rec = [a for e in event_results if e.status != "not covered" for a in e.arrivals
+                    if a.recording and a.predicted_p_ns is not None]
+    miss_reasons: dict[str, int] = defaultdict(int)
+    for e in event_results:
+        if e.status == "missed":
+            for r in e.reasons or ("unexplained",):
+                miss_reasons[r] += 1
+    p_sources: dict[str, int] = defaultdict(int)
+    for a in arrivals_rec:
+        p_sources[a.p_source] += 1
     summary = {
         "catalog_events": len(events),
         "covered_events": n_cov,
         "not_covered_events": len(events) - n_cov,
         "detected_events": len(det),
         "missed_events": n_cov - len(det),
+        "missed_by_reason": dict(sorted(miss_reasons.items())),
         "alert_events": len(alert_results),
         "alert_versions": sum(len(a.versions) for a in alert_results),
         "true_alerts": n_true,
@@ -810,9 +1141,15 @@ def score(
         "latency_after_first_p_s": _stats(
             [e.latency_after_first_p_s for e in det if e.latency_after_first_p_s is not None]
         ),
+        "latency_after_nth_p_s": _stats([e.latency_after_nth_p_s for e in det if e.latency_after_nth_p_s is not None]),
+        "nth_p": cfg.nth_p,
         "location_error_km": _stats([e.location_error_km for e in det if e.location_error_km is not None]),
         "magnitude_error": _stats([e.magnitude_error for e in det if e.magnitude_error is not None]),
         "pick_abs_error_s": _stats(picks),
+        "station_p_detections": sum(1 for a in arrivals_rec if a.p_detected),
+        "station_p_arrivals": len(arrivals_rec),
+        "reference_p_sources": dict(sorted(p_sources.items())),
+        "travel_time_model": travel.label,
         "streams": len(streams),
         "stations": len({".".join(s.split(".")[:2]) for s in streams}),
         "stations_not_in_inventory": missing,
@@ -834,4 +1171,9 @@ def score(
         stations=tuple(station_results),
         summary=summary,
         warnings=tuple(warn),
+        false_triggers=tuple(sorted(false_triggers, key=lambda t: (t.onset_ns, t.stream))),
+        versions=tuple(version_results),
+        bins=summary_bins(event_results),
+        reliability=reliability(alert_results),
+        travel_model=travel.label,
     )

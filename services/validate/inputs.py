@@ -5,8 +5,13 @@ Catalogue CSV (header row required; ``#`` lines ignored)::
     time,latitude,longitude,depth,magnitude[,magnitude_type][,event_id]
     2024-03-01T12:00:00.000Z,37.80,-122.20,10.0,4.1
 
-``time`` is ISO-8601 UTC, ``depth`` km below sea level, ``magnitude`` may be empty. Without an
-``event_id`` column events are named ``ev0001``, ``ev0002``, ... in file order.
+``time`` (or ``time_utc``, ``origin_time``) is ISO-8601 UTC, ``depth`` (or ``depth_km``) km below
+sea level, ``magnitude`` (or ``mag``) may be empty. Without a depth column (or with an empty depth)
+the event gets ``default_depth_km`` and a warning says so. The id column is ``event_id`` (or
+``name``, ``id``); without one events are named ``ev0001``, ``ev0002``, ... in file order.
+
+QuakeML events also give the catalogue's own P picks: picks with a P phase hint, or referenced by a
+P arrival of the preferred origin; the earliest per station (NET.STA) is its reference P.
 
 The archive is miniSEED files, directories (searched recursively, as ``eew replay --files`` does,
 skipping side files such as .csv/.json/.txt; an SDS tree is a directory of miniSEED day files) or glob patterns, optionally clipped to a time
@@ -29,6 +34,7 @@ from services.alerting.exceptions import InventoryError
 from services.alerting.stations import StationInventory
 from services.common.codec import stream_key
 from services.common.mseed import MSEED_LOCK
+from services.common.streams import scorable
 from services.ingest.replay import expand_paths, sds_files
 from services.ingest.settings import ReplaySettings
 from services.validate.core import NS, CatalogEvent, StreamCoverage, merge_intervals
@@ -69,40 +75,74 @@ def _check_event(ev: CatalogEvent, where: str) -> None:
         raise CatalogError(f"{where}: latitude/longitude {ev.latitude}, {ev.longitude} out of range")
 
 
-def read_catalog_csv(path: Path) -> list[CatalogEvent]:
+TIME_COLUMNS = ("time", "time_utc", "origin_time")
+ID_COLUMNS = ("event_id", "name", "id")
+DEPTH_COLUMNS = ("depth", "depth_km")
+
+
+def read_catalog_csv(path: Path, default_depth_km: float = 10.0) -> tuple[list[CatalogEvent], list[str]]:
     text = path.read_text(encoding="utf-8")
     reader = csv.DictReader(line for line in text.splitlines() if line.strip() and not line.startswith("#"))
     cols = [c.strip() for c in (reader.fieldnames or [])]
     reader.fieldnames = cols
-    need = ["time", "latitude", "longitude"]
-    missing = [c for c in need if c not in cols] + ([] if {"depth", "depth_km"} & set(cols) else ["depth"])
+    time_col = next((c for c in TIME_COLUMNS if c in cols), None)
+    missing = ([] if time_col else ["time"]) + [c for c in ("latitude", "longitude") if c not in cols]
     if missing:
-        raise CatalogError(f"{path}: missing columns {missing} (need time,latitude,longitude,depth,magnitude)")
-    out = []
+        raise CatalogError(f"{path}: missing columns {missing} (need time,latitude,longitude[,depth][,magnitude])")
+    id_col = next((c for c in ID_COLUMNS if c in cols), None)
+    out, defaulted = [], []
     for i, row in enumerate(reader, start=1):
         where = f"{path}:{i + 1}"
+        depth = _float(row, DEPTH_COLUMNS, where, required=False)
         ev = CatalogEvent(
-            event_id=(row.get("event_id") or "").strip() or f"ev{i:04d}",
-            origin_ns=_time_ns(row["time"] or "", where),
+            event_id=((row.get(id_col) or "").strip() if id_col else "") or f"ev{i:04d}",
+            origin_ns=_time_ns(row[time_col] or "", where),  # type: ignore[index]
             latitude=float(_float(row, ("latitude",), where) or 0.0),
             longitude=float(_float(row, ("longitude",), where) or 0.0),
-            depth_km=float(_float(row, ("depth", "depth_km"), where) or 0.0),
+            depth_km=default_depth_km if depth is None else depth,
             magnitude=_float(row, ("magnitude", "mag"), where, required=False),
             magnitude_type=(row.get("magnitude_type") or "").strip(),
+            depth_given=depth is not None,
         )
         _check_event(ev, where)
         out.append(ev)
-    return out
+        if depth is None:
+            defaulted.append(ev.event_id)
+    notes = []
+    if defaulted:
+        notes.append(f"{len(defaulted)} catalogue event(s) without depth get --default-depth-km "
+                     f"{default_depth_km:g} km for their TauP travel times: {', '.join(defaulted[:10])}"
+                     + (" ..." if len(defaulted) > 10 else ""))
+    return out, notes
 
 
-def read_catalog_quakeml(path: Path) -> tuple[list[CatalogEvent], list[str]]:
+def _p_picks(event: object, origin: object) -> tuple[tuple[str, int], ...]:
+    """The catalogue's P picks of one ObsPy event: (NET.STA, ns), the earliest P per station."""
+    picks = {str(p.resource_id): p for p in event.picks}  # type: ignore[attr-defined]
+    chosen = [p for p in event.picks if (p.phase_hint or "").upper().startswith("P")]  # type: ignore[attr-defined]
+    for a in getattr(origin, "arrivals", []) or []:
+        p = picks.get(str(a.pick_id)) if a.pick_id is not None else None
+        if p is not None and (a.phase or "").upper().startswith("P"):
+            chosen.append(p)
+    best: dict[str, int] = {}
+    for p in chosen:
+        w = p.waveform_id
+        if p.time is None or w is None or not w.station_code:
+            continue
+        sid = f"{w.network_code or ''}.{w.station_code}"
+        t = int(p.time.ns)
+        best[sid] = min(best.get(sid, t), t)
+    return tuple(sorted(best.items()))
+
+
+def read_catalog_quakeml(path: Path, default_depth_km: float = 10.0) -> tuple[list[CatalogEvent], list[str]]:
     from obspy import read_events
 
     try:
         cat = read_events(str(path))
     except Exception as exc:  # noqa: BLE001 -- ObsPy raises many types for bad files
         raise CatalogError(f"cannot read catalogue {path}: {type(exc).__name__}: {exc}") from exc
-    out, skipped = [], []
+    out, skipped, defaulted = [], [], []
     for i, event in enumerate(cat, start=1):
         eid = str(event.resource_id.id if event.resource_id else "") or f"ev{i:04d}"
         origin = event.preferred_origin() or (event.origins[0] if event.origins else None)
@@ -115,27 +155,34 @@ def read_catalog_quakeml(path: Path) -> tuple[list[CatalogEvent], list[str]]:
             origin_ns=int(origin.time.ns),
             latitude=float(origin.latitude),
             longitude=float(origin.longitude),
-            depth_km=float(origin.depth) / 1000.0 if origin.depth is not None else 0.0,
+            depth_km=float(origin.depth) / 1000.0 if origin.depth is not None else default_depth_km,
             magnitude=float(mag.mag) if mag is not None and mag.mag is not None else None,
             magnitude_type=str(mag.magnitude_type or "") if mag is not None else "",
+            p_picks=_p_picks(event, origin),
+            depth_given=origin.depth is not None,
         )
         _check_event(ev, f"{path} event {eid}")
         out.append(ev)
+        if origin.depth is None:
+            defaulted.append(eid)
+    if defaulted:
+        skipped.append(f"{len(defaulted)} catalogue event(s) without depth get --default-depth-km "
+                       f"{default_depth_km:g} km: {', '.join(defaulted[:10])}" + (" ..." if len(defaulted) > 10 else ""))
     return out, skipped
 
 
-def load_catalog(path: Path | str) -> tuple[list[CatalogEvent], list[str]]:
+def load_catalog(path: Path | str, default_depth_km: float = 10.0) -> tuple[list[CatalogEvent], list[str]]:
     """Catalogue events (sorted by origin time) and warnings; CSV when named .csv/.txt, else QuakeML."""
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"catalogue file {path} does not exist")
     if path.suffix.lower() in (".csv", ".txt"):
         try:
-            events, notes = read_catalog_csv(path), []
+            events, notes = read_catalog_csv(path, default_depth_km)
         except (OSError, UnicodeDecodeError) as exc:
             raise CatalogError(f"cannot read catalogue {path}: {exc}") from exc
     else:
-        events, notes = read_catalog_quakeml(path)
+        events, notes = read_catalog_quakeml(path, default_depth_km)
     ids = [e.event_id for e in events]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -200,6 +247,15 @@ class ArchiveIndex:
             and (not vertical_only or t.channel.endswith("Z"))
         }
         return sorted(out)
+
+    def unscorable(self) -> dict[str, str]:
+        """Streams the system does not score, with the reason (``services.common.streams.scorable``)."""
+        out: dict[str, str] = {}
+        for t in self.traces:
+            reason = scorable(t.channel, t.sampling_rate)
+            if reason is not None:
+                out.setdefault(t.stream, reason)
+        return dict(sorted(out.items()))
 
     def files_in(self, start_ns: int | None, end_ns: int | None) -> list[Path]:
         """Files with data in [start, end) (None: open end)."""

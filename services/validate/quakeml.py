@@ -1,105 +1,84 @@
-"""The detections catalogue: every alert event as a QuakeML event (ObsPy), readable by other tools.
+"""The detections catalogue: every alert event and every station pick as QuakeML (ObsPy).
 
-One event per alert event id, from its last version that is not a CANCEL: the P picks of its
-stations, an origin (the alert's epicentre when it has one; otherwise the position of its earliest
-station with coordinates, flagged in a comment, since the alerting does not locate yet), the
-magnitude when the alert has one. Alerts that ended in a CANCEL get event type "not existing".
-Comments carry the probability, the versions and the validation's classification. Every object
-has an explicit resource id and no creation time, so the file is the same for the same inputs.
+Alert events are built by the alerting's own QuakeML builder (``services.alerting.quakeml.
+alert_to_catalog``, the one subscribers get), from each alert event's last version that is not a
+CANCEL; the validation adds a comment with its versions and classification, and an alert that
+ended in a CANCEL gets event type "not existing". Every station trigger of the run that is not
+already a pick of an alert (same station, P within ``SAME_PICK_S``) is a pick of one more event,
+``smi:local.eew/validate/station-picks`` (type "not reported"): time = the detector's P pick (its
+trigger onset when it gave none), with the trigger's highest station probability both in a comment
+and as ``eew:probability`` (namespace ``NAMESPACE``). Creation times are left out, so the file is
+the same for the same inputs.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from pathlib import Path
 
-from services.validate.core import ValidationResult
+from services.alerting.core import ScoreRecord
+from services.validate.core import NS, ValidationResult, dedupe_scores, station_triggers
+
+NAMESPACE = "https://github.com/eew/eew/xmlns/validate/1"
+BASE = "smi:local.eew"
+SAME_PICK_S = 0.5
 
 
-def write_detections(path: Path, result: ValidationResult) -> None:
+def write_detections(path: Path, result: ValidationResult, scores: Sequence[ScoreRecord] = ()) -> None:
     from obspy import UTCDateTime
-    from obspy.core.event import (
-        Arrival,
-        Catalog,
-        Comment,
-        CreationInfo,
-        Event,
-        Magnitude,
-        Origin,
-        OriginUncertainty,
-        Pick,
-        ResourceIdentifier,
-        WaveformStreamID,
-    )
+    from obspy.core.event import Catalog, Comment, Event, Pick, ResourceIdentifier, WaveformStreamID
 
-    def rid(*parts: str) -> ResourceIdentifier:
-        return ResourceIdentifier("smi:eew/" + "/".join(parts))
+    from services.alerting.quakeml import alert_to_catalog
+    from services.validate.runner import alert_to_pb
 
-    info = CreationInfo(agency_id="EEW", author="eew validate")
-    cat = Catalog(resource_id=rid("validate", "detections"), description="eew validate: alert events",
-                  creation_info=info)
+    cat = Catalog(resource_id=ResourceIdentifier(f"{BASE}/validate/detections"),
+                  description="eew validate: alert events and station picks")
+    in_alert: dict[str, list[int]] = {}
     for a in result.alerts:
-        b = a.best
-        eid = a.event_id
-        ev = Event(resource_id=rid("event", eid), creation_info=info,
-                   event_type="not existing" if a.cancelled else "earthquake",
-                   event_type_certainty="suspected")
+        ev = alert_to_catalog(alert_to_pb(a.best)).events[0]
+        if a.cancelled:
+            ev.event_type = "not existing"
         ev.comments.append(Comment(
-            resource_id=rid("comment", eid, "alert"),
-            text=(f"EEW alert {eid}: {len(a.versions)} version(s) ({' '.join(v.kind for v in a.versions)}), "
+            resource_id=ResourceIdentifier(f"{BASE}/validate/comment/{a.event_id}"),
+            text=(f"EEW alert {a.event_id}: {len(a.versions)} version(s) ({' '.join(v.kind for v in a.versions)}), "
                   f"max probability {a.max_probability:.3f}; validation: {a.classification}"
                   + (f" (catalogue event {a.matched_event_id})" if a.matched_event_id else "")),
         ))
-        for s in b.stations:
+        for obj in [ev, *ev.origins, *ev.magnitudes]:
+            if obj.creation_info is not None:
+                obj.creation_info.creation_time = None
+        for s in a.best.stations:
+            in_alert.setdefault(s.station_id, []).append(s.p_time_ns)
+        cat.append(ev)
+
+    cfg = result.config
+    picks_ev = Event(resource_id=ResourceIdentifier(f"{BASE}/validate/station-picks"), event_type="not reported")
+    picks_ev.comments.append(Comment(
+        resource_id=ResourceIdentifier(f"{BASE}/validate/comment/station-picks"),
+        text="Every station trigger of the run that is not a pick of an alert above: time = the detector's P "
+             "pick (its trigger onset when it gave none); the trigger's highest station probability in eew:probability."))
+    for stream, recs in dedupe_scores(scores).items():
+        net, sta, loc, band = stream.split(".")
+        for t in station_triggers(recs, cfg.detrigger_s, cfg.trigger_threshold):
+            if any(abs(t.p_ns - p) <= SAME_PICK_S * NS for p in in_alert.get(f"{net}.{sta}", [])):
+                continue
             p = Pick(
-                resource_id=rid("pick", eid, s.network, s.station, s.location or "--"),
-                time=UTCDateTime(ns=int(s.p_time_ns)),
-                waveform_id=WaveformStreamID(network_code=s.network, station_code=s.station,
-                                             location_code=s.location),
+                resource_id=ResourceIdentifier(f"{BASE}/validate/pick/{stream[:-1]}/{t.onset_ns}"),
+                time=UTCDateTime(ns=int(t.p_ns)),
+                waveform_id=WaveformStreamID(network_code=net, station_code=sta, location_code=loc,
+                                             channel_code=band[:-1] + "Z"),
                 phase_hint="P",
                 evaluation_mode="automatic",
-                creation_info=info,
+                evaluation_status="preliminary",
+                comments=[Comment(text=f"station probability {t.probability:.3f}"
+                                  + ("" if t.pick_ns is not None else "; no P pick: trigger onset"))],
             )
-            ev.picks.append(p)
-        lat = lon = None
-        note = ""
-        if b.has_location and math.isfinite(b.latitude) and math.isfinite(b.longitude):
-            lat, lon = b.latitude, b.longitude
-        else:
-            first = sorted((s for s in b.stations if s.latitude is not None and s.longitude is not None),
-                           key=lambda s: (s.p_time_ns, s.station_id))
-            if first:
-                lat, lon = first[0].latitude, first[0].longitude
-                note = (f"epicentre not estimated by the alerting: position of the earliest station "
-                        f"{first[0].station_id}; origin time = first P time")
-        if lat is not None and lon is not None:
-            o = Origin(
-                resource_id=rid("origin", eid),
-                time=UTCDateTime(ns=int(b.origin_time_ns)),
-                latitude=float(lat),
-                longitude=float(lon),
-                evaluation_mode="automatic",
-                creation_info=info,
-            )
-            if b.has_location and math.isfinite(b.depth_km):
-                o.depth = float(b.depth_km) * 1000.0
-            if b.has_location and math.isfinite(b.location_uncertainty_km):
-                o.origin_uncertainty = OriginUncertainty(
-                    horizontal_uncertainty=float(b.location_uncertainty_km) * 1000.0,
-                    preferred_description="horizontal uncertainty",
-                )
-            if note:
-                o.comments.append(Comment(resource_id=rid("comment", eid, "origin"), text=note))
-            for p in ev.picks:
-                o.arrivals.append(Arrival(resource_id=rid("arrival", *str(p.resource_id).split("/")[2:]),
-                                          pick_id=p.resource_id, phase="P"))
-            ev.origins.append(o)
-            ev.preferred_origin_id = o.resource_id
-            if b.has_magnitude and math.isfinite(b.magnitude):
-                m = Magnitude(resource_id=rid("magnitude", eid), mag=float(b.magnitude),
-                              magnitude_type=b.magnitude_type or None, origin_id=o.resource_id,
-                              evaluation_mode="automatic", creation_info=info)
-                ev.magnitudes.append(m)
-                ev.preferred_magnitude_id = m.resource_id
-        cat.append(ev)
-    cat.write(str(path), format="QUAKEML")
+            p.extra = {"probability": {"value": f"{t.probability:.4f}", "namespace": NAMESPACE}}
+            picks_ev.picks.append(p)
+    cat.append(picks_ev)
+    for ev in cat:  # comments without an id get a random one from ObsPy: give each a stable one
+        for obj in [ev, *ev.picks, *ev.origins]:
+            for i, c in enumerate(obj.comments):
+                if str(c.resource_id).startswith("smi:local/"):
+                    c.resource_id = ResourceIdentifier(f"{obj.resource_id}/comment/{i}")
+    cat.write(str(path), format="QUAKEML", nsmap={"eew": NAMESPACE})

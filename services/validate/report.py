@@ -98,10 +98,14 @@ def event_rows(result: ValidationResult) -> list[dict[str, Any]]:
             "first_p_time": iso(e.first_p_ns),
             "first_p_stream": e.first_p_stream,
             "first_p_source": e.first_p_source,
+            "scored_stations": e.scored_stations,
+            "nearest_station_km": num(e.nearest_station_km, 1),
+            "nth_p_time": iso(e.nth_p_ns),
             "alert_event_id": e.alert_event_id,
             "first_alert_time": iso(e.first_alert_ns),
             "latency_after_origin_s": num(e.latency_after_origin_s),
             "latency_after_first_p_s": num(e.latency_after_first_p_s),
+            "latency_after_nth_p_s": num(e.latency_after_nth_p_s),
             "alert_first_p_error_s": num(e.alert_first_p_error_s),
             "origin_error_s": num(e.alert_time_error_s),
             "location_error_km": num(e.location_error_km, 2),
@@ -112,6 +116,7 @@ def event_rows(result: ValidationResult) -> list[dict[str, Any]]:
             "alert_probability": num(e.alert_probability, 4),
             "cancelled": e.cancelled if e.status == "detected" else None,
             "duplicate_alerts": " ".join(e.duplicate_alerts),
+            "reasons": "; ".join(e.reasons),
             "note": e.note,
         })
     return rows
@@ -177,13 +182,53 @@ def pick_rows(result: ValidationResult) -> list[dict[str, Any]]:
                 "stream": a.stream,
                 "distance_km": num(a.distance_km, 2),
                 "recording": a.recording,
-                "predicted_p_time": iso(a.predicted_p_ns),
+                "reference_p_time": iso(a.predicted_p_ns),
+                "reference_p_source": a.p_source,
+                "scored": a.scored,
                 "trigger_time": iso(a.trigger_ns),
                 "pick_time": iso(a.pick_ns),
                 "pick_error_s": num(a.pick_error_s),
+                "probability": num(a.probability, 4),
+                "p_detected": a.p_detected,
                 "in_alert": a.in_alert,
             })
     return rows
+
+
+def version_rows(result: ValidationResult) -> list[dict[str, Any]]:
+    by = {a.event_id: a for a in result.alerts}
+    rows = []
+    for vr in result.versions:
+        v = next(x for x in by[vr.event_id].versions if x.version == vr.version)
+        rows.append({
+            "event_id": vr.event_id,
+            "version": vr.version,
+            "kind": vr.kind,
+            "decision_time": iso(vr.decision_ns),
+            "decision_time_source": vr.decision_source,
+            "matched_event_id": vr.matched_event_id,
+            "after_origin_s": num(vr.after_origin_s),
+            "after_nth_p_s": num(vr.after_nth_p_s),
+            "stations": len(vr.stations),
+            "station_ids": " ".join(vr.stations),
+            "probability": num(v.probability, 4),
+            "latitude": num(v.latitude, 4) if v.has_location else None,
+            "longitude": num(v.longitude, 4) if v.has_location else None,
+            "depth_km": num(v.depth_km, 1) if v.has_location else None,
+            "location_uncertainty_km": num(v.location_uncertainty_km, 1) if v.has_location else None,
+            "location_error_km": num(vr.location_error_km, 1),
+            "magnitude": num(v.magnitude, 2) if v.has_magnitude else None,
+            "magnitude_type": v.magnitude_type if v.has_magnitude else "",
+            "magnitude_error": num(vr.magnitude_error, 2),
+            "reason": v.reason,
+        })
+    return rows
+
+
+def false_trigger_rows(result: ValidationResult) -> list[dict[str, Any]]:
+    return [{"stream": t.stream, "onset_time": iso(t.onset_ns), "pick_time": iso(t.pick_ns),
+             "end_time": iso(t.last_ns), "duration_s": num((t.last_ns - t.onset_ns) / NS, 1),
+             "probability": num(t.probability, 4)} for t in result.false_triggers]
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -195,6 +240,18 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> No
 
 
 # --------------------------------------------------------------------------- run (wall clock)
+
+
+def _not_checked(run: RunOutput) -> str:
+    """Why the re-association comparison proves nothing in this run (empty when it does)."""
+    if run.failure:
+        return "the run failed"
+    if not run.scores:
+        return "no score was collected"
+    alerting = run.services.get("alerting")
+    if alerting is None:
+        return "the alerting did not run"
+    return ""
 
 
 def run_figures(run: RunOutput, result: ValidationResult, diffs: list[str]) -> dict[str, Any]:
@@ -213,9 +270,12 @@ def run_figures(run: RunOutput, result: ValidationResult, diffs: list[str]) -> d
             "median": statistics.median(delays) if delays else None,
             "max": max(delays) if delays else None,
         },
-        "reassociation_identical": not diffs,
+        "reassociation_identical": not diffs and not _not_checked(run),
+        "reassociation_not_checked": _not_checked(run),
         "reassociation_differences": diffs[:50],
         "interrupted": run.interrupted,
+        "failure": run.failure,
+        "services": run.services,
     }
 
 
@@ -333,11 +393,44 @@ def summary_lines(result: ValidationResult, run: RunOutput | None = None) -> lis
     return lines
 
 
+def status_lines(result: ValidationResult, run: RunOutput, unscorable: dict[str, str]) -> list[str]:
+    """The report's first lines: did the run work, and which data did the system refuse, and why."""
+    from services.common.streams import hint
+
+    out = []
+    if run.failure:
+        out.append(f"RUN FAILED: {run.failure}")
+    else:
+        ok = ", ".join(f"{n} exit {v['code']}" for n, v in sorted(run.services.items()))
+        out.append("Run status: OK" + (f" (services stopped cleanly: {ok})" if ok else ""))
+    if unscorable:
+        by: dict[str, list[str]] = {}
+        for stream, reason in unscorable.items():
+            by.setdefault(reason, []).append(stream)
+        for reason, streams in sorted(by.items()):
+            out.append(f"Streams not scorable, {reason} ({len(streams)}): {', '.join(streams[:8])}"
+                       + (" ..." if len(streams) > 8 else "") + f": {hint(reason)}")
+    rej = run.wall.get("detector_rejected_by_reason") or {}
+    if rej:
+        out.append(f"Packets the detector rejected: {sum(rej.values())} of {run.wall.get('detector_packets_in', 'n/a')} "
+                   "consumed (" + "; ".join(f"{k} {v}: {hint(k)}" for k, v in rej.items()) + ")")
+    elif "detector_rejected_by_reason" in run.wall:
+        out.append(f"Packets the detector rejected: none of {run.wall.get('detector_packets_in', 'n/a')} consumed")
+    rs = run.wall.get("detector_rejected_streams_by_reason") or {}
+    if rs:
+        out.append("Streams the detector refused: " + "; ".join(f"{k} {v}: {hint(k)}" for k, v in rs.items()))
+    if run.wall.get("packets_rejected"):
+        out.append(f"Packets the replay rejected: {run.wall['packets_rejected']} (the ingest's validation rules)")
+    return out
+
+
 def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str, Any],
-               plots: dict[str, Any]) -> _Doc:
+               plots: dict[str, Any], status: list[str] | None = None) -> _Doc:
     s, cfg = result.summary, result.config
     d = _Doc()
     d.h(1, "EEW validation report")
+    if status:
+        d.ul(status)
     d.p(f"Archive: {', '.join(inputs.archive)} ({inputs.files} miniSEED files"
         + (f", {inputs.skipped_files} skipped" if inputs.skipped_files else "") + f"). Stations: {inputs.stations}. "
         f"Catalogue: {inputs.catalog}." + (f" Time window: {inputs.window}." if inputs.window else ""))
@@ -356,10 +449,10 @@ def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str
         d.ul(list(result.warnings))
     d.h(2, "Catalogue events")
     d.table(
-        ["event", "origin (UTC)", "M", "status", "rec/trig stations", "first P (UTC)", "alert",
+        ["event", "origin (UTC)", "M", "status", "rec/trig stations", "first P (UTC, reference)", "alert",
          "after origin s", "after first P s", "alert P error s", "loc. error km", "mag. error", "updates", "note"],
         [[r["event_id"], r["origin_time"], fmt(r["magnitude"], 1), r["status"],
-          f"{r['recording_streams']}/{r['triggered_streams']}", r["first_p_time"] + (" (pick)" if r["first_p_source"] == "first pick" else ""),
+          f"{r['recording_streams']}/{r['triggered_streams']}", r["first_p_time"] + f" ({r['first_p_source'] or '-'})",
           r["alert_event_id"] or "-", fmt(r["latency_after_origin_s"]), fmt(r["latency_after_first_p_s"]),
           fmt(r["alert_first_p_error_s"]), fmt(r["location_error_km"], 1), fmt(r["magnitude_error"]),
           "" if r["updates"] is None else r["updates"], r["note"]] for r in event_rows(result)],
@@ -376,6 +469,33 @@ def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str
         )
     else:
         d.p("No alert was issued.")
+    vrows = version_rows(result)
+    if vrows:
+        d.h(2, "Alert versions (decision time = data time of the score that made the alerting issue it)")
+        d.table(
+            ["alert", "v", "kind", "decision (UTC)", "after origin s", "after n-th P s", "stations", "p",
+             "location (unc. km)", "loc. error km", "M", "M error"],
+            [[r["event_id"], r["version"], r["kind"], r["decision_time"] + f" ({r['decision_time_source']})",
+              fmt(r["after_origin_s"]), fmt(r["after_nth_p_s"]), f"{r['stations']}: {r['station_ids']}",
+              fmt(r["probability"], 3),
+              "-" if r["latitude"] is None else f"{r['latitude']:.3f}, {r['longitude']:.3f}, "
+              f"{fmt(r['depth_km'], 0)} km ({fmt(r['location_uncertainty_km'], 0)})",
+              fmt(r["location_error_km"], 1),
+              "-" if r["magnitude"] is None else f"{r['magnitude']:.1f} {r['magnitude_type']}",
+              fmt(r["magnitude_error"])] for r in vrows],
+        )
+    _multi_event_sections(d, result)
+    ft = false_trigger_rows(result)
+    d.h(2, f"False station triggers ({len(ft)})")
+    if ft:
+        shown = ft[:200]
+        d.table(["stream", "onset (UTC)", "pick (UTC)", "duration s", "max p"],
+                [[r["stream"], r["onset_time"], r["pick_time"] or "-", fmt(r["duration_s"], 1),
+                  fmt(r["probability"], 3)] for r in shown])
+        if len(ft) > len(shown):
+            d.p(f"... and {len(ft) - len(shown)} more: every one is in false_triggers.csv.")
+    else:
+        d.p("No station trigger outside the event windows.")
     d.h(2, "Stations")
     d.table(
         ["stream", "inventory", "data h", "noise h", "triggers", "event", "false", "false / noise h", "alerts"],
@@ -390,23 +510,35 @@ def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str
                   "not covered grey) and alert estimates")
         if plots.get("latency"):
             d.img(plots["latency"], "First-alert latency after origin and after the first P (data time)")
+        for key, cap in (("alert_time_vs_magnitude", "First alert after origin against catalogue magnitude"),
+                         ("location_errors", "Location errors of the detected events' alerts"),
+                         ("magnitude_residuals", "Alert minus catalogue magnitude"),
+                         ("false_triggers", "False station triggers per station over time")):
+            if plots.get(key):
+                d.img(plots[key], cap)
         for eid, rel in plots.get("events", {}).items():
-            d.img(rel, f"Event {eid}: vertical waveforms (normalised), station score (red line, right axis), "
-                  "predicted P (blue dashed), detector P pick (red tick), first alert (green)")
+            d.img(rel, f"Event {eid}: band-passed vertical waveforms (normalised), station score (red line, right "
+                  "axis) and detection threshold (red dotted), reference P (blue: solid catalogue pick, dashed "
+                  "travel-time model), detector P pick (red tick), first alert (green)")
     d.h(2, "Method")
     d.ul([
         f"Match: |alert first P - predicted first P| <= {cfg.time_tolerance_s:g} s (origin difference when the "
         f"alert is located) and distance <= {cfg.distance_tolerance_km:g} km (alert epicentre, else the alert's "
         "earliest station with coordinates); best match by time, one primary alert per event, other matches "
         "are duplicates.",
-        f"Predicted P: constant Vp {cfg.vp_km_s:g} km/s, straight rays from the catalogue hypocentre. First P: "
-        "the earliest predicted P at a station with data (else the first detector pick).",
-        "Covered: at least one station has data at its predicted P. Events not covered are not counted as missed.",
+        f"Reference P: the catalogue's own P pick at the station where it gives one, else {result.travel_model} "
+        "(ObsPy TauP) first-P travel time from the catalogue hypocentre (events without depth: the default depth, "
+        "named under warnings). Sources used: " + (", ".join(f"{k} {v}" for k, v in
+                                                               s.get("reference_p_sources", {}).items()) or "none")
+        + ". First P: the earliest reference P at a station with data (else the first detector pick).",
+        f"Station P detection: a trigger whose P pick is within {cfg.p_tolerance_s:g} s of the reference P; each "
+        "trigger belongs to at most one event (the one whose reference P is nearest).",
+        "Covered: at least one station has data at its reference P. Events not covered are not counted as missed.",
         "Alert time: the data time of the score that made the alerting issue the alert (from a re-run of the "
         "association core on the collected scores, else the latest trigger onset of its stations); telemetry "
         "and processing delays are excluded (the processing delay measured in this run is under Run).",
         f"Station triggers: runs of triggered scores ending after {cfg.detrigger_s:g} s without one. Event window at "
-        f"a station: predicted P - {cfg.window_before_s:g} s to + {cfg.window_after_s:g} s (no coordinates: origin "
+        f"a station: reference P - {cfg.window_before_s:g} s to + {cfg.window_after_s:g} s (no coordinates: origin "
         f"- {cfg.window_before_s:g} s to + {cfg.no_coords_travel_s + cfg.window_after_s:g} s). Triggers outside "
         "every event window are false; noise hours are the scored hours outside them.",
         "Precision = true (incl. duplicate) alert events / alert events; recall = detected / covered events.",
@@ -431,15 +563,49 @@ def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str
     items += [
         f"Scores late at the alerting (processed out of event-time order): {run_fig.get('alerting_scores_late', 'n/a')}.",
         "Re-association of the collected scores gives the same alerts: "
-        + ("yes" if run_fig.get("reassociation_identical") else
+        + (f"not checked ({run_fig['reassociation_not_checked']})" if run_fig.get("reassociation_not_checked")
+           else "yes" if run_fig.get("reassociation_identical") else
            "NO: " + "; ".join(run_fig.get("reassociation_differences", [])[:5])),
     ]
     d.ul(items)
     return d
 
 
+def _multi_event_sections(d: _Doc, result: ValidationResult) -> None:
+    s = result.summary
+    n = s.get("nth_p", 4)
+    for key, title in (("magnitude", "By magnitude"), ("distance", "By distance (epicentre to the nearest "
+                                                                      "recording station)")):
+        rows = result.bins.get(key) or []
+        if not rows:
+            continue
+        d.h(2, title)
+        d.table([key, "events", "covered", "detected", "detection rate", "alert after origin s (median)",
+                 f"alert after {n}th P s (median)", "loc. error km (median)", "mag. error (median)"],
+                [[r[key], r["events"], r["covered"], r["detected"], fmt(r["detection_rate"], 2),
+                  fmt(r["alert_after_origin_s"], 1), fmt(r["alert_after_nth_p_s"], 1),
+                  fmt(r["location_error_km"], 1), fmt(r["magnitude_error"], 2)] for r in rows])
+    missed = s.get("missed_by_reason") or {}
+    if missed:
+        d.h(2, "Why events were missed")
+        d.table(["reason", "events"], [[k, v] for k, v in missed.items()])
+    rel = result.reliability
+    d.h(2, "Event probability: reliability")
+    if rel.get("alerts"):
+        d.p(f"The event probability of each alert event's first version against whether the alert matched a "
+            f"catalogue earthquake, over {rel['alerts']} alert event(s); Brier score {fmt(rel['brier'], 3)} "
+            "(0 is perfect; always saying 0.5 gives 0.25)."
+            + (" Too few alerts for the table to mean much." if rel["alerts"] < 20 else ""))
+        d.table(["probability", "alerts", "mean probability", "share that matched"],
+                [[b["probability"], b["alerts"], fmt(b["mean_probability"], 3), fmt(b["matched_share"], 2)]
+                 for b in rel["bins"]])
+    else:
+        d.p("No alert: nothing to check the event probability against.")
+
+
 def write_report(out: Path, result: ValidationResult, inputs: ReportInputs, run: RunOutput,
-                 index: ArchiveIndex, diffs: list[str], plots: bool = True, plot_max_stations: int = 12) -> None:
+                 index: ArchiveIndex, diffs: list[str], plots: bool = True, plot_max_stations: int = 12,
+                 band_hz: tuple[float, float] | None = (1.0, 20.0), threshold: float | None = None) -> None:
     """Write every report file to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     ev_rows, al_rows, st_rows, pk_rows = (event_rows(result), alert_rows(result), station_rows(result),
@@ -448,15 +614,20 @@ def write_report(out: Path, result: ValidationResult, inputs: ReportInputs, run:
     _write_csv(out / "alerts.csv", al_rows, list(al_rows[0]) if al_rows else ["event_id"])
     _write_csv(out / "stations.csv", st_rows, list(st_rows[0]) if st_rows else ["stream"])
     _write_csv(out / "picks.csv", pk_rows, list(pk_rows[0]) if pk_rows else ["event_id"])
+    vr_rows, ft_rows = version_rows(result), false_trigger_rows(result)
+    _write_csv(out / "versions.csv", vr_rows, list(vr_rows[0]) if vr_rows else ["event_id"])
+    _write_csv(out / "false_triggers.csv", ft_rows, list(ft_rows[0]) if ft_rows else ["stream"])
     from services.validate.quakeml import write_detections
 
-    write_detections(out / "detections.xml", result)
+    write_detections(out / "detections.xml", result, run.scores)
     plot_paths: dict[str, Any] = {}
     if plots:
         from services.validate.plots import make_plots
 
-        plot_paths = make_plots(out, result, index, run.scores, max_stations=plot_max_stations)
+        plot_paths = make_plots(out, result, index, run.scores, max_stations=plot_max_stations, band_hz=band_hz,
+                                threshold=threshold)
     run_fig = run_figures(run, result, diffs)
+    status = status_lines(result, run, index.unscorable())
     summary = {
         "schema": SCHEMA,
         "inputs": {
@@ -468,7 +639,10 @@ def write_report(out: Path, result: ValidationResult, inputs: ReportInputs, run:
         "config": {k: getattr(result.config, k) for k in result.config.__dataclass_fields__},
         "summary": {**result.summary, "archive_start": iso(result.summary["archive_start_ns"]),
                     "archive_end": iso(result.summary["archive_end_ns"])},
+        "status": status,
         "warnings": list(result.warnings),
+        "bins": result.bins,
+        "reliability": result.reliability,
         "events": ev_rows,
         "alerts": al_rows,
         "stations": st_rows,
@@ -476,6 +650,6 @@ def write_report(out: Path, result: ValidationResult, inputs: ReportInputs, run:
         "run": run_fig,  # wall-clock and run-dependent: differs between runs
     }
     (out / "summary.json").write_text(json.dumps(_round_tree(summary), indent=2, allow_nan=False) + "\n")
-    doc = _build_doc(result, inputs, run_fig, plot_paths)
+    doc = _build_doc(result, inputs, run_fig, plot_paths, status)
     (out / "report.md").write_text(doc.markdown())
     (out / "report.html").write_text(doc.html(out, "EEW validation report"))

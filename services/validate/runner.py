@@ -92,7 +92,29 @@ def alert_from_pb(msg: pb.Alert) -> AlertVersion:
         created_time_ns=int(msg.created_time_ns),
         latest_ingest_time_ns=int(msg.latest_ingest_time_ns),
         reason=msg.reason,
+        decision_time_ns=int(msg.decision_time_ns),
+        magnitude_uncertainty=float(msg.magnitude_uncertainty) if msg.has_magnitude else math.nan,
     )
+
+
+def alert_to_pb(v: AlertVersion) -> pb.Alert:
+    """The Alert message of an AlertVersion (inverse of ``alert_from_pb``; NaN for unknown coordinates)."""
+    kind = {"NEW": pb.ALERT_TYPE_NEW, "UPDATE": pb.ALERT_TYPE_UPDATE, "CANCEL": pb.ALERT_TYPE_CANCEL}
+    msg = pb.Alert(
+        schema_version=1, event_id=v.event_id, version=v.version, type=kind.get(v.kind, pb.ALERT_TYPE_UPDATE),
+        origin_time_ns=v.origin_time_ns, probability=v.probability, has_location=v.has_location,
+        latitude=v.latitude, longitude=v.longitude, depth_km=v.depth_km,
+        location_uncertainty_km=v.location_uncertainty_km, has_magnitude=v.has_magnitude,
+        magnitude=v.magnitude, magnitude_uncertainty=v.magnitude_uncertainty, magnitude_type=v.magnitude_type,
+        created_time_ns=v.created_time_ns, first_p_time_ns=v.first_p_time_ns,
+        latest_ingest_time_ns=v.latest_ingest_time_ns, reason=v.reason, decision_time_ns=v.decision_time_ns,
+    )
+    for s in v.stations:
+        msg.stations.add(network=s.network, station=s.station, location=s.location, p_time_ns=s.p_time_ns,
+                         probability=s.probability,
+                         latitude=math.nan if s.latitude is None else s.latitude,
+                         longitude=math.nan if s.longitude is None else s.longitude)
+    return msg
 
 
 class TopicCollector:
@@ -171,18 +193,41 @@ class TopicCollector:
         self.consumer.close(autocommit=False)
 
 
-def scrape(port: int, timeout_s: float = 2.0) -> dict[str, float] | None:
-    """Sample sums by sample name from a service's /metrics (None when unreachable)."""
+def scrape_samples(port: int, timeout_s: float = 2.0) -> list[tuple[str, dict[str, str], float]] | None:
+    """Every sample (name, labels, value) of a service's /metrics (None when unreachable)."""
     try:
         r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s)
         r.raise_for_status()
     except httpx.HTTPError:
         return None
+    return [(s.name, dict(s.labels), float(s.value)) for fam in text_string_to_metric_families(r.text)
+            for s in fam.samples]
+
+
+def scrape(port: int, timeout_s: float = 2.0) -> dict[str, float] | None:
+    """Sample sums by sample name from a service's /metrics (None when unreachable)."""
+    samples = scrape_samples(port, timeout_s)
+    if samples is None:
+        return None
     out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(r.text):
-        for s in fam.samples:
-            out[s.name] = out.get(s.name, 0.0) + float(s.value)
+    for name, _labels, value in samples:
+        out[name] = out.get(name, 0.0) + value
     return out
+
+
+def by_label(samples: list[tuple[str, dict[str, str], float]], name: str, label: str) -> dict[str, int]:
+    """One labelled counter's values by label value (zeros left out)."""
+    out: dict[str, int] = {}
+    for n, labels, value in samples:
+        if n == name and label in labels and value:
+            out[labels[label]] = out.get(labels[label], 0) + int(value)
+    return dict(sorted(out.items()))
+
+
+#: The detector's Prometheus counter of refused packets (label ``reason``), services/detector/metrics.py.
+DETECTOR_REJECTED = "eew_detector_rejected_packets_total"
+#: Streams the detector refused for their channel code or rate, by ``reason`` (once per stream).
+DETECTOR_REJECTED_STREAMS = "eew_detector_rejected_streams_total"
 
 
 class Progress:
@@ -239,6 +284,14 @@ class RunOutput:
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
     live_alerting: bool = False
+    #: Per service: exit code, and whether it exited on its own before the run stopped it.
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failure: str = ""  # why the run failed (a service died, the replay failed), empty when it did not
+
+    @property
+    def failed_services(self) -> list[str]:
+        """Services that exited on their own or with a non-zero code (each fails the run)."""
+        return sorted(n for n, v in self.services.items() if v.get("exited_early") or v.get("code") not in (0, None))
 
 
 @dataclass
@@ -415,6 +468,7 @@ def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
     run = _Run(cfg, total_station_s, data_hours, stop, progress_stream)
     interrupted = False
     producer: Any = None
+    result: RunOutput | None = None
     try:
         try:
             run.pipe.broker.start()
@@ -467,22 +521,32 @@ def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
         if run.alerting is not None and (alt := scrape(run.alerting.http_port)) is not None:
             run.wall["alerting_scores_late"] = int(alt.get("eew_alerting_scores_late_total", 0.0))
             run.wall["alerting_scores_dropped"] = int(alt.get("eew_alerting_scores_dropped_total", 0.0))
-        if (det := scrape(run.detector.http_port if run.detector else 0)) is not None:
+        if (samples := scrape_samples(run.detector.http_port if run.detector else 0)) is not None:
+            det = {}
+            for name, _labels, value in samples:
+                det[name] = det.get(name, 0.0) + value
             run.wall["detector_packets_in"] = int(det.get("eew_detector_packets_in_total", 0.0))
-            run.wall["detector_rejected_packets"] = int(det.get("eew_detector_rejected_packets_total", 0.0))
+            run.wall["detector_rejected_packets"] = int(det.get(DETECTOR_REJECTED, 0.0))
+            run.wall["detector_rejected_by_reason"] = by_label(samples, DETECTOR_REJECTED, "reason")
+            run.wall["detector_rejected_streams_by_reason"] = by_label(samples, DETECTOR_REJECTED_STREAMS, "reason")
             run.wall["detector_station_resets"] = int(det.get("eew_detector_station_resets_total", 0.0))
         run.wall["score_messages"] = col.score_messages
         run.wall["alert_messages"] = col.alert_messages
         scores = sorted(col.scores.values(), key=lambda r: (r.stream, r.window_end_ns))
         alerts = sorted(col.alerts.values(), key=lambda a: a.key)
-        return RunOutput(scores, alerts, dict(col.errors), run.wall, run.warnings, interrupted, cfg.live_alerting)
+        result = RunOutput(scores, alerts, dict(col.errors), run.wall, run.warnings, interrupted, cfg.live_alerting)
+        return result
     finally:
         if producer is not None:
             producer.close(timeout=2)
         if run.collector is not None:
             run.collector.close()
+        early = {s.name: s.proc.returncode for s in run.pipe.services if not s.running()}
         codes = run.pipe.stop()
         bad = {k: v for k, v in codes.items() if v not in (0, None)}
-        if bad:
-            log.warning("pipeline services exited with %s (logs in %s)", bad, cfg.run_dir)
+        if bad or early:
+            log.warning("pipeline services exited with %s (logs in %s)", codes, cfg.run_dir)
+        if result is not None:
+            result.services = {name: {"code": code, "exited_early": name in early,
+                                      "log": str(cfg.run_dir / f"{name}.log")} for name, code in codes.items()}
         run.wall["total_s"] = time.monotonic() - t0

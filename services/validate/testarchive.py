@@ -13,6 +13,9 @@ the six demo stations, constant-Vp travel times, one miniSEED file per component
   (29 s each, never tiled), with no catalogue event: no alert may come from it.
 - two catalogue events outside the archive (a day before, two hours after): "not covered".
 
+``catalog.xml`` carries the built-in P times as the catalogue's P picks (the reference P of the
+validation); ``catalog.csv`` has none (reference P from TauP).
+
 The segments are separated by gaps longer than the detector's ``max_gap_s``, so each recording
 starts a fresh station state, as after a telemetry outage. ``inventory_drop`` stations are left out
 of ``stations.csv`` (stations missing from the inventory). ``truth.json`` records what was built in.
@@ -118,14 +121,17 @@ def build(out_dir: Path, shared: Path, inventory_drop: tuple[str, ...] = ("S06",
         w.writerow(["event_id", "time", "latitude", "longitude", "depth", "magnitude", "magnitude_type"])
         for eid, off, lat, lon, depth, mag, _ in EVENTS:
             w.writerow([eid, str(ORIGIN + off), lat, lon, depth, mag, "ML"])
-    write_quakeml(out_dir / "catalog.xml")
+    picks = {ev["event_id"]: {code: UTCDateTime(v["p_time"]) for code, v in ev["stations"].items()}
+             for ev in truth["events"]}
+    write_quakeml(out_dir / "catalog.xml", picks)
     (out_dir / "truth.json").write_text(json.dumps(truth, indent=2))
     return truth
 
 
-def write_quakeml(path: Path) -> None:
-    """The same catalogue as QuakeML (ObsPy), with explicit resource ids."""
-    from obspy.core.event import Catalog, Event, Magnitude, Origin, ResourceIdentifier
+def write_quakeml(path: Path, picks: dict[str, dict[str, UTCDateTime]] | None = None) -> None:
+    """The same catalogue as QuakeML (ObsPy), with explicit resource ids and, when given, the
+    built-in P times as the catalogue's P picks (``picks[event id][station code]``)."""
+    from obspy.core.event import Catalog, Event, Magnitude, Origin, Pick, ResourceIdentifier, WaveformStreamID
 
     cat = Catalog(resource_id=ResourceIdentifier("smi:eew.test/catalog"))
     for eid, off, lat, lon, depth, mag, _ in EVENTS:
@@ -135,6 +141,9 @@ def write_quakeml(path: Path) -> None:
                       magnitude_type="ML", origin_id=o.resource_id)
         e = Event(resource_id=ResourceIdentifier(f"smi:eew.test/event/{eid}"), origins=[o], magnitudes=[m])
         e.preferred_origin_id, e.preferred_magnitude_id = o.resource_id, m.resource_id
+        for code, t in sorted((picks or {}).get(eid, {}).items()):
+            e.picks.append(Pick(resource_id=ResourceIdentifier(f"smi:eew.test/pick/{eid}/{code}"), time=t,
+                                phase_hint="P", waveform_id=WaveformStreamID(archive.NETWORK, code)))
         cat.append(e)
     cat.write(str(path), format="QUAKEML")
 

@@ -33,13 +33,15 @@ def report(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     truth = testarchive.build(base / "in", shared)
     out = base / "out"
     cmd = [sys.executable, "-m", "services.cli", "validate", "--archive", str(base / "in" / "archive"),
-           "--stations", str(base / "in" / "stations.csv"), "--catalog", str(base / "in" / "catalog.csv"),
+           "--stations", str(base / "in" / "stations.csv"), "--catalog", str(base / "in" / "catalog.xml"),
            "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
     assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     print(res.stdout)  # the summary table and the replay rate measured on this machine
-    return {"truth": truth, "out": out, "summary": json.loads((out / "summary.json").read_text()),
-            "stderr": res.stderr}
+    summary = json.loads((out / "summary.json").read_text())
+    for row in summary["events"]:  # QuakeML ids smi:eew.test/event/<id>
+        row["event_id"] = row["event_id"].rsplit("/", 1)[-1]
+    return {"truth": truth, "out": out, "summary": summary, "stderr": res.stderr}
 
 
 def test_statuses_and_counts_match_what_was_built(report: dict) -> None:
@@ -50,7 +52,9 @@ def test_statuses_and_counts_match_what_was_built(report: dict) -> None:
     assert (sm["true_alerts"], sm["duplicate_alerts"], sm["false_alerts"]) == (2, 0, 0)
     assert sm["precision"] == 1.0 and sm["recall"] == pytest.approx(2 / 3, abs=1e-3)
     ev3 = next(e for e in s["events"] if e["event_id"] == "ev3")
-    assert "recorded at 2 station(s)" in ev3["note"]
+    assert ev3["reasons"] == "too few stations recorded it" and "the alerting needs 3" in ev3["note"]
+    assert sm["missed_by_reason"] == {"too few stations recorded it": 1}
+    assert s["status"][0].startswith("Run status: OK")
 
 
 def test_first_p_and_latencies_match_the_geometry(report: dict) -> None:
@@ -63,6 +67,7 @@ def test_first_p_and_latencies_match_the_geometry(report: dict) -> None:
         built = min(_t(v["p_time"]) for k, v in ev["stations"].items() if k not in drop)
         origin = _t(ev["origin_time"])
         assert _t(row["first_p_time"]) == pytest.approx(built, abs=0.02)
+        assert row["first_p_source"] == "catalogue pick"
         assert 0.0 < row["latency_after_first_p_s"] <= 8.0
         assert row["latency_after_origin_s"] - row["latency_after_first_p_s"] == pytest.approx(built - origin, abs=0.02)
         assert abs(row["alert_first_p_error_s"]) <= 1.5
@@ -100,8 +105,19 @@ def test_report_files_and_detections(report: dict) -> None:
 
     out = report["out"]
     for name in ("report.md", "report.html", "events.csv", "alerts.csv", "stations.csv", "picks.csv",
-                 "plots/map.png", "plots/latency.png", "plots/event_ev1.png", "plots/event_ev2.png",
-                 "plots/event_ev3.png"):
+                 "versions.csv", "false_triggers.csv", "plots/map.png", "plots/latency.png",
+                 "plots/alert_time_vs_magnitude.png", "plots/location_errors.png", "plots/false_triggers.png"):
         assert (out / name).is_file(), name
+    for eid in ("ev1", "ev2", "ev3"):
+        assert len(list((out / "plots").glob(f"event_*{eid}.png"))) == 1, eid
     cat = read_events(str(out / "detections.xml"))
-    assert len(cat) == 2 and all(len(e.picks) >= 3 for e in cat)
+    alerts = [e for e in cat if not str(e.resource_id).endswith("station-picks")]
+    assert len(alerts) == 2 and all(len(e.picks) >= 3 for e in alerts)
+    picks = [p for e in cat for p in e.picks]
+    # every station trigger is a pick, with the detector's probability
+    assert len(picks) == report["summary"]["summary"]["station_triggers"] or len(picks) >= 12
+    others = next(e for e in cat if str(e.resource_id).endswith("station-picks"))
+    assert all(float(p.extra["probability"]["value"]) > 0.5 for p in others.picks)
+    versions = (out / "versions.csv").read_text().splitlines()
+    assert len(versions) - 1 == report["summary"]["summary"]["alert_versions"]
+    assert all(",alert message," in v or ",association replay," in v for v in versions[1:])

@@ -31,24 +31,27 @@ def _argv(p: dict[str, Path]) -> list[str]:
 
 
 def test_empty_archive_still_gives_a_report(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    """No data: nothing replayed, every catalogue event 'not covered' (not missed), the reason stated."""
+    """No data: nothing replayed, every catalogue event 'not covered' (not missed), the reason stated;
+    the run fails (exit 1): no packet could be scored, said first in the report."""
     (inputs["archive"] / "notes.mseed").write_text("no waveforms here" * 40)
-    assert main(_argv(inputs)) == 0
+    assert main(_argv(inputs)) == 1
     err = capsys.readouterr().err
-    assert "no usable data" in err and "notes.mseed" in err
+    assert "no usable data" in err and "notes.mseed" in err and "RUN FAILED" in err
+    assert "no packet could be scored" in err
     s = json.loads((inputs["out"] / "summary.json").read_text())
     assert s["summary"]["catalog_events"] == 5
     assert s["summary"]["not_covered_events"] == 5 and s["summary"]["missed_events"] == 0
     assert s["summary"]["recall"] is None and s["summary"]["alert_events"] == 0
     assert any("not readable miniSEED" in w for w in s["warnings"])
     md = (inputs["out"] / "report.md").read_text()
+    assert md.splitlines()[2].startswith("- RUN FAILED: no packet could be scored")
     assert "| covered by the archive | 0 (5 not covered) |" in md
     assert {e["status"] for e in s["events"]} == {"not covered"}
 
 
 def test_nonexistent_archive_path(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     inputs["archive"] = inputs["archive"] / "missing"
-    assert main(_argv(inputs)) == 0
+    assert main(_argv(inputs)) == 1
     s = json.loads((inputs["out"] / "summary.json").read_text())
     assert any("no files found" in w for w in s["warnings"])
 

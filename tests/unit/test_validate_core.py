@@ -1,12 +1,13 @@
 """Scoring core of ``eew validate`` on constructed inputs: coverage, matching, latencies, rates.
 
-Geometry: epicentre at (0, 0), depth 0, stations on the axes at known distances, Vp 6 km/s, so
-every predicted P time and latency is known in closed form.
+Geometry: epicentre at (0, 0), depth 0, stations on the axes at known distances; reference P times
+from the same TauP iasp91 table the scoring uses (catalogue picks where a test gives them).
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 
@@ -18,27 +19,30 @@ from services.validate.core import (
     AlertStation,
     AlertVersion,
     CatalogEvent,
+    RunFacts,
     ScoringConfig,
     StreamCoverage,
     compare_with_reference,
     merge_intervals,
     reassociate,
     replay_blocks,
-    score,
     station_triggers,
 )
+from services.validate.core import score as _score
+from services.validate.traveltime import TauPTravelTimes
 
 T0 = 1_700_000_000 * NS
-VP = 6.0
+TT = TauPTravelTimes("iasp91")
+score = partial(_score, travel=TT)
 STATIONS = {"A": (0.0, 0.1), "B": (0.0, 0.2), "C": (0.1, 0.0), "D": (0.0, -0.3)}
 INV = StationInventory(Station("XX", k, "", lat, lon) for k, (lat, lon) in STATIONS.items())
 SPANS = [(T0, T0 + 600 * NS), (T0 + 1200 * NS, T0 + 1800 * NS)]
 
 
 def tp(sta: str, origin_ns: int) -> int:
-    """Predicted P of a station for an epicentre at (0, 0), depth 0."""
+    """Reference (TauP iasp91) P of a station for an epicentre at (0, 0), depth 0."""
     lat, lon = STATIONS[sta]
-    return origin_ns + int(round(haversine_km(0.0, 0.0, lat, lon) / VP * NS))
+    return origin_ns + int(round(TT.p_seconds(haversine_km(0.0, 0.0, lat, lon), 0.0) * NS))
 
 
 def ev(eid: str, t_s: float, mag: float | None = 3.0) -> CatalogEvent:
@@ -92,7 +96,7 @@ def scenario() -> dict:
     ]
     decision = {("a1", 1): e1.origin_ns + 4 * NS, ("a2", 1): e1.origin_ns + 9 * NS, ("f1", 1): false_p + 2 * NS}
     res = score([e4, e3, e2, e1], coverage(), INV, scores(trig), a2 + f1 + a1,
-                ScoringConfig(vp_km_s=VP), decision)
+                ScoringConfig(), decision)
     return {"res": res, "p1": p1, "events": (e1, e2, e3, e4), "false_p": false_p}
 
 
@@ -115,7 +119,7 @@ def test_latencies_first_p_and_updates(scenario: dict) -> None:
     res, p1 = scenario["res"], scenario["p1"]
     e = res.events[0]
     first_p = min(p1.values())
-    assert e.first_p_ns == first_p and e.first_p_source == "predicted"
+    assert e.first_p_ns == first_p and e.first_p_source == "TauP iasp91"
     assert e.first_p_stream in ("XX.A..HH?", "XX.C..HH?")  # equidistant
     assert e.alert_event_id == "a1" and e.duplicate_alerts == ("a2",)
     assert e.latency_after_origin_s == pytest.approx(4.0)
@@ -130,7 +134,8 @@ def test_missed_event_note_and_picks(scenario: dict) -> None:
     """A covered event nobody alerted on is missed, with how many stations triggered."""
     e2 = scenario["res"].events[1]
     assert e2.recording_streams == 4 and e2.triggered_streams == 1
-    assert "1 of 4 recording stations triggered" in e2.note
+    assert e2.reasons == ("too few triggered",)
+    assert "too few triggered: 1 of 4 scored stations triggered" in e2.note
     e1 = scenario["res"].events[0]
     picks = {a.stream: a.pick_error_s for a in e1.arrivals}
     assert all(v == pytest.approx(0.0, abs=1e-6) for v in picks.values()) and len(picks) == 4
@@ -159,7 +164,7 @@ def test_located_alert_errors_and_tolerances() -> None:
     good = _replace(good, origin_time_ns=e1.origin_ns + NS // 2)
     far = _replace(alert("far", 1, "NEW", [("A", p)]), has_location=True, latitude=3.0, longitude=0.0,
                    origin_time_ns=e1.origin_ns)
-    res = score([e1], coverage(), INV, [], [good, far], ScoringConfig(vp_km_s=VP))
+    res = score([e1], coverage(), INV, [], [good, far], ScoringConfig())
     e = res.events[0]
     assert e.status == "detected" and e.alert_event_id == "loc"
     assert e.location_error_km == pytest.approx(haversine_km(0.09, 0.0, 0.0, 0.0))
@@ -167,10 +172,10 @@ def test_located_alert_errors_and_tolerances() -> None:
     assert e.magnitude_estimate == pytest.approx(3.6) and e.magnitude_error == pytest.approx(-0.4)
     far_res = next(a for a in res.alerts if a.event_id == "far")
     assert far_res.classification == "false"  # 333 km away: outside 100 km
-    res2 = score([e1], coverage(), INV, [], [far], ScoringConfig(vp_km_s=VP, distance_tolerance_km=400))
+    res2 = score([e1], coverage(), INV, [], [far], ScoringConfig(distance_tolerance_km=400))
     assert res2.alerts[0].classification == "true"
     late = _replace(alert("late", 1, "NEW", [("A", p + 31 * NS)]))
-    assert score([e1], coverage(), INV, [], [late], ScoringConfig(vp_km_s=VP)).alerts[0].classification == "false"
+    assert score([e1], coverage(), INV, [], [late], ScoringConfig()).alerts[0].classification == "false"
 
 
 def _replace(v: AlertVersion, **kw: object) -> AlertVersion:
@@ -186,7 +191,7 @@ def test_station_missing_from_inventory_uses_first_pick() -> None:
     pa = e1.origin_ns + 2 * NS
     sc = scores({"A": [pa], "B": [pa + NS]}, "AB")
     a = AlertVersion("x", 1, "NEW", pa, pa, 0.8, (AlertStation("XX", "A", "", pa, 0.9), AlertStation("XX", "B", "", pa + NS, 0.9)))
-    res = score([e1], coverage("AB"), inv, sc, [a], ScoringConfig(vp_km_s=VP))
+    res = score([e1], coverage("AB"), inv, sc, [a], ScoringConfig())
     assert any("not in the inventory" in w and "XX.A" in w for w in res.warnings)
     e = res.events[0]
     assert e.status == "detected" and e.first_p_source == "first pick" and e.first_p_ns == pa
@@ -214,11 +219,11 @@ def test_result_does_not_depend_on_input_order(scenario: dict) -> None:
     p1 = scenario["p1"]
     sc = scores({s: [p1[s]] for s in STATIONS})
     al = [alert("a1", 1, "NEW", [("A", p1["A"]), ("B", p1["B"]), ("C", p1["C"])])]
-    ref = score([e1], coverage(), INV, sc, al, ScoringConfig(vp_km_s=VP))
+    ref = score([e1], coverage(), INV, sc, al, ScoringConfig())
     rng = random.Random(3)
     sc2 = sc + sc[:50]
     rng.shuffle(sc2)
-    got = score([e1], list(reversed(coverage())), INV, sc2, al, ScoringConfig(vp_km_s=VP))
+    got = score([e1], list(reversed(coverage())), INV, sc2, al, ScoringConfig())
     assert got == ref
 
 
@@ -289,8 +294,87 @@ def test_reassociate_runs_the_alerting_core_in_event_time_order(scenario: dict) 
 
 def test_config_validation() -> None:
     with pytest.raises(ConfigError):
-        ScoringConfig(vp_km_s=0)
+        ScoringConfig(nth_p=0)
     with pytest.raises(ConfigError):
         ScoringConfig(time_tolerance_s=math.nan)
     with pytest.raises(ConfigError):
         ScoringConfig(trigger_threshold=1.5)
+
+
+def test_catalogue_picks_are_the_reference_p_and_named() -> None:
+    """A catalogue P pick replaces the model time at its station; the others keep TauP; both named.
+    A detector pick 4 s after the analyst's pick (40 s off the model) is a P detection, not false."""
+    base = ev("ev1", 100)
+    pick_a = base.origin_ns + 40 * NS  # far from the model's P (~2 s at 11 km)
+    e1 = CatalogEvent("ev1", base.origin_ns, 0.0, 0.0, 0.0, 3.0, "ML", p_picks=(("XX.A", pick_a),))
+    sc = scores({"A": [pick_a + 1 * NS]})
+    res = score([e1], coverage(), INV, sc, [], ScoringConfig())
+    arr = {a.stream: a for a in res.events[0].arrivals}
+    assert arr["XX.A..HH?"].predicted_p_ns == pick_a and arr["XX.A..HH?"].p_source == "catalogue pick"
+    assert arr["XX.B..HH?"].predicted_p_ns == tp("B", e1.origin_ns) and arr["XX.B..HH?"].p_source == "TauP iasp91"
+    assert arr["XX.A..HH?"].p_detected and arr["XX.A..HH?"].pick_error_s == pytest.approx(1.0)
+    assert res.summary["false_triggers"] == 0 and res.false_triggers == ()
+    assert res.summary["reference_p_sources"] == {"TauP iasp91": 3, "catalogue pick": 1}
+
+
+def test_one_trigger_counts_for_one_event_and_false_triggers_are_listed() -> None:
+    """Two events 20 s apart: each trigger goes to the event whose reference P is nearest its pick;
+    a trigger far from both is listed as false with its stream and time."""
+    e1, e2 = ev("ev1", 100), ev("ev2", 120)
+    p1, p2 = tp("A", e1.origin_ns), tp("A", e2.origin_ns)
+    noise = T0 + 400 * NS + NS // 3
+    res = score([e1, e2], coverage(), INV, scores({"A": [p1, p2, noise]}), [], ScoringConfig())
+    t1 = {a.stream: a.pick_ns for a in res.events[0].arrivals if a.pick_ns is not None}
+    t2 = {a.stream: a.pick_ns for a in res.events[1].arrivals if a.pick_ns is not None}
+    assert t1 == {"XX.A..HH?": p1} and t2 == {"XX.A..HH?": p2}
+    assert [(t.stream, t.pick_ns) for t in res.false_triggers] == [("XX.A..HH?", noise)]
+    st = {s.stream: s for s in res.stations}["XX.A..HH?"]
+    assert (st.triggers, st.event_triggers, st.false_triggers) == (3, 2, 1)
+
+
+def test_every_miss_has_a_reason_from_the_run() -> None:
+    """No scorable data (with the rejection reasons), too few recorded, not associated (link rule),
+    outside the network."""
+    e1 = ev("ev1", 100)
+    facts = RunFacts(rejected_streams={f"XX.{s}..HH?": "rate_below_minimum" for s in "ABCD"},
+                     rejected_packets={"rate_below_minimum": 40})
+    res = score([e1], coverage(), INV, [], [], ScoringConfig(), facts=facts)
+    e = res.events[0]
+    assert e.status == "missed" and e.reasons == ("no scorable data",)
+    assert "rate_below_minimum" in e.note and "rejected packets: rate_below_minimum 40" in e.note
+    assert res.summary["missed_by_reason"] == {"no scorable data": 1}
+
+    res = score([e1], coverage("AB"), INV, scores({}, "AB"), [], ScoringConfig())
+    assert res.events[0].reasons == ("too few stations recorded it",)
+
+    p1 = {s: tp(s, e1.origin_ns) for s in STATIONS}
+    sc = scores({s: [p1[s]] for s in STATIONS})
+    assoc = AssociationConfig(max_link_km=5.0)  # stations are 11-33 km apart: no two linked
+    res = score([e1], coverage(), INV, sc, [], ScoringConfig(), association=assoc)
+    e = res.events[0]
+    assert e.reasons == ("not associated",) and "--max-link-km 5" in e.note and "has 1 (need 3)" in e.note
+
+    far = CatalogEvent("far", T0 + 100 * NS, 3.0, 0.0, 10.0, 4.0)  # 333 km away: first P ~45 s after origin
+    res = score([far], coverage(), INV, [], [], ScoringConfig(), facts=facts)
+    assert res.events[0].reasons == ("no scorable data", "outside the network")
+    assert res.events[0].note.startswith("outside the network: first P")
+
+
+def test_versions_bins_and_reliability(scenario: dict) -> None:
+    """Every alert version with its decision time after origin and after the n-th P; bins; Brier."""
+    res, p1 = scenario["res"], scenario["p1"]
+    e1 = scenario["events"][0]
+    v = {(x.event_id, x.version): x for x in res.versions}
+    assert set(v) == {("a1", 1), ("a1", 2), ("a2", 1), ("f1", 1), ("f1", 2)}
+    assert v[("a1", 1)].after_origin_s == pytest.approx(4.0)
+    third = sorted(p1.values())[2]
+    assert v[("a1", 1)].after_nth_p_s == pytest.approx((e1.origin_ns + 4 * NS - third) / NS)
+    assert v[("f1", 1)].after_origin_s is None and v[("a1", 1)].stations == ("XX.A", "XX.B", "XX.C")
+    mag = {r["magnitude"]: r for r in res.bins["magnitude"]}
+    assert mag["3-4"]["events"] == 4 and mag["3-4"]["covered"] == 2 and mag["3-4"]["detected"] == 1
+    assert mag["3-4"]["detection_rate"] == pytest.approx(0.5)
+    rel = res.reliability
+    assert rel["alerts"] == 3  # a1 and a2 matched, f1 false, all at probability 0.9
+    assert rel["brier"] == pytest.approx((2 * 0.1**2 + 0.9**2) / 3)
+    b = next(x for x in rel["bins"] if x["alerts"])
+    assert b["alerts"] == 3 and b["matched_share"] == pytest.approx(2 / 3)

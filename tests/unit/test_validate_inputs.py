@@ -35,7 +35,7 @@ def test_csv_catalogue(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("time,latitude,longitude,magnitude\n2024-03-01T12:00:00Z,1,2,3\n", "missing columns ['depth']"),
+        ("when,latitude,longitude,magnitude\n2024-03-01T12:00:00Z,1,2,3\n", "missing columns ['time']"),
         ("time,latitude,longitude,depth\nyesterday,1,2,3\n", "cat.csv:2: time 'yesterday'"),
         ("time,latitude,longitude,depth\n2024-03-01T12:00:00Z,95,2,3\n", "out of range"),
         ("time,latitude,longitude,depth\n2024-03-01T12:00:00Z,1,x,3\n", "longitude='x' is not a number"),
@@ -51,20 +51,33 @@ def test_bad_csv_catalogue_is_explained(tmp_path: Path, text: str, message: str)
     assert message in str(err.value)
 
 
+def test_csv_catalogue_without_depth_gets_the_default_depth(tmp_path: Path) -> None:
+    """The openeew_mx layout (name,time_utc,...; no depth): default depth, named in a warning."""
+    p = tmp_path / "cat.csv"
+    p.write_text("name,time_utc,latitude,longitude,magnitude\n3736,2017-12-16 04:07:30,17.592,-101.41,4.1\n")
+    events, notes = load_catalog(p, default_depth_km=20.0)
+    assert [e.event_id for e in events] == ["3736"] and events[0].depth_km == 20.0
+    assert events[0].depth_given is False and events[0].origin_ns == UTCDateTime("2017-12-16T04:07:30Z").ns
+    assert len(notes) == 1 and "20 km" in notes[0] and "3736" in notes[0]
+
+
 def test_missing_catalogue(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="does not exist"):
         load_catalog(tmp_path / "nope.xml")
 
 
 def test_quakeml_catalogue(tmp_path: Path) -> None:
-    """QuakeML through ObsPy: preferred origin and magnitude, depth from metres to km."""
+    """QuakeML through ObsPy: preferred origin and magnitude, depth from metres to km, P picks."""
     p = tmp_path / "cat.xml"
-    write_quakeml(p)
+    write_quakeml(p, {"ev1": {"S01": ORIGIN + 3.5, "S02": ORIGIN + 5.25}})
     events, notes = load_catalog(p)
     assert notes == [] and len(events) == len(EVENTS)
     ev1 = next(e for e in events if e.event_id.endswith("/ev1"))
     assert ev1.origin_ns == ORIGIN.ns and ev1.depth_km == pytest.approx(10.0)
     assert ev1.magnitude == pytest.approx(3.9) and ev1.magnitude_type == "ML"
+    net = ev1.p_picks[0][0].split(".")[0]
+    assert ev1.p_picks == ((f"{net}.S01", (ORIGIN + 3.5).ns), (f"{net}.S02", (ORIGIN + 5.25).ns))
+    assert all(e.p_picks == () for e in events if not e.event_id.endswith("/ev1"))
 
 
 def test_unreadable_quakeml(tmp_path: Path) -> None:
