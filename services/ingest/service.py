@@ -110,6 +110,7 @@ class IngestService:
 
     def run(self) -> int:
         s = self.settings
+        log.info("waiting for the Kafka broker at %s (up to %.0f s)", s.bootstrap_servers, s.broker_timeout_s)
         if not wait_for_broker(s.bootstrap_servers, s.broker_timeout_s, stop=self.stop):
             log.info("stopped while waiting for the broker at %s", s.bootstrap_servers)
             return 0
