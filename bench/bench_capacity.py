@@ -223,12 +223,16 @@ def feeder_main(cfg: dict[str, Any]) -> None:
     """Publish every station's previous second, in real time; write stats to cfg['out'].
 
     Packets are serialised before the start (``encode_packet``, ingest_time_ns appended at send
-    time), so the feeder's cost during the run is the Kafka producer's alone.
+    time), so the feeder's cost during the run is the Kafka producer's alone. With
+    ``cfg["period"]`` (the soak benchmark) only that many seconds are built and played in a loop
+    for ``cfg["seconds"]``, and the packets sent so far are written to ``cfg["progress"]`` each
+    second.
     """
     from services.common.codec import Packet, encode_packet
     from services.common.kafka import make_producer
 
-    plan = Plan(cfg["n"], cfg["seconds"], cfg["seed"], cfg["event_every"], cfg["event_stations"])
+    period = int(cfg.get("period") or cfg["seconds"])
+    plan = Plan(cfg["n"], period, cfg["seed"], cfg["event_every"], cfg["event_stations"])
     streams = build_streams(plan, load_recordings(Path(cfg["shared"])))
     raw: list[list[tuple[bytes, bytes]]] = []  # per second: (key, value) of station-major packets
     keys = [f"BN.{plan.name(k)}..HH?".encode() for k in range(plan.n)]
@@ -244,7 +248,8 @@ def feeder_main(cfg: dict[str, Any]) -> None:
     del streams
     slices = cfg["slices"]
     by_slice = [list(range(j, plan.n, slices)) for j in range(slices)]  # station k: phase (k % slices)
-    producer = make_producer(cfg["bootstrap"], "bench-feeder")
+    extra = {"linger_ms": cfg["linger_ms"]} if cfg.get("linger_ms") else {}
+    producer = make_producer(cfg["bootstrap"], "bench-feeder", **extra)
     acks: list[float] = []
     lateness: list[float] = []
     sent = 0
@@ -263,9 +268,10 @@ def feeder_main(cfg: dict[str, Any]) -> None:
     start_tag = bytes([6 << 3])
     topic = cfg["topic"]
     cpu0, wall0 = time.process_time(), time.monotonic()
-    for s in range(plan.seconds):
+    progress = cfg.get("progress")
+    for s in range(cfg["seconds"]):
         start = start_tag + _varint(t0_ns + s * NS)
-        sec = raw[s]
+        sec = raw[s % period]
         for j, stations in enumerate(by_slice):
             due_ns = t0_ns + (s + 1) * NS + j * NS // slices
             delay = (due_ns - time.time_ns()) / NS
@@ -280,7 +286,11 @@ def feeder_main(cfg: dict[str, Any]) -> None:
                     sent += 1
                     if sent % 20 == 0:
                         fut.add_callback(track(time.monotonic()))
-        raw[s] = []
+        if period == cfg["seconds"]:
+            raw[s] = []
+        if progress:
+            Path(progress + ".tmp").write_text(str(sent))
+            os.replace(progress + ".tmp", progress)
     producer.flush(60)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     producer.close(10)

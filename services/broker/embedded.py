@@ -154,8 +154,12 @@ class SeaweedS3:
         "admin.port.grpc",
     )
 
-    def __init__(self, data_dir: Path, s3_port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, s3_port: int | None = None, cache_mb: int = 0, memory_limit_mb: int = 256
+    ) -> None:
         self.data_dir = Path(data_dir)
+        self.cache_mb = cache_mb
+        self.memory_limit_mb = memory_limit_mb
         self.ports = self._choose_ports(s3_port)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -225,13 +229,15 @@ class SeaweedS3:
             "-s3.port.lance=0",
             "-master.telemetry=false",
             "-master.volumeSizeLimitMB=64",
+            f"-s3.cacheCapacityMB={self.cache_mb}",
             *[f"-{k}={v}" for k, v in self.ports.items()],
         ]
 
     def start(self, timeout_s: float = 60.0) -> SeaweedS3:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.ports_file.write_text(json.dumps(self.ports, indent=1))
-        env = {**os.environ, **self.env()}
+        # GOMEMLIMIT: the Go runtime collects harder near it (a soft bound on weed's heap)
+        env = {**os.environ, **self.env(), "GOMEMLIMIT": f"{self.memory_limit_mb}MiB"}
         with (self.data_dir / "weed.log").open("ab") as out:
             self.proc = subprocess.Popen(
                 self.args(), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -293,6 +299,7 @@ class EmbeddedBroker:
         retention_ms: Mapping[str, int] | None = None,
         retention_interval_s: float = 60.0,
         storage_timeout_s: float = 10.0,
+        storage_memory_mb: int = 256,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.port = port or free_port()
@@ -302,6 +309,7 @@ class EmbeddedBroker:
         self.retention_ms = resolve(ALL_TOPICS, retention_ms)
         self.retention_interval_s = retention_interval_s
         self.storage_timeout_s = storage_timeout_s
+        self.storage_memory_mb = storage_memory_mb
         self.metrics = BrokerMetrics(registry or CollectorRegistry())
         self.proc: subprocess.Popen[bytes] | None = None
         self.s3: SeaweedS3 | None = None
@@ -327,7 +335,9 @@ class EmbeddedBroker:
         env = dict(os.environ)
         if self.durable_dir is not None:
             if self.s3 is None:
-                self.s3 = SeaweedS3(self.durable_dir / "seaweedfs").start()
+                self.s3 = SeaweedS3(
+                    self.durable_dir / "seaweedfs", memory_limit_mb=self.storage_memory_mb
+                ).start()
             env.update(self.s3.env())
             engine = "s3://tansu/"
         else:
