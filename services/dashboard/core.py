@@ -242,13 +242,16 @@ class DashboardCore:
         return out
 
     def station_rows(self, now_ns: int) -> list[tuple[int, int, float, int, str]]:
-        """Dynamic part per station: (index, state code, score (2 decimals), triggered, reject reason)."""
+        """Dynamic part per station: (index, state code, score, triggered, reject reason).
+
+        The score is rounded to 0.05 (the map shows it on hover only): noise wobbling in the third
+        decimal then changes no row, and a tick sends only the stations whose picture changed."""
         clock = self.clock_ns(now_ns)
         rows = []
         for st in self._stations.values():
             state = self.state(st, now_ns, clock)
             reason = st.rejected_reason if state == "rejected" else ""
-            rows.append((st.index, STATE_CODE[state], round(st.probability, 2), int(st.triggered), reason))
+            rows.append((st.index, STATE_CODE[state], round(round(st.probability * 20) / 20, 2), int(st.triggered), reason))
         return rows
 
     def state_of(self, sid: str, now_ns: int) -> str | None:

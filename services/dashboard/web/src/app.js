@@ -9,6 +9,7 @@ const EPICENTRE = "#ff2d2d";
 const P_COLOR = "#4aa3ff";
 const S_COLOR = "#ff5a36";
 const FRONT_MAX_S = 240; // fronts drawn for this long after the origin
+const FRONT_FRAME_MS = 100;
 const KM_PER_DEG = 111.195;
 
 const S = {
@@ -39,6 +40,7 @@ const api = {
   messages: 0,
   lastMessageAt: 0,
   drawn: { stations: {}, events: {} },
+  cost: {}, // JS time per step: {name: [count, total ms, max ms]} (the benchmark reads it)
   stationState(id) {
     const i = S.byId.get(id);
     if (i === undefined || !S.rows[i]) return null;
@@ -59,6 +61,17 @@ const api = {
   events: () => S.events.map((e) => ({ id: e.event_id, versions: e.versions.map((v) => v.version), stations: e.stations })),
 };
 window.eewDashboard = api;
+
+function timed(name, fn) {
+  const t0 = performance.now();
+  const out = fn();
+  const dt = performance.now() - t0;
+  const c = api.cost[name] || (api.cost[name] = [0, 0, 0]);
+  c[0] += 1;
+  c[1] += dt;
+  c[2] = Math.max(c[2], dt);
+  return out;
+}
 
 let dpr = window.devicePixelRatio || 1;
 const $ = (id) => document.getElementById(id);
@@ -131,11 +144,43 @@ async function load() {
 
 async function loadWorld() {
   const topo = await (await fetch("/assets/countries-50m.json")).json();
+  const land = feature(topo, topo.objects.land);
+  // split into parts with their bounding boxes: a regional view draws only the parts it shows
+  const polys = (land.type === "FeatureCollection" ? land.features : [land]).flatMap((f) =>
+    f.geometry.type === "MultiPolygon" ? f.geometry.coordinates.map((c) => ({ type: "Polygon", coordinates: c })) : [f.geometry]);
+  const lines = (m) => m.coordinates.map((c) => ({ type: "LineString", coordinates: c }));
+  const withBox = (g) => ({ g, box: bbox(g.type === "Polygon" ? g.coordinates[0] : g.coordinates) });
   S.world = {
-    land: feature(topo, topo.objects.land),
-    coast: mesh(topo, topo.objects.land),
-    borders: mesh(topo, topo.objects.countries, (a, b) => a !== b),
+    whole: land,
+    land: polys.map(withBox),
+    coast: lines(mesh(topo, topo.objects.land)).map(withBox),
+    borders: lines(mesh(topo, topo.objects.countries, (a, b) => a !== b)).map(withBox),
   };
+}
+
+function bbox(coords) {
+  let x0 = Infinity;
+  let y0 = Infinity;
+  let x1 = -Infinity;
+  let y1 = -Infinity;
+  for (const [x, y] of coords) {
+    if (x < x0) x0 = x;
+    if (x > x1) x1 = x;
+    if (y < y0) y0 = y;
+    if (y > y1) y1 = y;
+  }
+  return [x0, y0, x1, y1];
+}
+
+function visibleBox() {
+  // the lon/lat box on screen (Mercator: corners suffice), with a margin
+  const [w, h] = S.size;
+  const a = S.projection.invert([0, h]);
+  const b = S.projection.invert([w, 0]);
+  if (!a || !b || b[0] - a[0] > 300) return null; // (nearly) the whole world: draw everything
+  const mx = (b[0] - a[0]) * 0.1;
+  const my = (b[1] - a[1]) * 0.1;
+  return [a[0] - mx, a[1] - my, b[0] + mx, b[1] + my];
 }
 
 function connect() {
@@ -148,7 +193,7 @@ function connect() {
     $("conn").textContent = "reconnecting";
     $("conn").className = "badge off";
   };
-  es.onmessage = (ev) => apply(JSON.parse(ev.data));
+  es.onmessage = (ev) => timed("message", () => apply(JSON.parse(ev.data)));
 }
 
 function apply(msg) {
@@ -159,8 +204,8 @@ function apply(msg) {
     S.layout = msg.layout;
     S.byId = new Map(msg.layout.map((s, i) => [s[0], i]));
     S.rows = [];
-    project();
     if (api.ready && !S.userMoved) fit();
+    else project(false);
   }
   if (msg.rows) {
     for (const r of msg.rows) S.rows[r[0]] = r;
@@ -185,7 +230,7 @@ function apply(msg) {
 // ---- map -----------------------------------------------------------------------------------
 
 function layers() {
-  return ["layer-base", "layer-events", "layer-stations", "layer-top"].map((id) => $(id));
+  return ["layer-base", "layer-events", "layer-fronts", "layer-stations", "layer-top"].map((id) => $(id));
 }
 
 function resize() {
@@ -219,17 +264,20 @@ function fit() {
     coords.push([cx - 1, cy - 1], [cx + 1, cy + 1]);
     target = { type: "MultiPoint", coordinates: coords };
   } else {
-    target = S.world ? S.world.land : { type: "Sphere" };
+    target = S.world ? S.world.whole : { type: "Sphere" };
   }
+  const before = S.projection ? [S.projection.scale(), ...S.projection.translate()].join() : "";
   S.projection = geoMercator().fitExtent([[30, 30], [w - 30, h - 30]], target);
   S.userMoved = false;
-  project();
+  project([S.projection.scale(), ...S.projection.translate()].join() !== before || S.baseDirty);
 }
 
-function project() {
+function project(moved = true) {
+  // station positions on screen; ``moved``: the projection changed, so everything is redrawn
   if (!S.projection) return;
   S.pts = S.layout.map((s) => (s[1] === null ? null : S.projection([s[2], s[1]])));
-  S.baseDirty = S.stationsDirty = S.topDirty = true;
+  S.stationsDirty = true;
+  if (moved) S.baseDirty = S.topDirty = true;
 }
 
 function drawBase() {
@@ -238,19 +286,21 @@ function drawBase() {
   c.clearRect(0, 0, w, h);
   if (!S.world) return;
   const path = geoPath(S.projection, c);
+  const v = visibleBox();
+  const shown = (parts) => (v ? parts.filter(({ box }) => box[2] >= v[0] && box[0] <= v[2] && box[3] >= v[1] && box[1] <= v[3]) : parts);
   c.fillStyle = "#1d2b22";
   c.beginPath();
-  path(S.world.land);
+  for (const { g } of shown(S.world.land)) path(g);
   c.fill();
   c.strokeStyle = "#7fa0b8";
   c.lineWidth = 1;
   c.beginPath();
-  path(S.world.coast);
+  for (const { g } of shown(S.world.coast)) path(g);
   c.stroke();
   c.strokeStyle = "#c9b37a";
   c.setLineDash([4, 3]);
   c.beginPath();
-  path(S.world.borders);
+  for (const { g } of shown(S.world.borders)) path(g);
   c.stroke();
   c.setLineDash([]);
 }
@@ -296,20 +346,49 @@ function kmCircle(lon, lat, km) {
   return geoCircle().center([lon, lat]).radius(km / KM_PER_DEG).precision(2)();
 }
 
-function drawEvents(nowMs) {
-  // fronts and uncertainty (events layer), epicentres and the site (top layer)
+function frontsOf(nowMs) {
+  // the newest located event while its fronts are on the map, else null
+  const e = S.events.find((x) => x.location && x.type !== "CANCEL");
+  if (!e) return null;
+  const dt = (nowMs - e.origin_time_ns / 1e6) / 1000;
+  return dt > 0 && dt < FRONT_MAX_S ? [e, dt] : null;
+}
+
+function drawFronts(nowMs) {
+  // P and S fronts of the newest located event (redrawn every frame while they spread)
+  const c = $("layer-fronts").getContext("2d");
+  const [w, h] = S.size;
+  c.clearRect(0, 0, w, h);
+  const f = frontsOf(nowMs);
+  if (!f) return false;
+  const [e, dt] = f;
+  const { latitude: lat, longitude: lon, depth_km: depth } = e.location;
+  const path = geoPath(S.projection, c);
+  for (const [v, color] of [[S.config.vp_km_s, P_COLOR], [S.config.vs_km_s, S_COLOR]]) {
+    const reach = v * dt;
+    const rad = Math.sqrt(Math.max(0, reach * reach - (depth || 0) * (depth || 0)));
+    if (rad <= 0) continue;
+    c.strokeStyle = color;
+    c.lineWidth = 2;
+    c.beginPath();
+    path(kmCircle(lon, lat, rad));
+    c.stroke();
+  }
+  return true;
+}
+
+function drawEvents() {
+  // uncertainty circles (events layer), epicentres and the chosen site (top layer): on change only
   const c = $("layer-events").getContext("2d");
   const t = $("layer-top").getContext("2d");
   const [w, h] = S.size;
   c.clearRect(0, 0, w, h);
   t.clearRect(0, 0, w, h);
   const pathE = geoPath(S.projection, c);
-  let animating = false;
   const drawnEvents = {};
   S.events.forEach((e, k) => {
     if (!e.location || e.type === "CANCEL") return;
-    const { latitude: lat, longitude: lon, depth_km: depth, uncertainty_km: unc } = e.location;
-    const recent = k === 0;
+    const { latitude: lat, longitude: lon, uncertainty_km: unc } = e.location;
     if (unc) {
       c.fillStyle = "rgba(255,80,80,0.12)";
       c.strokeStyle = "rgba(255,80,80,0.6)";
@@ -319,23 +398,9 @@ function drawEvents(nowMs) {
       c.fill();
       c.stroke();
     }
-    const dt = (nowMs - e.origin_time_ns / 1e6) / 1000;
-    if (recent && dt > 0 && dt < FRONT_MAX_S) {
-      animating = true;
-      for (const [v, color] of [[S.config.vp_km_s, P_COLOR], [S.config.vs_km_s, S_COLOR]]) {
-        const reach = v * dt;
-        const rad = Math.sqrt(Math.max(0, reach * reach - (depth || 0) * (depth || 0)));
-        if (rad <= 0) continue;
-        c.strokeStyle = color;
-        c.lineWidth = 2;
-        c.beginPath();
-        pathE(kmCircle(lon, lat, rad));
-        c.stroke();
-      }
-    }
     const p = S.projection([lon, lat]);
     if (!p) return;
-    star(t, p[0], p[1], recent ? 11 : 7);
+    star(t, p[0], p[1], k === 0 ? 11 : 7);
     drawnEvents[e.event_id] = p;
     for (const v of e.versions) {
       const key = e.event_id + ":" + v.version;
@@ -352,7 +417,6 @@ function drawEvents(nowMs) {
     }
   }
   api.drawn.events = drawnEvents;
-  return animating;
 }
 
 function star(ctx, x, y, r) {
@@ -371,7 +435,8 @@ function star(ctx, x, y, r) {
 }
 
 let lastFrame = 0;
-let animating = false;
+let animating = true;
+let lastFronts = 0;
 let lastCountdown = 0;
 
 function frame(ts) {
@@ -382,16 +447,22 @@ function frame(ts) {
   lastFrame = ts;
   const now = clockMs();
   if (S.baseDirty) {
-    drawBase();
+    timed("basemap", drawBase);
     S.baseDirty = false;
   }
   if (S.stationsDirty) {
-    drawStations();
+    timed("stations", drawStations);
     S.stationsDirty = false;
   }
-  if (S.topDirty || animating) {
-    animating = drawEvents(now);
+  if (S.topDirty) {
+    timed("events", drawEvents);
     S.topDirty = false;
+    animating = true; // redraw the fronts once at least
+  }
+  if (animating && ts - lastFronts >= FRONT_FRAME_MS) {
+    // 10 per second: the S front moves 0.35 km per step, and the canvas is composited less often
+    lastFronts = ts;
+    animating = timed("fronts", () => drawFronts(now));
   }
   if (ts - lastCountdown > 100) {
     lastCountdown = ts;
