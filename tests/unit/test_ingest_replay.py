@@ -97,3 +97,26 @@ def test_clip_record_keeps_exact_samples() -> None:
     assert c.start_time_ns == 11 * NS + 5_000_000 and len(c.data) == 100 and int(c.data[0]) == 100
     assert clip_record(r, 30 * NS, None) is None
     assert clip_record(r, None, None) is r
+
+
+def test_replay_warns_once_per_stream_the_detector_would_refuse(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The one shared rule (services.common.streams): a 10 Hz channel is replayed but warned once."""
+    import logging
+
+    from prometheus_client import CollectorRegistry
+
+    from services.ingest.metrics import IngestMetrics
+
+    data = np.arange(200, dtype=np.int32)
+    hdr = {"network": "XR", "station": "LOW", "channel": "HHZ", "sampling_rate": 10.0, "starttime": T0}
+    Stream([Trace(data, header=hdr)]).write(str(tmp_path / "low.mseed"), format="MSEED")
+    metrics = IngestMetrics(CollectorRegistry())
+    with caplog.at_level(logging.WARNING, logger="services.ingest.emit"):
+        stats = replay_files([tmp_path], MemoryProducer(), speed=0, metrics=metrics)
+    assert stats.packets == 20 and stats.rejected == 0  # published: other consumers may want it
+    warned = [r.getMessage() for r in caplog.records if "will not score" in r.getMessage()]
+    assert len(warned) == 1 and "XR.LOW..HHZ at 10 Hz" in warned[0] and "rate_below_minimum" in warned[0]
+    labels = {"reason": "rate_below_minimum"}
+    assert metrics.registry.get_sample_value("eew_ingest_unscorable_streams_total", labels) == 1
