@@ -130,6 +130,7 @@ from services.alerting.locate import (
 from services.alerting.magnitude import MagnitudeConfig, MagnitudeEstimate, PdObservation, estimate_magnitude
 from services.alerting.stations import StationInventory, haversine_km, neighbour_distances_km
 from services.common.exceptions import ConfigError
+from services.common.streams import ACCELERATION, classify_channel
 
 NS = 1_000_000_000
 
@@ -469,6 +470,7 @@ class Associator:
         self.gains: dict[str, float] = dict(gains or {})
         self.magnitude = magnitude or MagnitudeConfig()
         self._mag_dirty: dict[str, _Event] = {}
+        self._accelerometers: set[str] = set()
         self.ignore_before_ns = ignore_before_ns
         self.stats: Counter[str] = Counter()
         self.watermark_ns: int | None = None  # max window_end seen
@@ -1073,6 +1075,7 @@ class Associator:
                     haversine_km(loc.latitude, loc.longitude, m.coords[0], m.coords[1]), loc.depth_km
                 ),
                 window_s=m.amp_covered_ns / NS,
+                accelerometer=m.stream in self._accelerometers or self._is_accelerometer(m.stream),
             )
             for m in members
             if m.coords is not None
@@ -1084,6 +1087,15 @@ class Associator:
             else:
                 self.stats[f"magnitudes_{mag.magnitude_type.lower()}"] += 1
         return mag
+
+    def _is_accelerometer(self, stream: str) -> bool:
+        """True for accelerometer streams (instrument code N, L, G of NET.STA.LOC.BI), cached."""
+        bi = stream.rsplit(".", 1)[-1]
+        info = classify_channel(bi[:2] + "Z") if len(bi) >= 2 else None
+        acc = info is not None and not isinstance(info, str) and info.quantity == ACCELERATION
+        if acc:
+            self._accelerometers.add(stream)
+        return acc
 
     def _flush_dirty(self, out: list[AlertRecord]) -> None:
         self._check_magnitudes()

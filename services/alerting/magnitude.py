@@ -12,17 +12,35 @@ velocity record integrated once (accelerograms twice) and high-passed at 0.075 H
 Butterworth); R: hypocentral distance (km). So a station's magnitude is
 M = (log10 Pd + 3.463 + 1.374 log10 R) / 0.729. The event magnitude is the mean over stations.
 
+Accelerometers: a station whose stream is an accelerometer (``services.common.streams``: instrument
+code N, L or G) gives Pd from its acceleration integrated twice (the detector's ``displacement.py``).
+On low-cost MEMS sensors the double integration lets self-noise into Pd, and their site conditions
+differ from Wu & Zhao's broadband stations, so those stations get ``accelerometer_correction``
+added to their magnitude: -0.43, the median over the openeew_mx ``dev`` earthquakes (6 earthquakes,
+M 4.6-5.2, models/splits/openeew_mx.txt; the median of each earthquake's median station residual
+M_pd - M_catalogue over stations with a full 3 s window, 23 stations) -- a network and instrument
+term, re-fit it for another MEMS network (``bench/bench_openeew_alerts.py --pd-table``). The
+``test`` earthquakes are reported separately in bench/RESULTS.md.
+
 Uncertainty: a single station scatters by 0.305 / 0.729 = 0.42 magnitude units (the relation's
 scatter); the event mean has the standard error s / sqrt(n) with s the station scatter (the
 sample standard deviation when n >= 3, else 0.42), combined in quadrature with the 0.18 units by
 which event Pd magnitudes differ from catalogue magnitudes in Wu & Zhao's data, and with
 ``uncalibrated_extra`` (1.0 by default) when the nominal gain is used (below).
 
-Saturation: 3 s of P sees only the first 3 s of the rupture, so Pd stops growing with M around
-M 6.5 (Wu & Zhao report their 0.18 agreement for M < 6.5; e.g. Kuyuk & Allen 2013, GRL 40); at or
-above ``saturation_m`` the value is a lower bound (``MagnitudeEstimate.saturated``). Windows
-shorter than 3 s (right after the P arrival) give lower Pd, so early estimates of M > ~4.5
-events are low and grow as the windows fill. A partial-window station therefore only gives a lower
+Saturation: a P window of w seconds sees only the first w seconds of the rupture, so Pd stops
+growing with M once the rupture lasts longer than the window: around M 6.5 for 3 s (Wu & Zhao report
+their 0.18 agreement for M < 6.5; Kuyuk & Allen 2013, GRL 40, 6329-6333, find the same for
+global Pd; Rydelek & Horiuchi 2006, Nature 442, E5-E6; Meier, Ampuero & Heaton 2017, Science 357,
+1277-1281: the first seconds of large and small ruptures look alike). Since
+rupture duration scales as M0^(1/3), i.e. 10^(M/2), the magnitude where a window of w seconds
+saturates is ``M_sat(w) = saturation_m + 2 log10(w / 3 s)`` (M 5.5 at 1 s, 6.5 at 3 s). An estimate
+is flagged as a lower bound (``MagnitudeEstimate.saturated``; JSON ``magnitude.lower_bound``)
+whenever saturation is *possible*: when its value plus twice its uncertainty reaches M_sat of the
+shortest window behind it -- not only once it has reached 6.5. The value itself is not inflated: a
+flagged estimate says "at least this", and later versions with full windows (and more stations) can
+raise it. Windows shorter than 3 s (right after the P arrival) give lower Pd, so early estimates of
+M > ~4.5 events are low and grow as the windows fill. A partial-window station therefore only gives a lower
 bound, so once ``min_full_stations`` stations have a full window only those are used; before that
 every station with at least ``min_window_s`` of P is (the best early guess), and
 ``MagnitudeEstimate.window_s`` reports the shortest window used.
@@ -55,6 +73,8 @@ from scipy.signal import butter, lfilter, lfilter_zi
 from services.alerting.exceptions import InventoryError
 
 MAGNITUDE_TYPE = "Mpd"
+#: Added to the Pd magnitude of accelerometer stations: fit on the openeew_mx dev earthquakes (module doc).
+ACCELEROMETER_CORRECTION = -0.43
 MAGNITUDE_TYPE_UNCAL = "Mpd_uncal"
 
 
@@ -83,6 +103,10 @@ class PdRelation:
     def station_sigma_m(self) -> float:
         return self.sigma_log_pd / self.b
 
+    def saturation_at(self, window_s: float) -> float:
+        """Magnitude above which a Pd window of ``window_s`` seconds saturates (module docstring)."""
+        return self.saturation_m + 2.0 * math.log10(max(window_s, 0.1) / self.window_s)
+
 
 WU_ZHAO_2006 = PdRelation(
     a=-3.463,
@@ -104,6 +128,7 @@ class MagnitudeConfig:
     max_distance_km: float = 200.0  # farther stations are left out (weak P, other phases)
     nominal_gain: float | None = None  # counts per m/s assumed for uncalibrated stations (Mpd_uncal)
     uncalibrated_extra: float = 1.0  # added (in quadrature) to the uncertainty of Mpd_uncal
+    accelerometer_correction: float = ACCELEROMETER_CORRECTION  # added to accelerometer station magnitudes
 
     @property
     def window_s(self) -> float:
@@ -119,6 +144,7 @@ class PdObservation:
     gain: float | None
     hypocentral_km: float
     window_s: float
+    accelerometer: bool = False  # Pd from double-integrated acceleration (accelerometer_correction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +153,7 @@ class MagnitudeEstimate:
     uncertainty: float
     magnitude_type: str
     n_stations: int
-    saturated: bool  # at or above the relation's saturation: a lower bound
+    saturated: bool  # saturation possible for its windows: a lower bound
     window_s: float  # shortest P window behind the estimate (s)
 
 
@@ -156,7 +182,11 @@ def estimate_magnitude(
     else:
         return None
     mags = np.array(
-        [rel.magnitude(o.peak_displacement / g, o.hypocentral_km) for o, g in zip(chosen, gains, strict=True)]
+        [
+            rel.magnitude(o.peak_displacement / g, o.hypocentral_km)
+            + (cfg.accelerometer_correction if o.accelerometer else 0.0)
+            for o, g in zip(chosen, gains, strict=True)
+        ]
     )
     n = len(mags)
     scatter = float(mags.std(ddof=1)) if n >= 3 else rel.station_sigma_m
@@ -164,13 +194,14 @@ def estimate_magnitude(
     if mtype == MAGNITUDE_TYPE_UNCAL:
         unc2 += cfg.uncalibrated_extra**2
     value = float(mags.mean())
+    window = min(min(o.window_s for o in chosen), rel.window_s)
     return MagnitudeEstimate(
         value=value,
         uncertainty=math.sqrt(unc2),
         magnitude_type=mtype,
         n_stations=n,
-        saturated=value >= rel.saturation_m,
-        window_s=min(min(o.window_s for o in chosen), rel.window_s),
+        saturated=value + 2.0 * math.sqrt(unc2) >= rel.saturation_at(window),
+        window_s=window,
     )
 
 
