@@ -24,6 +24,7 @@ and broker memory after that is the 24 h equivalent.
     nice -n 10 .venv/bin/python bench/bench_soak.py --stations 1000 --minutes 60
     .venv/bin/python bench/bench_soak.py --stations 100 --minutes 5 --warmup-min 1 --retention-s 60
     .venv/bin/python bench/bench_soak.py --memory ...   # the memory engine, for comparison
+    .venv/bin/python bench/bench_soak.py --tansu-facts 100 300 1000 2000   # retention.ms, fetch vs objects
 """
 
 from __future__ import annotations
@@ -125,10 +126,11 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             }
         alert = ServiceProcess(
             "alerting",
-            ["alert", *common, "--stations", str(run_dir / "stations.csv"), *a.alerting_arg],
+            ["alert", *common, "--stations", str(run_dir / "stations.csv"),
+             "--outbox-db", f"sqlite:///{run_dir.resolve()}/outbox.sqlite", *a.alerting_arg],
             run_dir / "alerting.log",
             free_port(),
-        ).start(env)
+        ).start(env)  # fmt: skip
         services.append(alert)
         ready, out, progress = run_dir / "feeder.ready", run_dir / "feeder.json", run_dir / "feeder.progress"
         for f in (ready, out, progress):
@@ -190,7 +192,9 @@ def sample(
     """One row: RSS of every process, broker footprint, counters and lag."""
     fp = broker.footprint()
     row: dict[str, Any] = {"t": round(t, 1)}
-    row.update({f"rss_{k}": round(v / MB, 2) for k, v in fp.items() if k.endswith("_rss")})
+    for k, v in fp.items():
+        if k.endswith("_rss"):
+            row["rss_" + k.removesuffix("_rss")] = round(v / MB, 2)
     row["disk_mb"] = round(fp.get("disk", 0) / MB, 2)
     row.update({f"rss_{k}": round(rss_mb(p), 2) for k, p in pids.items()})
     dm, am = scrape(det_port), scrape(alert_port)
@@ -306,6 +310,56 @@ def print_summary(res: dict[str, Any]) -> None:
     print("nothing lost:", res["nothing_lost"], " load average at the end:", res["load_avg"])
 
 
+def tansu_facts(objects: list[int], wait_s: float) -> None:
+    """Print what Tansu does with retention.ms (memory engine) and how a durable fetch's time grows
+    with the number of batch objects in the partition (each flushed send is one object)."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from services.broker.embedded import EmbeddedBroker
+    from services.common.kafka import make_producer
+
+    with EmbeddedBroker(create_topics=False) as b:
+        admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+        admin.create_topics([NewTopic("soak.retention", 1, 1, topic_configs={"retention.ms": "1000"})])
+        admin.close()
+        producer = make_producer(b.bootstrap, "soak-facts")
+        for _ in range(100):
+            producer.send("soak.retention", value=b"x" * 1000)
+        producer.flush(30)
+        producer.close(10)
+        time.sleep(wait_s)
+        c = KafkaConsumer(bootstrap_servers=b.bootstrap)
+        tp = TopicPartition("soak.retention", 0)
+        print(f"memory engine, retention.ms=1000: earliest offset {c.beginning_offsets([tp])[tp]} "
+              f"{wait_s:.0f} s after 100 messages (Kafka would have removed them)")  # fmt: skip
+        c.close()
+    with (
+        tempfile.TemporaryDirectory(prefix="eew-facts-") as d,
+        EmbeddedBroker(durable_dir=Path(d), retention_interval_s=0) as b,
+    ):
+        from services.common.topics import WAVEFORMS
+
+        tp = TopicPartition(WAVEFORMS.name, 0)
+        producer = make_producer(b.bootstrap, "soak-facts")
+        c = KafkaConsumer(bootstrap_servers=b.bootstrap, fetch_max_wait_ms=50)
+        c.assign([tp])
+        n = 0
+        print("durable engine: time to read the newest 20 batch objects (one message each) of a partition")
+        for target in objects:
+            while n < target:
+                producer.send(WAVEFORMS.name, partition=0, value=b"z" * 1000)
+                producer.flush(30)
+                n += 1
+            c.seek(tp, n - 20)
+            got, t = 0, time.monotonic()
+            while got < 20 and time.monotonic() - t < 120:
+                got += sum(len(r) for r in c.poll(200).values())
+            print(f"  {n:6d} objects in the partition: {time.monotonic() - t:6.2f} s for {got} messages")
+        c.close()
+        producer.close(10)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stations", type=int, default=1000)
@@ -336,7 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--trace-alerting", action="store_true", help="tracemalloc the alerting process")
     ap.add_argument("--trace-s", type=float, default=120.0, help="seconds between tracemalloc snapshots")
+    ap.add_argument(
+        "--tansu-facts", type=int, nargs="*", default=None, metavar="OBJECTS",
+        help="instead of a soak: Tansu's retention.ms (memory) and durable fetch time at these object counts",
+    )  # fmt: skip
     a = ap.parse_args(argv)
+    if a.tansu_facts is not None:
+        tansu_facts(a.tansu_facts or [100, 300, 1000, 2000], wait_s=10.0)
+        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the children (finally) on SIGTERM
     res = run(a)
     print_summary(res)
