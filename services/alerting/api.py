@@ -274,6 +274,11 @@ class SubscriberApi:
         host = self._server.address[0]
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
+    @property
+    def connections(self) -> int:
+        """Open client connections (all addresses)."""
+        return self._server.guard.total
+
     def start(self) -> SubscriberApi:
         self._server.start()
         log.info("subscriber API on %s (/v1/subscribers, /v1/alerts, /alerts/stream)", self.url)
@@ -543,7 +548,12 @@ class _Guarded:
 
         ok, wait = api.buckets.take(key)
         resp: Response | None = None
-        if not ok:
+        head_bytes = len(scope.get("raw_path", b"")) + len(scope["query_string"]) + sum(
+            len(k) + len(v) + 4 for k, v in scope["headers"]
+        )
+        if head_bytes > api.cfg.max_header_bytes:  # h11 stops only headers that arrive in pieces
+            resp = error_response(431, "headers_too_large", "headers too large")
+        elif not ok:
             resp = error_response(
                 429, "rate_limited", "too many requests", headers={"Retry-After": str(max(1, round(wait + 0.5)))}
             )

@@ -170,7 +170,7 @@ class ThreadedServer:
         sock.listen(2048)
         sock.setblocking(False)
         self.sock = sock
-        guard = _Guard(limits, on_refused)
+        self.guard = guard = _Guard(limits, on_refused)
         protocol = type("ServerH11Protocol", (GuardedH11Protocol,), {"guard": guard})
         config = uvicorn.Config(
             app,

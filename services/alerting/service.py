@@ -27,6 +27,7 @@ fail-over, not scale-out); a warning is logged if it is not assigned every parti
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -144,11 +145,7 @@ class AlertingSettings(ServiceSettings):
     )
     locate: bool = Field(True, description="Locate events by grid search (needs --stations coordinates).")
     locate_vp_km_s: float = Field(6.0, description="Homogeneous P velocity of the location grid search.")
-    locate_min_stations: int = Field(
-        3,
-        description="Triggered stations with coordinates needed to locate (with 3, the stations that have not "
-        "triggered yet bound the solution; an uncertain one is published flagged).",
-    )
+    locate_min_stations: int = Field(4, description="Triggered stations with coordinates needed to locate.")
     magnitude_nominal_gain: float | None = Field(
         None,
         description="Counts per m/s assumed for stations without a gain in the station file; their magnitudes "
@@ -222,12 +219,34 @@ class AlertingSettings(ServiceSettings):
     api_tokens: SecretStr = Field(
         SecretStr(""),
         description="API bearer tokens: name:token[:role],... (role read, write or admin; default write; "
-        "tokens >= 16 characters). Without tokens the API refuses every request.",
+        "names [A-Za-z0-9_.-]; tokens >= 16 characters). Give them in the environment (EEW_API_TOKENS) or "
+        "a file (--api-tokens-file): as a flag they show in the process list (a warning is logged). "
+        "Without tokens the API refuses every request.",
+    )
+    api_tokens_file: Path | None = Field(
+        None,
+        description="File with the API tokens (name:token[:role], one per line or comma-separated; "
+        "# comments), e.g. a mounted Kubernetes Secret; read at start, added to EEW_API_TOKENS.",
+    )
+    api_request_timeout_s: float = Field(
+        10.0,
+        description="Whole-request deadline of the API: headers and body must arrive within this, "
+        "however slowly they trickle in (408 and close otherwise).",
+    )
+    api_max_connections: int = Field(1000, description="Open API connections in total (SSE included).")
+    api_max_connections_per_client: int = Field(
+        32, description="Open API connections per client address (more get 503 at once)."
+    )
+    api_max_subscribers_per_token: int = Field(
+        100, description="Subscribers one write token may own (more: 409 quota_exceeded)."
     )
     api_rate_per_s: float = Field(5.0, description="API requests per second per token (token-bucket refill).")
     api_burst: int = Field(20, description="API requests a token may make at once (token-bucket size).")
     sse_public: bool = Field(False, description="Serve the alert SSE feed without a token.")
     sse_max_clients: int = Field(100, description="Most SSE streams open at once (more get 503).")
+    sse_max_per_token: int = Field(
+        5, description="Most SSE streams one token (public streams: one client address) may hold open."
+    )
     sse_heartbeat_s: float = Field(15.0, description="SSE keep-alive comment interval without alerts.")
     mqtt_host: str = Field("", description="MQTT broker host for the mqtt channel; empty: MQTT disabled.")
     mqtt_port: int = Field(1883, description="MQTT broker port.")
@@ -243,6 +262,20 @@ class AlertingSettings(ServiceSettings):
         100.0, description="CAP <area> circle radius around the epicentre (plus the location uncertainty)."
     )
     cap_expires_s: float = Field(600.0, description="CAP <expires> after <sent>.")
+    cap_signing_key: Path | None = Field(
+        None,
+        description="PEM private key (RSA or EC) signing every CAP message (enveloped XML signature, "
+        "CAP 1.2 3.3.2.1); needs --cap-signing-cert. Unset: CAP messages are not signed.",
+    )
+    cap_signing_cert: Path | None = Field(
+        None, description="PEM X.509 certificate of --cap-signing-key, embedded in each signature."
+    )
+    outbox_secret_keys: SecretStr = Field(
+        SecretStr(""),
+        description="Fernet keys (comma-separated, first one encrypts) encrypting the subscribers' "
+        "webhook secrets in the outbox database; empty: stored in clear. Generate one with "
+        "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'.",
+    )
 
     def association_config(self) -> AssociationConfig:
         return AssociationConfig(
@@ -294,25 +327,51 @@ class AlertingSettings(ServiceSettings):
 
     def cap_config(self) -> CapConfig:
         try:
+            key = self.cap_signing_key.read_bytes() if self.cap_signing_key else b""
+            cert = self.cap_signing_cert.read_bytes() if self.cap_signing_cert else b""
+        except OSError as exc:
+            raise ConfigError(f"CAP signing key/certificate unreadable: {exc}") from exc
+        try:
             return CapConfig(
                 sender=self.cap_sender,
                 status=self.cap_status,
                 area_radius_km=self.cap_area_radius_km,
                 expires_s=self.cap_expires_s,
+                signing_key_pem=key,
+                signing_cert_pem=cert,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+
+    def api_token_text(self) -> str:
+        """The tokens from EEW_API_TOKENS / --api-tokens and --api-tokens-file (warns about the flag)."""
+        if any(a == "--api-tokens" or a.startswith("--api-tokens=") for a in sys.argv):
+            log.warning(
+                "--api-tokens given as a flag: every local user can read it in the process list; "
+                "use EEW_API_TOKENS or --api-tokens-file"
+            )
+        text = self.api_tokens.get_secret_value()
+        if self.api_tokens_file is not None:
+            try:
+                text = ",".join(t for t in (text, self.api_tokens_file.read_text()) if t)
+            except OSError as exc:
+                raise ConfigError(f"API tokens file {self.api_tokens_file}: {exc}") from exc
+        return text
 
     def api_config(self) -> ApiConfig:
         return ApiConfig(
             host=self.api_host,
             port=self.api_port or 0,
-            tokens=tuple(parse_tokens(self.api_tokens.get_secret_value())),
+            tokens=tuple(parse_tokens(self.api_token_text())),
             rate_per_s=self.api_rate_per_s,
             burst=self.api_burst,
             allow_private_webhooks=self.allow_private_webhooks,
             mqtt_enabled=bool(self.mqtt_host),
             sse_public=self.sse_public,
+            request_timeout_s=self.api_request_timeout_s,
+            max_connections=self.api_max_connections,
+            max_connections_per_client=self.api_max_connections_per_client,
+            max_subscribers_per_token=self.api_max_subscribers_per_token,
         )
 
 
@@ -443,7 +502,8 @@ class AlertingService:
         if s.outbox_retention_days * 86400 < 10 * s.delivery_max_age_s:
             raise ConfigError("outbox retention must be at least 10 x delivery-max-age-s")
         try:
-            outbox = Outbox(Database(s.outbox_db), s.outbox_table_prefix)
+            keys = [k for k in s.outbox_secret_keys.get_secret_value().split(",") if k.strip()]
+            outbox = Outbox(Database(s.outbox_db), s.outbox_table_prefix, keys)
         except OutboxError as exc:
             raise ConfigError(str(exc)) from exc
         senders: dict[str, Sender] = {"webhook": WebhookSender(cfg)}
@@ -464,7 +524,7 @@ class AlertingService:
         )
         api = None
         if api_cfg is not None:
-            hub = SseHub(s.sse_max_clients, s.sse_heartbeat_s, self.metrics)
+            hub = SseHub(s.sse_max_clients, s.sse_heartbeat_s, self.metrics, s.sse_max_per_token)
             delivery.listeners.append(hub.notify)
             try:
                 api = SubscriberApi(api_cfg, outbox, self.metrics, hub, delivery.directory.invalidate, cap)
