@@ -16,6 +16,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
 COPY models ./models
+# The dashboard's front end: npm packages from services/dashboard/web/package-lock.json bundled into
+# services/dashboard/web/dist (package data); node stays in this stage only.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null \
+    && cd services/dashboard/web && rm -rf node_modules dist && npm ci --no-audit --no-fund --loglevel=error \
+    && npm run --silent build && rm -rf node_modules && test -f dist/index.html
 # A regular (non-editable) install: the code and models/eew_cnnlstm_v1 land in the venv's site-packages.
 RUN /opt/eew/bin/pip install .
 # Fail the build unless the installed package carries a loadable model that matches its contract
