@@ -11,8 +11,14 @@ batch, and after a broker restart offsets continue (never reused). Sweeps are dr
 
 from __future__ import annotations
 
+import json
 import re
+import signal
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,12 +27,13 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
-from services.broker.embedded import EmbeddedBroker
+from services.broker.embedded import EmbeddedBroker, free_port
 from services.broker.janitor import RetentionJanitor
 from services.broker.metrics import BrokerMetrics
 from services.common.kafka import make_producer
 from services.common.topics import ALL_TOPICS, WAVEFORMS
 from tests.integration.test_broker_durable import _need_weed
+from tests.support.processes import read_line_matching
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +205,46 @@ def test_deploy_topic_jobs_use_the_retention_of_topics_py() -> None:
     )
     script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
     assert _created(script) == expected
+
+
+def _readyz(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except OSError:
+        return 0, {}
+
+
+def test_eew_broker_memory_mode_warns_and_readyz_reports_its_limit() -> None:
+    """Memory mode says at start that it is for bounded runs; past --memory-limit-mb /readyz says why."""
+    port, http = free_port(), free_port()
+    cmd = [sys.executable, "-m", "services.cli", "broker", "--port", str(port), "--http-port", str(http),
+           "--memory-limit-mb", "1", "--footprint-interval-s", "0.5"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        warning = read_line_matching(proc, "memory storage keeps every message", timeout_s=60)
+        assert "WARNING" in warning and "--durable" in warning
+        read_line_matching(proc, "broker ready:", timeout_s=60)
+        deadline = time.monotonic() + 30
+        code, body = _readyz(http)
+        while code != 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            code, body = _readyz(http)
+        assert code == 503, body
+        assert "memory storage: tansu holds" in body["checks"]["storage"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_eew_broker_rejects_a_malformed_retention_override() -> None:
+    cmd = [sys.executable, "-m", "services.cli", "broker", "--port", str(free_port()), "--durable",
+           "--retention-ms", "eew.waveforms.v1=1h"]  # fmt: skip
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "expected TOPIC=MILLISECONDS" in r.stderr + r.stdout
