@@ -145,7 +145,11 @@ class AlertingSettings(ServiceSettings):
     )
     locate: bool = Field(True, description="Locate events by grid search (needs --stations coordinates).")
     locate_vp_km_s: float = Field(6.0, description="Homogeneous P velocity of the location grid search.")
-    locate_min_stations: int = Field(4, description="Triggered stations with coordinates needed to locate.")
+    locate_min_stations: int = Field(
+        3,
+        description="Triggered stations with coordinates needed to locate (with 3, the stations that have not "
+        "triggered yet bound the solution; an uncertain one is published flagged).",
+    )
     magnitude_nominal_gain: float | None = Field(
         None,
         description="Counts per m/s assumed for stations without a gain in the station file; their magnitudes "
