@@ -1,9 +1,12 @@
 """``eew demo``: start the broker and all services, replay an archived earthquake, print the alert.
 
-With ``../shared`` present (or ``--shared-dir``), the archive is built from real recordings
-placed at six demo stations with travel-time-consistent P arrivals; without it, the small
-synthetic archive shipped in ``services/demo/data/synthetic`` is replayed. The webhook receiver
-is local; the demo exits 0 when at least one alert was delivered to it.
+By default it replays a real earthquake shipped with it (``services/demo/data/openeew_mx``: the
+OpenEEW MEMS accelerometer network in Mexico, 2020-01-29 M5.1, 9 devices at their native 31.25 Hz,
+acceleration; see its README.md and LICENSE) and prints each alert beside the catalogue's epicentre
+and magnitude. ``--source real`` builds an archive from ``../shared`` recordings placed at six
+demo stations with travel-time-consistent P arrivals, ``synthetic`` replays the small synthetic
+archive in ``services/demo/data/synthetic``, ``noise`` real noise only. The webhook receiver is
+local; the demo exits 0 when at least one alert was delivered to it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Literal
 from kafka import KafkaConsumer
 from pydantic import Field
 
+from services.alerting.stations import haversine_km
 from services.common.lifecycle import setup_logging
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.settings import ServiceSettings, load_settings
@@ -36,9 +40,10 @@ SHIPPED = Path(__file__).parent / "data" / "synthetic"
 class DemoSettings(ServiceSettings):
     """Settings of ``eew demo``."""
 
-    source: Literal["auto", "real", "synthetic", "noise"] = Field(
-        "auto", description="Archive: real recordings from the shared folder, the shipped synthetic one, "
-        "real noise only, or auto (real when the shared folder exists)."
+    source: Literal["auto", "openeew", "real", "synthetic", "noise"] = Field(
+        "auto", description="Archive: the shipped real earthquake (openeew: OpenEEW Mexico, 31.25 Hz "
+        "accelerometers), real recordings from the shared folder placed at demo stations, the shipped "
+        "synthetic one, real noise only; auto: openeew."
     )
     shared_dir: Path = Field(Path("../shared"), description="The shared data folder (real recordings).")
     run_dir: Path | None = Field(None, description="Where logs and the built archive go (default: a temp dir).")
@@ -78,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     source = settings.source
     has_shared = (settings.shared_dir / "data" / "nc_phasenet").is_dir()
     if source == "auto":
-        source = "real" if has_shared else "synthetic"
+        source = "openeew"
     if source in ("real", "noise") and not has_shared:
         print(f"eew demo: {settings.shared_dir} has no data/nc_phasenet; use --source synthetic", file=sys.stderr)
         return 2
-    if source == "synthetic":
-        arch = SHIPPED
-        event = json.loads((SHIPPED / "event.json").read_text())
+    if source in ("openeew", "synthetic"):
+        arch = archive.SHIPPED_OPENEEW if source == "openeew" else SHIPPED
+        event = json.loads((arch / "event.json").read_text())
     else:
         arch = run_dir / "archive"
         event = archive.build(arch, source, settings.shared_dir)
@@ -115,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         pipeline.stop()
     got = receiver.snapshot()
     _print_report(event, got, alerts)
+    last = max(got, key=lambda r: r.body.get("version", 0)).body if got else None
+    if last is not None and event.get("magnitude") is not None:
+        print(f"[demo] catalogue: {event.get('catalog_name', '')} {event['origin_time']} {event['latitude']:.3f}, "
+              f"{event['longitude']:.3f} M {event['magnitude']:.1f}; last alert (v{last.get('version')}): "
+              f"{_compare(event, last.get('location'), last.get('magnitude')) or 'not located'}")
     wall = time.monotonic() - t0
     print(f"[demo] wall time {wall:.1f} s")
     if source == "noise":
@@ -122,8 +132,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if got else 1
 
 
+def _compare(event: dict, loc: dict | None, mag: dict | None) -> str:
+    """The alert's epicentre and magnitude against the event's (catalogue or built-in): differences."""
+    parts = []
+    if loc:
+        km = haversine_km(loc["latitude"], loc["longitude"], event["latitude"], event["longitude"])
+        parts.append(f"epicentre {km:.1f} km from the {'catalogue' if 'magnitude' in event else 'built-in'} one")
+    if mag and event.get("magnitude") is not None:
+        parts.append(f"magnitude {mag['value'] - event['magnitude']:+.1f} vs the catalogue's M {event['magnitude']:.1f}")
+    return "; ".join(parts)
+
+
 def _print_report(event: dict, got: list, alerts: list[pb.Alert]) -> None:  # noqa: ANN001
     truth = {s["station"]: s["p_time"] for s in event["stations"]}
+    real = "magnitude" in event  # a catalogue earthquake: P times predicted, not built in
+    depth = f"{event['depth_km']:.0f} km" if event.get("depth_km") is not None else "depth not given"
+    ref = (f"catalogue {event['latitude']:.3f}, {event['longitude']:.3f}, {depth}, M {event['magnitude']:.1f}"
+           if real else f"built-in {event['latitude']:.3f}, {event['longitude']:.3f}, {depth}")
     print(f"[demo] webhook receiver got {len(got)} alert message(s)")
     by_key = {(a.event_id, a.version): a for a in alerts}
     for r in got:
@@ -135,13 +160,15 @@ def _print_report(event: dict, got: list, alerts: list[pb.Alert]) -> None:  # no
         loc, mag = b.get("location"), b.get("magnitude")
         if loc:
             print(f"      location {loc['latitude']:.3f}, {loc['longitude']:.3f}, {loc['depth_km']:.0f} km "
-                  f"(+/- {loc.get('uncertainty_km', float('nan')):.1f} km; built-in {event['latitude']:.3f}, "
-                  f"{event['longitude']:.3f}, {event['depth_km']:.0f} km, origin {event.get('origin_time')})")
+                  f"(+/- {loc.get('uncertainty_km', float('nan')):.1f} km; {ref}, origin {event.get('origin_time')})")
         if mag:
             print(f"      magnitude {mag.get('type', '')} {mag['value']:.1f} +/- {mag.get('uncertainty', 0):.1f}")
+        if loc or mag:
+            print(f"      vs the event: {_compare(event, loc, mag)}")
         for s in b.get("stations", []):
             sta = s.get("station")
-            print(f"      {s.get('network')}.{sta:<5} P={s.get('p_time')}   (built-in P {truth.get(sta, '?')})")
+            print(f"      {s.get('network')}.{sta:<5} P={s.get('p_time')}   "
+                  f"({'predicted P (iasp91)' if real else 'built-in P'} {truth.get(sta, '?')})")
         a = by_key.get((b.get("event_id"), b.get("version")))
         if a is not None and a.latest_ingest_time_ns:
             proc_ms = (a.created_time_ns - a.latest_ingest_time_ns) / 1e6

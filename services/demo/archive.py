@@ -1,6 +1,11 @@
 """Build a small multi-station miniSEED archive with one earthquake at known stations and times.
 
-Two sources:
+``build_openeew`` cuts one real earthquake of ``../shared/data/openeew_mx`` (a MEMS accelerometer
+network, 31.25 Hz, acceleration in gal) to the devices near it and a window around it, unchanged
+(native rate, FLOAT32 samples): the copy shipped in ``services/demo/data/openeew_mx`` is made
+with it (``python -m services.demo.archive openeew``) and is what ``eew demo`` replays.
+
+``build`` makes the older archives:
 - ``real``: real 3-component recordings from ``../shared/data/nc_phasenet`` (P onset at 30.00 s in
   each file), each placed at one demo station and shifted so that its P onset arrives at the
   travel time from a chosen hypocentre (straight rays, constant Vp). Amplitudes are the
@@ -41,6 +46,13 @@ REAL_FILES = [
     "NC_BJOB_2014081204003000.npz",
 ]
 KM_PER_DEG = 111.195
+# The real earthquake of the demo: openeew_mx 2020-01-29 23:17:48 M5.1 (a `dev` file of
+# models/splits/openeew_mx.txt), 2 min of its devices within 150 km (9 devices).
+OPENEEW_FILE = "2020_1_29.mseed"
+OPENEEW_BEFORE_S = 60.0
+OPENEEW_AFTER_S = 60.0
+OPENEEW_MAX_KM = 150.0
+SHIPPED_OPENEEW = Path(__file__).parent / "data" / "openeew_mx" / "2020_01_29"
 
 
 @dataclass(frozen=True)
@@ -142,12 +154,89 @@ def build(out_dir: Path, source: str = "synthetic", shared: Path | None = None, 
     return event
 
 
-def main() -> None:
-    """Regenerate the shipped synthetic archive: ``python -m services.demo.archive``."""
-    target = Path(__file__).parent / "data" / "synthetic"
+def build_openeew(
+    out_dir: Path,
+    shared: Path,
+    file: str = OPENEEW_FILE,
+    before_s: float = OPENEEW_BEFORE_S,
+    after_s: float = OPENEEW_AFTER_S,
+    max_km: float = OPENEEW_MAX_KM,
+) -> dict:
+    """Cut ``file`` of ``shared``/data/openeew_mx to [origin - before_s, origin + after_s] and the devices
+    with data within ``max_km`` of the catalogue epicentre; write one FLOAT32 miniSEED file per device
+    (native rate, samples unchanged), stations.csv (with the gains) and event.json (the catalogue
+    event, each device's distance and its iasp91 first-P time for a 20 km depth, which the catalogue
+    does not give); return event.json. Only files of the ``dev`` split are cut: ``test`` is held out.
+    """
+    from obspy import read
+
+    from models.openeew import DEPTH_KM, load_quakes, load_split
+    from services.alerting.locate import iasp91_first_p
+    from services.alerting.stations import haversine_km
+
+    root = Path(shared) / "data" / "openeew_mx"
+    part = load_split().get(file)
+    if part != "dev":
+        raise ValueError(f"{file} is in the {part!r} part of models/splits/openeew_mx.txt; only dev files are cut")
+    quake = next(q for q in load_quakes(root)[0] if q.file == file)
+    origin = UTCDateTime(quake.time_ns / 1e9)
+    st = read(str(root / "mseed" / file), starttime=origin - before_s, endtime=origin + after_s)
+    with (root / "stations.csv").open() as f:
+        rows = {r["station"]: r for r in csv.DictReader(f)}
+    dist = {s: haversine_km(quake.lat, quake.lon, float(rows[s]["latitude"]), float(rows[s]["longitude"]))
+            for s in {tr.stats.station for tr in st} if s in rows}
+    keep = sorted((s for s in dist if dist[s] <= max_km), key=dist.__getitem__)
+    if not keep:
+        raise ValueError(f"{file}: no device with data within {max_km:g} km of the epicentre")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p_s = iasp91_first_p(DEPTH_KM, [dist[s] for s in keep])
+    stations = []
+    for code, tp in zip(keep, p_s, strict=True):
+        sub = st.select(station=code)
+        net, loc = sub[0].stats.network, sub[0].stats.location
+        for tr in sub:
+            tr.data = tr.data.astype(np.float32)
+        sub.write(str(out_dir / f"{net}.{code}.{loc}.mseed"), format="MSEED", encoding="FLOAT32", reclen=512)
+        r = rows[code]
+        stations.append({"network": net, "station": code, "location": loc, "latitude": float(r["latitude"]),
+                         "longitude": float(r["longitude"]), "distance_km": round(dist[code], 1),
+                         "p_time": str(UTCDateTime(round(float(origin + float(tp)), 2))), "p_source": f"iasp91, {DEPTH_KM:g} km depth"})
+    with (out_dir / "stations.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(next(iter(rows.values()))))
+        w.writeheader()
+        w.writerows(rows[s] for s in keep)
+    event = {
+        "source": "openeew_mx",
+        "file": file,
+        "catalog_name": quake.name,
+        "origin_time": str(origin),
+        "latitude": quake.lat,
+        "longitude": quake.lon,
+        "depth_km": None,  # the catalogue gives none
+        "magnitude": quake.mag,
+        "window": [str(origin - before_s), str(origin + after_s)],
+        "max_km": max_km,
+        "stations": stations,
+    }
+    (out_dir / "event.json").write_text(json.dumps(event, indent=2))
+    return event
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Regenerate a shipped archive: ``python -m services.demo.archive [synthetic|openeew [SHARED]]``."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    which = args[0] if args else "synthetic"
+    target = SHIPPED_OPENEEW if which == "openeew" else Path(__file__).parent / "data" / "synthetic"
+    target.mkdir(parents=True, exist_ok=True)
     for old in target.glob("*"):
         old.unlink()
-    build(target, "synthetic")
+    if which == "openeew":
+        build_openeew(target, Path(args[1] if len(args) > 1 else "../shared"))
+    else:
+        build(target, "synthetic")
     print(f"wrote {target}")
 
 
