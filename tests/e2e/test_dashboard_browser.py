@@ -3,15 +3,14 @@
 The dashboard runs as its own process on the embedded broker; the test publishes what the pipeline
 would (station scores every second, then the NEW/UPDATE/UPDATE alert versions of the demo's shipped
 synthetic earthquake, shifted to now) and reads what the page shows: its JavaScript state, the DOM,
-and the pixels of the map's canvases. Screenshots go to the test's temporary folder; with
-``EEW_UPDATE_SCREENSHOT=1`` the README's screenshot (services/dashboard/docs/) is rewritten.
+and the pixels of the map's canvases. Screenshots go to the test's temporary folder (the README's
+comes from test_dashboard_replay.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "services" / "demo" / "data" / "synthetic"
-DOCS_SHOT = REPO / "services" / "dashboard" / "docs" / "dashboard.png"
+DOCS_SHOT = REPO / "services" / "dashboard" / "docs" / "dashboard.png"  # the README's screenshot
 CHROMIUM = os.environ.get("EEW_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -234,9 +233,6 @@ def test_replayed_quake_appears_with_stations_and_versions(
         _wait(page, f"document.querySelector('[data-site-event=\"{event_id}\"]') !== null",
                                timeout=WAIT_S * 1000)
         page.screenshot(path=str(shots / "event.png"))
-        if os.environ.get("EEW_UPDATE_SCREENSHOT") == "1":
-            DOCS_SHOT.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shots / "event.png", DOCS_SHOT)
         assert problems == []
     finally:
         scores.triggered = set()

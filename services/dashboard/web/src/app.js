@@ -59,6 +59,15 @@ const api = {
     return "#" + [d[0], d[1], d[2]].map((v) => v.toString(16).padStart(2, "0")).join("");
   },
   events: () => S.events.map((e) => ({ id: e.event_id, versions: e.versions.map((v) => v.version), stations: e.stations })),
+  toScreen: (lon, lat) => S.projection([lon, lat]), // map pixel of a place (CSS pixels in #map)
+  alertLag(id, version) {
+    // seconds from the version's creation (alerting's wall clock) to it being listed on this page
+    const e = S.events.find((x) => x.event_id === id);
+    const v = e && e.versions.find((x) => x.version === version);
+    const seen = api.seen[id + ":" + version + ":listed"];
+    if (!v || seen === undefined) return null;
+    return (performance.timeOrigin + seen - v.created_time_ns / 1e6) / 1000;
+  },
 };
 window.eewDashboard = api;
 
@@ -670,7 +679,10 @@ function renderHealth() {
   const svc = (h.services || []).map((s) => {
     if (!s.up) return `<tr><td>${esc(s.service)}</td><td class="bad" colspan="2">down: ${esc(s.error || "")}</td></tr>`;
     const rej = Object.entries(s.rejected || {}).map(([k, v]) => `${esc(k)} ${v}`).join(", ") || "none";
-    const lats = Object.entries(s.latency_s || {}).filter(([, v]) => v !== null).map(([k, v]) => `${esc(k)} ${v.toFixed(2)} s`).join(", ");
+    // in replay mode a data latency measures the archive's age, not the pipeline: not shown
+    const lats = Object.entries(s.latency_s || {})
+      .filter(([k, v]) => v !== null && !(S.config.replay && k.includes("data latency")))
+      .map(([k, v]) => `${esc(k)} ${v.toFixed(2)} s`).join(", ");
     return `<tr><td>${esc(s.service)}</td><td>in ${s.packets_in}</td><td>rejected: ${rej}</td></tr>${lats ? `<tr><td></td><td colspan="2" class="muted">${lats}</td></tr>` : ""}`;
   }).join("");
   $("health").innerHTML = `
