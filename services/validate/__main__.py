@@ -65,7 +65,7 @@ class ValidateSettings(ServiceSettings):
     start: str = Field("", description="Only data from this time on, ISO-8601 UTC (empty: all).")
     end: str = Field("", description="Only data before this time, ISO-8601 UTC (empty: all).")
     time_tolerance_s: float = Field(
-        30.0, description="Largest |alert first P - predicted first P| (|origin difference| when located) "
+        30.0, description="Largest |alert first P - reference first P| (|origin difference| when located) "
         "for a match."
     )
     distance_tolerance_km: float = Field(
@@ -118,7 +118,8 @@ class ValidateSettings(ServiceSettings):
     )
     replay_timeout_s: float = Field(3600.0, description="Give up the replay after this many wall seconds.")
     drain_timeout_s: float = Field(
-        300.0, description="After the replay, give up waiting for the detector and alerting after this long."
+        300.0, description="Give up waiting for the detector and alerting after this long without any new output "
+        "(the run then fails)."
     )
     plots: bool = Field(True, description="Draw the PNG plots (matplotlib).")
     plot_max_stations: int = Field(12, description="Most stations per event waveform plot (nearest first).")
@@ -267,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         if run.interrupted:
             status = 1
             run.failure = run.failure or "interrupted"
+        if run.failure:
+            status = 1
         warnings += run.warnings
         for reason, n in sorted(run.errors.items()):
             warnings.append(f"{n} undecodable record(s) on the topics ({reason})")

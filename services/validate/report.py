@@ -368,13 +368,17 @@ def summary_table(result: ValidationResult) -> list[list[str]]:
         ["F1", fmt(s["f1"], 3)],
         ["first alert after origin", _stat_text(s["latency_after_origin_s"], " s")],
         ["first alert after first P", _stat_text(s["latency_after_first_p_s"], " s")],
+        [f"first alert after {s.get('nth_p', 4)}th P", _stat_text(s.get("latency_after_nth_p_s") or {}, " s")],
+        ["missed, by reason", ", ".join(f"{k} {v}" for k, v in (s.get("missed_by_reason") or {}).items()) or "-"],
         ["location error", _stat_text(s["location_error_km"], " km", 1)
          if s["location_error_km"]["n"] else "n/a (no alert carries a location)"],
         ["magnitude error", _stat_text(s["magnitude_error"], "", 2)
          if s["magnitude_error"]["n"] else "n/a (no alert carries a magnitude)"],
-        ["|P pick - predicted P|", _stat_text(s["pick_abs_error_s"], " s")],
+        ["|P pick - reference P| (P detections)", _stat_text(s["pick_abs_error_s"], " s")],
         ["stations (streams)", f"{s['stations']} ({s['streams']})"],
         ["archive data hours (station-hours)", f"{s['archive_data_hours']:.3f} ({s['station_data_hours']:.3f})"],
+        ["station P detections / recording stations at covered events",
+         f"{s.get('station_p_detections', 0)} / {s.get('station_p_arrivals', 0)}"],
         ["station triggers (false)", f"{s['station_triggers']} ({s['false_triggers']})"],
         ["noise station-hours", f"{s['station_noise_hours']:.3f}"],
         ["false triggers per noise station-hour", fmt(s["false_triggers_per_station_hour"], 2)],

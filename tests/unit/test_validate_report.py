@@ -130,3 +130,27 @@ def test_summary_lines_for_the_terminal() -> None:
     lines = summary_lines(res, RunOutput([], alerts, {}, wall={"processing_s": 60.0}))
     assert any(line.startswith("precision") for line in lines)
     assert "data h / wall min" in lines[-1]
+
+
+def test_detections_carry_every_station_pick_without_an_alert(tmp_path: Path) -> None:
+    """No alert at all: the station triggers are still in detections.xml, each a P pick with the
+    detector's highest probability (eew:probability) and the same file for the same inputs."""
+    from obspy import read_events
+
+    from services.alerting.core import ScoreRecord
+    from services.validate.quakeml import write_detections
+
+    inv = StationInventory([Station("XX", "A", "", 0.0, 0.1)])
+    cov = [StreamCoverage("XX.A..HH?", ((T0, T0 + 60 * NS),))]
+    pick = T0 + 20 * NS + NS // 4
+    sc = [ScoreRecord("XX", "A", "", "HH", T0 + (k - 1) * NS, T0 + k * NS, 0.97 if k in (21, 22, 23) else 0.01,
+                      k in (21, 22, 23), p_onset_ns=pick if k in (21, 22, 23) else None) for k in range(1, 61)]
+    res = score([], cov, inv, sc, [], ScoringConfig())
+    write_detections(tmp_path / "a.xml", res, sc)
+    write_detections(tmp_path / "b.xml", res, sc)
+    assert (tmp_path / "a.xml").read_bytes() == (tmp_path / "b.xml").read_bytes()
+    cat = read_events(str(tmp_path / "a.xml"))
+    assert len(cat) == 1 and cat[0].event_type == "not reported"
+    (p,) = cat[0].picks
+    assert p.time.ns == pick and p.phase_hint == "P" and p.waveform_id.get_seed_string() == "XX.A..HHZ"
+    assert float(p.extra["probability"]["value"]) == pytest.approx(0.97)

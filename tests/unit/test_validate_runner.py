@@ -43,3 +43,18 @@ def test_progress_line_on_a_pipe() -> None:
 
 def test_scrape_of_nothing_is_none() -> None:
     assert scrape(free_port(), timeout_s=0.5) is None
+
+
+def test_failed_services_rule() -> None:
+    """A service that exited on its own, or stopped with an error code, fails the run; one killed
+    after ignoring SIGTERM for 10 s at the end of the run (output collected) does not."""
+    from services.validate.runner import RunOutput
+
+    run = RunOutput([], [], {}, services={
+        "detector": {"code": -9, "exited_early": False},
+        "alerting": {"code": 0, "exited_early": True},
+    })
+    assert run.failed_services == ["alerting"]
+    run.services["detector"] = {"code": 1, "exited_early": False}
+    assert run.failed_services == ["alerting", "detector"]
+    assert RunOutput([], [], {}, services={"detector": {"code": 0, "exited_early": False}}).failed_services == []
