@@ -165,7 +165,7 @@ class WebhookSender:
         hook = sub.webhook()
         if hook is None:
             return SendResult(False, "channel_removed", retryable=False)
-        url, secret, _fmt = hook
+        url = hook[0]
         allow_private = sub.spec is None or self.cfg.allow_private
         try:
             addrs = check_target(url, allow_private=allow_private, resolve=self.resolve)
@@ -181,8 +181,9 @@ class WebhookSender:
             "X-EEW-Version": str(row.version),
             "X-EEW-Delivery": str(row.id),
         }
-        if secret:
-            headers.update(sign(secret, key, body))
+        secrets = sub.signing_secrets()
+        if secrets:  # two while the subscriber rotates its secret (Standard Webhooks: space-separated)
+            headers.update(sign(secrets, key, body))
         resp = None
         for i, addr in enumerate(addrs):  # the checked addresses only, in the resolver's order
             target, host, ext = pinned(url, addr)

@@ -349,11 +349,13 @@ class Outbox:
     def _sub(self, row: tuple[Any, ...]) -> Subscriber:
         sid, owner, spec, created, updated, rev = row
         doc = json.loads(spec)
-        wh = (doc.get("channels") or {}).get("webhook")
-        if wh and isinstance(wh.get("secret"), str) and wh["secret"].startswith(ENCRYPTED_PREFIX):
-            if self.cipher is None:
-                raise OutboxError(f"subscriber {sid}: webhook secret is encrypted but no key is configured")
-            wh["secret"] = self.cipher.decrypt(wh["secret"], sid)
+        wh = (doc.get("channels") or {}).get("webhook") or {}
+        for name in ("secret", "previous_secret"):
+            value = wh.get(name)
+            if isinstance(value, str) and value.startswith(ENCRYPTED_PREFIX):
+                if self.cipher is None:
+                    raise OutboxError(f"subscriber {sid}: webhook secret is encrypted but no key is configured")
+                wh[name] = self.cipher.decrypt(value, sid)
         return Subscriber(
             id=sid,
             owner=owner,
@@ -367,7 +369,9 @@ class Outbox:
         doc = spec.stored()
         wh = doc["channels"].get("webhook")
         if wh is not None and self.cipher is not None:
-            wh["secret"] = self.cipher.encrypt(wh["secret"])
+            for name in ("secret", "previous_secret"):
+                if wh.get(name) is not None:
+                    wh[name] = self.cipher.encrypt(wh[name])
         return json.dumps(doc)
 
     def add_subscriber(self, sub: Subscriber, max_per_owner: int | None = None) -> bool:

@@ -71,6 +71,11 @@ class WebhookChannel(BaseModel):
         "characters; never returned.",
     )
     format: Format = Field("json", description="Body format: json (eew.alert.v1), cap (CAP 1.2) or quakeml.")
+    previous_secret: SecretStr | None = Field(
+        None,
+        description="The secret being replaced: while set, every request carries a second signature "
+        "made with it, so receivers can switch secrets without missing an alert; never returned.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -82,9 +87,11 @@ class WebhookChannel(BaseModel):
             raise ValueError("credentials in the URL are not accepted: use the signing secret")
         return v
 
-    @field_validator("secret")
+    @field_validator("secret", "previous_secret")
     @classmethod
-    def _secret(cls, v: SecretStr) -> SecretStr:
+    def _secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
         if len(v.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
         if len(v.get_secret_value()) > 256:
@@ -140,6 +147,8 @@ class Channels(BaseModel):
         doc = self.model_dump(mode="json")
         if self.webhook is not None:
             doc["webhook"]["secret"] = self.webhook.secret.get_secret_value()
+            prev = self.webhook.previous_secret
+            doc["webhook"]["previous_secret"] = None if prev is None else prev.get_secret_value()
         return doc
 
 
@@ -175,6 +184,8 @@ class SubscriberSpec(BaseModel):
         if wh is not None:
             wh.pop("secret", None)
             wh["has_secret"] = True
+            if wh.pop("previous_secret", None) is not None:
+                wh["has_previous_secret"] = True
         return doc
 
     def stored(self) -> dict[str, Any]:
@@ -274,6 +285,16 @@ class Subscriber:
             return (self.static_url or "", self.static_secret or None, "json")
         wh = self.spec.channels.webhook
         return None if wh is None else (wh.url, wh.secret.get_secret_value(), wh.format)
+
+    def signing_secrets(self) -> list[str]:
+        """The webhook secrets to sign with: the current one, then the one being replaced."""
+        if self.spec is None:
+            return [self.static_secret] if self.static_secret else []
+        wh = self.spec.channels.webhook
+        if wh is None:
+            return []
+        prev = [] if wh.previous_secret is None else [wh.previous_secret.get_secret_value()]
+        return [wh.secret.get_secret_value(), *prev]
 
     def mqtt(self) -> MqttChannel | None:
         return None if self.spec is None else self.spec.channels.mqtt

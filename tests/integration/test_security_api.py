@@ -375,3 +375,35 @@ def test_tokens_from_environment_or_file_and_a_warning_for_the_flag(
     with caplog.at_level(logging.WARNING):
         load_settings(AlertingSettings, argv).api_config()
     assert any("process list" in r.getMessage() for r in caplog.records)
+
+
+def test_secret_rotation_signs_with_both_secrets(api: Api) -> None:
+    """A subscriber rotating its secret (PATCH with secret + previous_secret) gets requests that
+    verify with either secret, with the standardwebhooks package; neither secret is ever returned."""
+    import standardwebhooks
+
+    old, new = SECRET, "whsec_" + "bmV3LXNlY3JldC1uZXctc2VjcmV0LTEyMzQ1Njc4"
+    sid = api.req("POST", "/v1/subscribers", json=spec()).json()["id"]
+    hook = {"url": "https://hooks.example.org/eew", "secret": new, "previous_secret": old}
+    r = api.req("PATCH", f"/v1/subscribers/{sid}", json={"channels": {"webhook": hook}})
+    assert r.status_code == 200 and r.json()["channels"]["webhook"]["has_previous_secret"] is True
+    assert old not in r.text and new not in r.text
+    seen: list[httpx.Request] = []
+
+    def capture(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    sender = WebhookSender(DeliveryConfig(), fake_resolver, httpx.MockTransport(capture))
+    d = AlertDelivery(api.outbox, DeliveryConfig(poll_s=0.1), AlertingMetrics(CollectorRegistry()),
+                      senders={"webhook": sender})  # fmt: skip
+    d.start()
+    try:
+        d.submit(fresh(1))
+        assert wait_until(lambda: len(seen) == 1)
+    finally:
+        d.close(drain_s=0.5)
+    body, headers = seen[0].content, dict(seen[0].headers)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert standardwebhooks.Webhook(new).verify(body, headers)["version"] == 1
+    assert standardwebhooks.Webhook(old.encode()).verify(body, headers)["version"] == 1
