@@ -43,6 +43,7 @@ aborts the connection on stall or stop (shutting the socket down unblocks ``recv
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import threading
 import time
@@ -591,11 +592,12 @@ class SeedLinkIngester:
 
     @staticmethod
     def _tolerance_ns(rec: Record) -> int:
+        """Half a sample: times closer than this are the same sample."""
         try:
             sr = float(rec.sampling_rate)
         except (TypeError, ValueError):
             return 0
-        return int(NS / (2 * sr)) if sr > 0 and sr == sr and sr != float("inf") else 0
+        return int(NS / (2 * sr)) if math.isfinite(sr) and sr > 0 else 0
 
     def _on_reset(
         self, conn: _Connection, key: str, armed: StreamPosition, seq: int, rec: Record, floor: int | None

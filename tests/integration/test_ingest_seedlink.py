@@ -220,7 +220,7 @@ def test_restart_resumes_from_state_file_no_gap_no_duplicate(broker: EmbeddedBro
         ]  # fmt: skip
         proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            assert wait_until(lambda: server.active_connections() == 1, 30), "eew ingest never connected"
+            assert wait_until(lambda: server.streaming_connections() == 1, 60), "eew ingest never subscribed"
             src.block(10.0)
             assert wait_until(lambda: _state(tmp_path) == _last_seqs(src), 20)
             t0 = time.monotonic()
@@ -374,7 +374,7 @@ def test_kill_9_then_restart_loses_nothing(broker: EmbeddedBroker, tmp_path: Pat
         proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         thread = threading.Thread(target=feeder, daemon=True)
         try:
-            assert wait_until(lambda: server.active_connections() == 1, 30), "eew ingest never connected"
+            assert wait_until(lambda: server.streaming_connections() == 1, 60), "eew ingest never subscribed"
             thread.start()
             assert wait_until(lambda: len(_state(tmp_path)) == 2 and min(_state(tmp_path).values()) >= 20, 30)
             proc.kill()
