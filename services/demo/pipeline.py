@@ -82,6 +82,19 @@ class ServiceProcess:
             return ""
 
 
+DASHBOARD_PORT_ENV = "EEW_PIPELINE_DASHBOARD_PORT"
+DASHBOARD_TOKENS_ENV = "EEW_PIPELINE_DASHBOARD_TOKENS"
+
+
+def _env_port(name: str) -> int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) > 65535:
+        raise ValueError(f"{name}={text!r}: need a port number (0: a free one)")
+    return int(text)
+
+
 @dataclass
 class LocalPipeline:
     """Broker + detector + alerting as processes; ``replay`` pushes an archive through them."""
@@ -92,8 +105,9 @@ class LocalPipeline:
     detector_args: list[str] = field(default_factory=list)
     alerting_args: list[str] = field(default_factory=list)
     # `eew dashboard` beside the services (replay mode), on this web port (0: a free one); None: none.
-    dashboard_port: int | None = None
-    dashboard_token: str = ""  # name:token[:role] it accepts (EEW_API_TOKENS of its process)
+    # Runs that do not ask (eew validate) get one when EEW_PIPELINE_DASHBOARD_PORT is set.
+    dashboard_port: int | None = field(default_factory=lambda: _env_port(DASHBOARD_PORT_ENV))
+    dashboard_token: str = field(default_factory=lambda: os.environ.get(DASHBOARD_TOKENS_ENV, ""))
 
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -118,13 +132,17 @@ class LocalPipeline:
         self.alerting = ServiceProcess("alerting", alert_argv, self.run_dir / "alerting.log", free_port())
         self.services = [self.detector.start(), self.alerting.start()]
         if self.dashboard_port is not None:
-            from services.dashboard.service import ASSETS
-
-            if (ASSETS / "index.html").is_file():
-                self.start_dashboard()
-            else:  # the run does not need the page; say why it is missing
-                log.warning("dashboard not started: front end not built in %s (run `make web`)", ASSETS)
+            self._start_dashboard_if_built()
         return self
+
+    def _start_dashboard_if_built(self) -> None:
+        from services.dashboard.service import ASSETS
+
+        if (ASSETS / "index.html").is_file():
+            self.start_dashboard()
+        else:  # the run does not need the page; say why it is missing (once)
+            log.warning("dashboard not started: front end not built in %s (run `make web`)", ASSETS)
+            self.dashboard_port = None
 
     def start_dashboard(self, extra_args: list[str] | None = None) -> ServiceProcess:
         """``eew dashboard --replay`` on this broker, showing the services' metrics; ``dashboard_url``."""
@@ -153,6 +171,11 @@ class LocalPipeline:
         return res
 
     def check_alive(self) -> None:
+        if self.dashboard_port is not None and self.dashboard is None and self.broker.proc is not None:
+            # runs that start the broker themselves (eew validate): the dashboard joins at the first check
+            self._start_dashboard_if_built()
+            if self.dashboard_url:
+                print(f"[pipeline] dashboard (replay): {self.dashboard_url}", flush=True)
         for s in self.services:
             if not s.running():
                 raise RuntimeError(f"{s.name} exited early ({s.proc.returncode if s.proc else None}):\n{s.log_tail()}")

@@ -122,3 +122,25 @@ def test_undecodable_records_are_counted(dash: tuple[str, str], broker: Embedded
                 and 'eew_dashboard_decode_errors_total{reason="empty",topic="eew.alerts.v1"}' in text)
 
     _poll(counted)
+
+
+def test_a_run_that_starts_its_own_broker_gets_the_dashboard_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eew validate`` builds its run on LocalPipeline but starts the broker itself: with
+    EEW_PIPELINE_DASHBOARD_PORT set, the dashboard joins at the run's first liveness check."""
+    from services.demo.pipeline import LocalPipeline
+
+    monkeypatch.setenv("EEW_PIPELINE_DASHBOARD_PORT", "0")
+    monkeypatch.setenv("EEW_PIPELINE_DASHBOARD_TOKENS", f"viewer:{SECRET}:read")
+    pipe = LocalPipeline(tmp_path / "run", STATIONS)
+    pipe.broker.start()
+    try:
+        pipe.check_alive()  # as validate's tick does
+        assert pipe.dashboard is not None and pipe.dashboard in pipe.services
+        pipe.dashboard.wait_ready(60)
+        assert f"dashboard (replay): {pipe.dashboard_url}" in capsys.readouterr().out
+        r = httpx.get(f"{pipe.dashboard_url}api/snapshot", headers={"Authorization": f"Bearer {SECRET}"}, timeout=5)
+        assert r.status_code == 200 and r.json()["config"]["replay"] is True
+    finally:
+        assert pipe.stop()["dashboard"] == 0
