@@ -139,7 +139,8 @@ def _compare(event: dict, loc: dict | None, mag: dict | None) -> str:
         km = haversine_km(loc["latitude"], loc["longitude"], event["latitude"], event["longitude"])
         parts.append(f"epicentre {km:.1f} km from the {'catalogue' if 'magnitude' in event else 'built-in'} one")
     if mag and event.get("magnitude") is not None:
-        parts.append(f"magnitude {mag['value'] - event['magnitude']:+.1f} vs the catalogue's M {event['magnitude']:.1f}")
+        diff = round(mag["value"] - event["magnitude"], 1) + 0.0  # + 0.0: no "-0.0"
+        parts.append(f"magnitude {diff:+.1f} vs the catalogue's M {event['magnitude']:.1f}")
     return "; ".join(parts)
 
 
@@ -160,7 +161,9 @@ def _print_report(event: dict, got: list, alerts: list[pb.Alert]) -> None:  # no
         loc, mag = b.get("location"), b.get("magnitude")
         if loc:
             print(f"      location {loc['latitude']:.3f}, {loc['longitude']:.3f}, {loc['depth_km']:.0f} km "
-                  f"(+/- {loc.get('uncertainty_km', float('nan')):.1f} km; {ref}, origin {event.get('origin_time')})")
+                  f"(+/- {loc.get('uncertainty_km', float('nan')):.1f} km"
+                  f"{', flagged uncertain: beyond --locate-max-uncertainty-km' if loc.get('uncertain') else ''}; {ref}, "
+                  f"origin {event.get('origin_time')})")
         if mag:
             print(f"      magnitude {mag.get('type', '')} {mag['value']:.1f} +/- {mag.get('uncertainty', 0):.1f}")
         if loc or mag:

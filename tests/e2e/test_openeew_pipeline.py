@@ -8,12 +8,14 @@ One earthquake of ``../shared/data/openeew_mx`` (2020-01-29 M5.1, a ``dev`` file
 by the detector itself), associated and located by ``eew alert``, delivered to a webhook: the same
 processes ``eew demo`` starts. The alerting runs with its default settings: no flag was needed.
 
-The replay runs at 4x real time, as live (the demo runs at 5x): at full speed the detector works
-through each broker partition's whole backlog in turn, so scores reach the alerting long out of
-event-time order and an event can close before its later stations are scored.
+The replay runs at 4x real time, as live (the demo runs at 5x). At full speed (``--speed 0``) on a
+busy 2-core machine most scores reached the alerting after its event-time watermark had passed
+(776 of 1,324 "late" in one run on another dev earthquake, 2018-01-08) and the event kept only 3 of
+the 6 stations the detector triggered: not located. Raising ``--max-hold-s``/``--station-idle-s``
+to 30 s still left 632 scores late on this earthquake (the detector's backlog lasts longer).
 
-Checks: one event, never cancelled; its last located version within 30 km of the catalogue
-epicentre with at least 4 stations, every one of them a device of the cut. The catalogue gives no
+Checks: one event, never cancelled; its last located version (not flagged uncertain) within 30 km
+of the catalogue epicentre with at least 4 stations, every one of them a device of the cut. The catalogue gives no
 depth and the devices' clocks are not seismic-grade, so origin time and depth are not checked.
 """
 
@@ -66,8 +68,8 @@ def assert_located_near_catalogue(got: list, triggers: str, event: dict) -> floa
     assert got, f"no alert reached the webhook receiver\n{what}"
     assert len({r.body["event_id"] for r in got}) == 1, what
     assert "cancel" not in [r.body["type"].lower() for r in got], what
-    located = [r.body for r in got if r.body.get("location")]
-    assert located, f"no alert version was located\n{what}"
+    located = [r.body for r in got if r.body.get("location") and not r.body["location"].get("uncertain")]
+    assert located, f"no alert version was located (beyond the uncertainty flag)\n{what}"
     last = max(located, key=lambda b: b["version"])
     loc = last["location"]
     km = haversine_km(loc["latitude"], loc["longitude"], event["latitude"], event["longitude"])
