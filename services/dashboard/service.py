@@ -242,6 +242,13 @@ class DashboardService:
             self.metrics.stations.labels(state).set(n)
 
     def run(self) -> int:
+        try:
+            return self._run()
+        except DashboardError as exc:  # web port taken, topics missing: a clear line, exit 2
+            log.error("dashboard cannot run: %s", exc)
+            return 2
+
+    def _run(self) -> int:
         s = self.settings
         wait_for_broker(s.bootstrap_servers, s.broker_timeout_s)
         self._broker_ok = True

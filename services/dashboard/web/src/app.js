@@ -201,6 +201,14 @@ function connect() {
   es.onerror = () => {
     $("conn").textContent = "reconnecting";
     $("conn").className = "badge off";
+    if (es.readyState === EventSource.CLOSED) {
+      // refused (e.g. the session expired): ask again for a token, or reconnect shortly
+      setTimeout(async () => {
+        const r = await fetch("/api/snapshot");
+        if (r.status === 401) location.reload();
+        else connect();
+      }, 2000);
+    }
   };
   es.onmessage = (ev) => timed("message", () => apply(JSON.parse(ev.data)));
 }
