@@ -5,7 +5,8 @@ uvicorn's HTTP/1.1 protocol (h11) gets three guards here (``GuardedH11Protocol``
 * a **whole-request deadline**: from the moment a connection opens (or a keep-alive connection
   finishes a response) the next request's headers and body must have arrived within
   ``request_timeout_s``, however slowly the bytes trickle in; otherwise the connection gets a JSON
-  408 and is closed (slow-header and slow-body clients hold nothing for long);
+  408 and is closed (slow-header and slow-body clients hold nothing for long); a connection that
+  sent nothing of a new request by then is closed without an answer;
 * **connections per client address** (``max_per_client``) and in total (``max_connections``):
   the connection over the limit gets a JSON 503 and is closed at once, so one address cannot
   take every slot, and nothing is spent on it before authentication;
@@ -109,7 +110,12 @@ class GuardedH11Protocol(H11Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
         self._armed_cycle = self.cycle
+        self._started_request = False  # no byte of the next request yet (an idle connection)
         self._deadline = self.loop.call_later(self.guard.limits.request_timeout_s, self._expired)
+
+    def data_received(self, data: bytes) -> None:
+        self._started_request = True
+        super().data_received(data)
 
     def _expired(self) -> None:
         self._deadline = None
@@ -117,6 +123,11 @@ class GuardedH11Protocol(H11Protocol):
         waiting_for_request = cycle is self._armed_cycle and self.conn.their_state is not h11.DONE
         body_unfinished = cycle is not self._armed_cycle and cycle is not None and cycle.more_body
         if not (waiting_for_request or body_unfinished) or self.transport.is_closing():
+            return
+        if waiting_for_request and not self._started_request:  # idle: close without an answer
+            self.guard.on_refused("idle_timeout")
+            log.debug("api: idle connection from %s closed", self._addr)
+            self.transport.close()
             return
         self.guard.on_refused("request_timeout")
         log.debug("api: request from %s not complete within %.1f s: closed", self._addr,

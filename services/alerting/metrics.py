@@ -195,7 +195,7 @@ class AlertingMetrics:
         self.api_refused = Counter(
             "eew_alert_api_connections_refused",
             "Subscriber API connections closed by a server limit (too many per address or in total, "
-            "request not complete in time, headers too large, bad request), by reason.",
+            "request not complete in time, idle connection, headers too large, bad request), by reason.",
             ["reason"],
             registry=r,
         )
