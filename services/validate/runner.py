@@ -328,7 +328,7 @@ class RunConfig:
     quiet_s: float = 15.0
     replay_flush_timeout_s: float = 60.0
     client_id: str = "eew-validate"
-    packet_seconds: float = 1.0
+    packet_seconds: float = 10.0
 
 
 class _Run:

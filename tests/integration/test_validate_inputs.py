@@ -79,3 +79,26 @@ def test_bad_time_window(inputs: dict[str, Path], capsys: pytest.CaptureFixture[
     assert "--start must be before --end" in capsys.readouterr().err
     assert main([*_argv(inputs), "--start", "soon"]) == 2
     assert "--start: not an ISO-8601 UTC time" in capsys.readouterr().err
+
+
+def test_a_service_that_dies_fails_the_run(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """The detector exits at start (no model in --model-dir): exit 1, the report's first line names
+    it, and the report makes no claim about re-association."""
+    import numpy as np
+    from obspy import Stream, Trace, UTCDateTime
+
+    rng = np.random.default_rng(0)
+    for comp in "ZNE":
+        tr = Trace(rng.normal(0, 100, 3000).astype(np.int32))
+        tr.stats.network, tr.stats.station, tr.stats.channel = "XX", "S01", f"HH{comp}"
+        tr.stats.sampling_rate, tr.stats.starttime = 100.0, UTCDateTime("2024-03-01T12:00:00Z")
+        Stream([tr]).write(str(inputs["archive"] / f"S01.HH{comp}.mseed"), format="MSEED")
+    no_model = inputs["archive"].parent / "no-model"
+    no_model.mkdir()
+    assert main([*_argv(inputs), "--detector-args", f"--model-dir {no_model}", "--drain-timeout-s", "60"]) == 1
+    err = capsys.readouterr().err
+    assert "RUN FAILED" in err and "detector" in err
+    first = (inputs["out"] / "report.md").read_text().splitlines()[2]
+    assert first.startswith("- RUN FAILED: the pipeline failed: detector exited early"), first
+    s = json.loads((inputs["out"] / "summary.json").read_text())
+    assert s["run"]["reassociation_identical"] is False and s["run"]["reassociation_not_checked"]
