@@ -332,7 +332,7 @@ def tansu_facts(objects: list[int], wait_s: float) -> None:
         c = KafkaConsumer(bootstrap_servers=b.bootstrap)
         tp = TopicPartition("soak.retention", 0)
         print(f"memory engine, retention.ms=1000: earliest offset {c.beginning_offsets([tp])[tp]} "
-              f"{wait_s:.0f} s after 100 messages (Kafka would have removed them)")  # fmt: skip
+              f"{wait_s:.0f} s after 100 messages (retention.ms not applied)")  # fmt: skip
         c.close()
     with (
         tempfile.TemporaryDirectory(prefix="eew-facts-") as d,

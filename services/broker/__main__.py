@@ -56,6 +56,11 @@ class BrokerSettings(ServiceSettings):
     storage_memory_mb: int = Field(
         256, description="Durable mode: SeaweedFS's soft memory limit (Go GOMEMLIMIT), MiB."
     )
+    max_partition_objects: int = Field(
+        500,
+        description="Durable mode: /readyz turns not ready while a partition holds more batch objects than "
+        "this (Tansu 0.6.0's fetches slow down with the count, see bench/RESULTS.md); shorten --retention-ms.",
+    )
     memory_limit_mb: float = Field(
         1024.0,
         description="Memory mode: /readyz turns not ready once Tansu's resident memory passes this (MiB).",
@@ -92,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"memory storage: tansu holds {rss:.0f} MiB > --memory-limit-mb {settings.memory_limit_mb:.0f}"
                 " (every message ever produced); restart it or use --durable"
             )
+        crowded = dict(broker.janitor.crowded) if broker.janitor is not None else {}
+        if crowded:
+            return False, (
+                f"durable storage: {', '.join(f'{k} holds {v}' for k, v in sorted(crowded.items()))} batch objects "
+                f"> --max-partition-objects {settings.max_partition_objects} (fetches slow down); shorten --retention-ms"
+            )
         return True, "ok"
 
     try:
@@ -103,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             retention_interval_s=settings.retention_interval_s,
             storage_timeout_s=settings.storage_timeout_s,
             storage_memory_mb=settings.storage_memory_mb,
+            max_partition_objects=settings.max_partition_objects,
             registry=registry,
         )
     except ConfigError as exc:

@@ -300,6 +300,7 @@ class EmbeddedBroker:
         retention_interval_s: float = 60.0,
         storage_timeout_s: float = 10.0,
         storage_memory_mb: int = 256,
+        max_partition_objects: int = 500,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.port = port or free_port()
@@ -310,6 +311,7 @@ class EmbeddedBroker:
         self.retention_interval_s = retention_interval_s
         self.storage_timeout_s = storage_timeout_s
         self.storage_memory_mb = storage_memory_mb
+        self.max_partition_objects = max_partition_objects
         self.metrics = BrokerMetrics(registry or CollectorRegistry())
         self.proc: subprocess.Popen[bytes] | None = None
         self.s3: SeaweedS3 | None = None
@@ -383,6 +385,7 @@ class EmbeddedBroker:
                 self.metrics,
                 self.retention_interval_s,
                 bucket=SeaweedS3.BUCKET,
+                max_objects=self.max_partition_objects,
             ).start()
         return self
 

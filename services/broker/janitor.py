@@ -98,6 +98,7 @@ class RetentionJanitor:
         bucket: str = "tansu",
         page_size: int = 1000,
         vacuum_threshold: float = 0.3,
+        max_objects: int = 500,
     ) -> None:
         self.filer = filer
         self.partitions = dict(partitions)
@@ -107,18 +108,21 @@ class RetentionJanitor:
         self.root = f"/buckets/{bucket}/clusters/{cluster}/topics"
         self.page_size = page_size
         self.vacuum_threshold = vacuum_threshold
+        self.max_objects = max_objects
+        #: partitions ("topic[p]") holding more than max_objects batch objects at the last pass
+        self.crowded: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def folder(self, topic: str, partition: int) -> str:
         return f"{self.root}/{topic}/partitions/{partition:010d}/records"
 
-    def sweep_partition(self, topic: str, partition: int, now_ns: int) -> tuple[int, int]:
-        """Delete the expired prefix of one partition; (objects, bytes) removed."""
+    def sweep_partition(self, topic: str, partition: int, now_ns: int) -> tuple[int, int, int]:
+        """Delete the expired prefix of one partition; (objects, bytes) removed and objects kept
+        (counted up to just past ``max_objects``: Tansu's fetch time grows with that count)."""
         ms = self.retention_ms.get(topic, -1)
-        n = size = 0
-        if ms < 0:
-            return 0, 0
+        n = size = kept = 0
+        deleting = ms >= 0
         folder = self.folder(topic, partition)
         for entries, more in self.filer.list_pages(folder, self.page_size):
             page = [
@@ -128,16 +132,18 @@ class RetentionJanitor:
                 for e in entries
                 if is_batch(e["FullPath"].rsplit("/", 1)[-1])
             ]
-            doomed, read_on = expired(page, now_ns, ms, more)
+            doomed, read_on = expired(page, now_ns, ms, more) if deleting else ([], False)
             for obj in doomed:
                 if self._stop.is_set():
-                    return n, size
+                    return n, size, kept
                 self.filer.delete(f"{folder}/{obj.name}")
                 n += 1
                 size += obj.size
-            if not read_on:
+            kept += len(page) - len(doomed)
+            deleting = deleting and read_on
+            if not deleting and (kept > self.max_objects or not more):
                 break
-        return n, size
+        return n, size, kept
 
     def sweep(self, now_ns: int | None = None) -> int:
         """One pass over every partition of every topic with a retention; objects removed."""
@@ -148,11 +154,24 @@ class RetentionJanitor:
                 if self._stop.is_set():
                     return total
                 try:
-                    n, size = self.sweep_partition(topic, p, now_ns)
+                    n, size, kept = self.sweep_partition(topic, p, now_ns)
                 except (OSError, ValueError, KeyError, RetentionError) as exc:
                     self.metrics.errors.labels(topic).inc()
                     log.warning("retention: %s[%d] not swept, retrying next pass: %s", topic, p, exc)
                     continue
+                self.metrics.partition_objects.labels(topic, str(p)).set(kept)
+                name = f"{topic}[{p}]"
+                if kept > self.max_objects:
+                    if name not in self.crowded:
+                        log.warning(
+                            "retention: %s holds more than %d batch objects: Tansu's fetches slow down with the "
+                            "count (bench/RESULTS.md, soak); shorten its --retention-ms",
+                            name,
+                            self.max_objects,
+                        )
+                    self.crowded[name] = kept
+                else:
+                    self.crowded.pop(name, None)
                 if n:
                     self.metrics.deleted_objects.labels(topic).inc(n)
                     self.metrics.deleted_bytes.labels(topic).inc(size)

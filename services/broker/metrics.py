@@ -33,6 +33,12 @@ class BrokerMetrics:
             "When the retention janitor last finished a pass over every partition.",
             registry=registry,
         )
+        self.partition_objects = Gauge(
+            "eew_broker_partition_objects",
+            "Batch objects a partition holds in durable storage (counted up to just past the limit).",
+            ["topic", "partition"],
+            registry=registry,
+        )
         self.rss_bytes = Gauge(
             "eew_broker_rss_bytes",
             "Resident memory of the broker's processes.",

@@ -132,8 +132,23 @@ def test_expired_batches_go_and_consumers_tolerate_it_across_a_restart(tmp_path:
             for e in page
         ]
         assert names == [f"{o:020d}.batch" for o in (0, 25, 50, 75, 100, 125)]
+        # kept forever, 6 objects > 3 allowed: counted, reported crowded, nothing removed
+        counter = RetentionJanitor(
+            broker.s3.filer(10.0),
+            {WAVEFORMS.name: 1},
+            {WAVEFORMS.name: -1},
+            BrokerMetrics(CollectorRegistry()),
+            interval_s=3600,
+            max_objects=3,
+        )
+        assert counter.sweep() == 0
+        assert counter.crowded == {f"{WAVEFORMS.name}[0]": 6}
         removed = janitor.sweep(now_ns=t_mid_ns - 1_000_000_000)
         assert removed == 4, "the four old batches expired, the two new ones are kept"
+        objects = registry.get_sample_value(
+            "eew_broker_partition_objects", {"topic": WAVEFORMS.name, "partition": "0"}
+        )
+        assert objects == 2 and janitor.crowded == {}
         assert (
             registry.get_sample_value("eew_broker_retention_deleted_objects_total", {"topic": WAVEFORMS.name})
             == 4
