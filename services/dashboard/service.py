@@ -206,7 +206,8 @@ class DashboardService:
             found = consumer.offsets_for_times({tp: since for tp in parts[s.alerts_topic]})
             for tp in parts[s.alerts_topic]:
                 hit = found.get(tp)
-                if hit is None:
+                # no record since then: Kafka answers None, Tansu offset 0 with timestamp -1
+                if hit is None or hit.timestamp < 0:
                     consumer.seek_to_end(tp)
                 else:
                     consumer.seek(tp, hit.offset)

@@ -180,7 +180,8 @@ def test_page_loads_without_console_errors(dashboard: tuple[str, Scores], browse
     ctx, page, problems = _signed_in(browser, url)
     try:
         # the stations of the inventory are drawn, and the live ones turn live within a few ticks
-        _wait(page, "Object.keys(window.eewDashboard.drawn.stations).length === 6", timeout=15_000)
+        _wait(page, "['S01','S02','S03','S04','S05','S06'].every(s => 'XX.' + s in window.eewDashboard.drawn.stations)",
+              timeout=15_000)
         _wait(page, "window.eewDashboard.stationState('XX.S01') === 'live'", timeout=15_000)
         # the basemap was drawn (coastlines of the San Francisco Bay area): the base layer is not empty
         drawn = page.evaluate("""() => { const c = document.getElementById('layer-base');
