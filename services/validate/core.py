@@ -213,6 +213,8 @@ class AlertVersion:
     reason: str = ""
     decision_time_ns: int = 0  # the alerting's own decision (data) time; 0: not given
     magnitude_uncertainty: float = math.nan
+    location_uncertain: bool = False  # published although beyond the alerting's uncertainty limit
+    magnitude_lower_bound: bool = False  # the magnitude may be saturated
 
     @property
     def key(self) -> tuple[str, int]:
@@ -1003,9 +1005,14 @@ def score(
                 hit = min(near) if near else None
                 if hit is not None and hit[0] < 0:
                     d = f"{hit[3]:.0f} km ({hit[4]})" if hit[3] is not None else "distance unknown"
+                    b = alert_by_id[hit[5]].best
+                    why = ""
+                    if b.has_location and b.location_uncertain:
+                        why = (f"; its location was published flagged uncertain ({b.location_uncertainty_km:.0f} km, "
+                               "beyond the alerting's limit)")
                     note = (f"alert not matched: alert {hit[5]} holds {-hit[0]} of its triggered stations but is "
                             f"{hit[2]:+.1f} s / {d} off (tolerances {cfg.time_tolerance_s:g} s, "
-                            f"{cfg.distance_tolerance_km:g} km)")
+                            f"{cfg.distance_tolerance_km:g} km){why}")
                     reasons.append("alert not matched")
                 else:
                     note = (f"not associated: {len(trig_sta)} stations triggered, no alert: "

@@ -216,8 +216,10 @@ def version_rows(result: ValidationResult) -> list[dict[str, Any]]:
             "longitude": num(v.longitude, 4) if v.has_location else None,
             "depth_km": num(v.depth_km, 1) if v.has_location else None,
             "location_uncertainty_km": num(v.location_uncertainty_km, 1) if v.has_location else None,
+            "location_uncertain": v.location_uncertain if v.has_location else None,
             "location_error_km": num(vr.location_error_km, 1),
             "magnitude": num(v.magnitude, 2) if v.has_magnitude else None,
+            "magnitude_lower_bound": v.magnitude_lower_bound if v.has_magnitude else None,
             "magnitude_type": v.magnitude_type if v.has_magnitude else "",
             "magnitude_error": num(vr.magnitude_error, 2),
             "reason": v.reason,
@@ -483,9 +485,11 @@ def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str
               fmt(r["after_origin_s"]), fmt(r["after_nth_p_s"]), f"{r['stations']}: {r['station_ids']}",
               fmt(r["probability"], 3),
               "-" if r["latitude"] is None else f"{r['latitude']:.3f}, {r['longitude']:.3f}, "
-              f"{fmt(r['depth_km'], 0)} km ({fmt(r['location_uncertainty_km'], 0)})",
+              f"{fmt(r['depth_km'], 0)} km ({fmt(r['location_uncertainty_km'], 0)}"
+              + (", flagged uncertain)" if r["location_uncertain"] else ")"),
               fmt(r["location_error_km"], 1),
-              "-" if r["magnitude"] is None else f"{r['magnitude']:.1f} {r['magnitude_type']}",
+              "-" if r["magnitude"] is None else f"{r['magnitude']:.1f} {r['magnitude_type']}"
+              + (" (lower bound)" if r["magnitude_lower_bound"] else ""),
               fmt(r["magnitude_error"])] for r in vrows],
         )
     _multi_event_sections(d, result)

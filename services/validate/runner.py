@@ -95,6 +95,8 @@ def alert_from_pb(msg: pb.Alert) -> AlertVersion:
         reason=msg.reason,
         decision_time_ns=int(msg.decision_time_ns),
         magnitude_uncertainty=float(msg.magnitude_uncertainty) if msg.has_magnitude else math.nan,
+        location_uncertain=bool(msg.location_uncertain),
+        magnitude_lower_bound=bool(msg.magnitude_lower_bound),
     )
 
 
@@ -109,6 +111,7 @@ def alert_to_pb(v: AlertVersion) -> pb.Alert:
         magnitude=v.magnitude, magnitude_uncertainty=v.magnitude_uncertainty, magnitude_type=v.magnitude_type,
         created_time_ns=v.created_time_ns, first_p_time_ns=v.first_p_time_ns,
         latest_ingest_time_ns=v.latest_ingest_time_ns, reason=v.reason, decision_time_ns=v.decision_time_ns,
+        location_uncertain=v.location_uncertain, magnitude_lower_bound=v.magnitude_lower_bound,
     )
     for s in v.stations:
         msg.stations.add(network=s.network, station=s.station, location=s.location, p_time_ns=s.p_time_ns,

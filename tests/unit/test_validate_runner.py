@@ -7,14 +7,15 @@ import math
 
 from services.broker.embedded import free_port
 from services.common.pb.eew.v1 import messages_pb2 as pb
-from services.validate.runner import Progress, alert_from_pb, scrape
+from services.validate.runner import Progress, alert_from_pb, alert_to_pb, scrape
 
 
 def test_alert_from_pb_keeps_every_field_and_unknown_coordinates() -> None:
     msg = pb.Alert(schema_version=1, event_id="e", version=2, type=pb.ALERT_TYPE_UPDATE, origin_time_ns=10,
                    first_p_time_ns=12, probability=0.5, has_location=True, latitude=1.5, longitude=2.5,
                    depth_km=7.0, location_uncertainty_km=3.0, has_magnitude=True, magnitude=4.2,
-                   magnitude_type="Mpd", created_time_ns=99, latest_ingest_time_ns=90, reason="r")
+                   magnitude_type="Mpd", created_time_ns=99, latest_ingest_time_ns=90, reason="r",
+                   decision_time_ns=11, location_uncertain=True, magnitude_lower_bound=True)
     msg.stations.append(pb.StationContribution(network="XX", station="A", location="", p_time_ns=12,
                                                probability=0.9, latitude=math.nan, longitude=math.nan))
     msg.stations.append(pb.StationContribution(network="XX", station="B", location="00", p_time_ns=13,
@@ -25,6 +26,9 @@ def test_alert_from_pb_keeps_every_field_and_unknown_coordinates() -> None:
     assert a.stations[0].latitude is None and a.stations[0].longitude is None
     assert (a.stations[1].location, a.stations[1].latitude) == ("00", 1.0)
     assert (a.created_time_ns, a.latest_ingest_time_ns, a.reason) == (99, 90, "r")
+    assert (a.decision_time_ns, a.location_uncertain, a.magnitude_lower_bound) == (11, True, True)
+    back = alert_to_pb(a)  # the inverse, for the alerting's QuakeML builder
+    assert alert_from_pb(back) == a and back.stations[0].station == "A" and math.isnan(back.stations[0].latitude)
     unlocated = alert_from_pb(pb.Alert(event_id="f", version=1, type=pb.ALERT_TYPE_NEW))
     assert unlocated.kind == "NEW" and math.isnan(unlocated.latitude) and not unlocated.has_magnitude
 
