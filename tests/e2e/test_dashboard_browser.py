@@ -154,7 +154,7 @@ def _signed_in(browser: Any, url: str) -> tuple[Any, Any, list[str]]:
     return ctx, page, problems
 
 
-def test_token_required(dashboard: tuple[str, Scores], browser: Any, shots: Path) -> None:
+def test_token_required(browser: Any, dashboard: tuple[str, Scores], shots: Path) -> None:
     url, _ = dashboard
     ctx, page, _ = _open(browser, url)
     try:
@@ -175,7 +175,7 @@ def test_token_required(dashboard: tuple[str, Scores], browser: Any, shots: Path
         ctx.close()
 
 
-def test_page_loads_without_console_errors(dashboard: tuple[str, Scores], browser: Any, shots: Path) -> None:
+def test_page_loads_without_console_errors(browser: Any, dashboard: tuple[str, Scores], shots: Path) -> None:
     url, _ = dashboard
     ctx, page, problems = _signed_in(browser, url)
     try:
@@ -195,7 +195,7 @@ def test_page_loads_without_console_errors(dashboard: tuple[str, Scores], browse
 
 
 def test_replayed_quake_appears_with_stations_and_versions(
-    dashboard: tuple[str, Scores], browser: Any, shots: Path
+    browser: Any, dashboard: tuple[str, Scores], shots: Path
 ) -> None:
     url, scores = dashboard
     ctx, page, problems = _signed_in(browser, url)
@@ -240,7 +240,7 @@ def test_replayed_quake_appears_with_stations_and_versions(
         ctx.close()
 
 
-def test_silent_station_changes_colour(dashboard: tuple[str, Scores], browser: Any, shots: Path) -> None:
+def test_silent_station_changes_colour(browser: Any, dashboard: tuple[str, Scores], shots: Path) -> None:
     url, scores = dashboard
     ctx, page, problems = _signed_in(browser, url)
     try:
