@@ -29,7 +29,7 @@ from services.alerting.core import ScoreRecord
 from services.alerting.intensity import DEFAULT_VP_KM_S, DEFAULT_VS_KM_S, predict_site
 from services.alerting.messages import alert_to_dict
 from services.alerting.stations import Station
-from services.common.exceptions import ConfigError
+from services.common.exceptions import ConfigError, DecodeError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 
 NS = 1_000_000_000
@@ -87,6 +87,26 @@ def parse_sites(text: str) -> list[Site]:
     return out
 
 
+def sites_from_subscribers(doc: object) -> list[Site]:
+    """Sites of a subscriber API listing (``{"subscribers": [{"name", "latitude", "longitude"}, ...]}``).
+
+    A listing of another shape raises DecodeError; a subscriber without valid coordinates is left
+    out (the API validates them, so this is only a guard)."""
+    subs = doc.get("subscribers") if isinstance(doc, dict) else None
+    if not isinstance(subs, list):
+        raise DecodeError("bad_subscriber_listing", "no 'subscribers' list")
+    out = []
+    for sub in subs:
+        try:
+            lat, lon = float(sub["latitude"]), float(sub["longitude"])
+            name = str(sub.get("name") or sub.get("id") or "subscriber")
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 360:
+            out.append(Site(f"subscriber {name}", lat, lon))
+    return out
+
+
 @dataclass
 class _Station:
     index: int
@@ -121,6 +141,8 @@ class DashboardCore:
     def __init__(self, cfg: CoreConfig, stations: Iterable[Station] = (), sites: Iterable[Site] = ()) -> None:
         self.cfg = cfg
         self.sites = list(sites)
+        self.subscriber_sites: list[Site] = []  # choices only: their countdown is computed on request
+        self.sites_generation = 0
         self._stations: dict[str, _Station] = {}
         self._events: dict[str, _Event] = {}
         self.events_generation = 0
@@ -303,6 +325,16 @@ class DashboardCore:
             "mmi": None if p.mmi is None else round(p.mmi, 1),
         }
 
+    def set_subscriber_sites(self, sites: list[Site]) -> None:
+        """The subscribers' sites (from the subscriber API) offered beside the configured ones."""
+        if sites != self.subscriber_sites:
+            self.subscriber_sites = list(sites)
+            self.sites_generation += 1
+
+    def site_choices(self) -> list[dict[str, Any]]:
+        return [{"name": s.name, "latitude": s.latitude, "longitude": s.longitude}
+                for s in [*self.sites, *self.subscriber_sites]]
+
     def predict_for(self, lat: float, lon: float, name: str = "chosen site") -> list[dict[str, Any]]:
         """Warning time and intensity at one chosen site for every located event."""
         out = []
@@ -324,7 +356,7 @@ class DashboardCore:
         c = self.cfg
         return {
             "replay": c.replay, "states": list(STATES), "vp_km_s": c.vp_km_s, "vs_km_s": c.vs_km_s,
-            "sites": [{"name": s.name, "latitude": s.latitude, "longitude": s.longitude} for s in self.sites],
+            "sites": self.site_choices(),
         }
 
     def event_count(self) -> int:

@@ -29,7 +29,7 @@ from services.common.kafka import broker_reachable, wait_for_broker
 from services.common.lifecycle import StopFlag
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import now_ns
-from services.dashboard.core import STATES, CoreConfig, DashboardCore, parse_sites
+from services.dashboard.core import STATES, CoreConfig, DashboardCore, parse_sites, sites_from_subscribers
 from services.dashboard.exceptions import AssetsMissing, DashboardError
 from services.dashboard.health import Scrape, parse_metrics, parse_targets, summarize
 from services.dashboard.metrics import DashboardMetrics
@@ -76,6 +76,7 @@ class LiveState:
                 "layout_generation": c.layout_generation, "layout": c.station_layout(), "rows": rows,
                 "events_generation": c.events_generation, "events": c.events(),
                 "health_generation": self.health_generation,
+                "sites_generation": c.sites_generation, "sites": c.site_choices(),
                 "health": self.health | {"latency_s": c.latencies()},
             }
             self._frame_at = time.monotonic()
@@ -167,11 +168,34 @@ class DashboardService:
                         self._warn(f"scrape:{name}", "dashboard: cannot read %s metrics at %s: %s", name, url, exc)
                         rows.append(summarize(name, None, None, error=str(exc)[:200]))
                         self._scrapes[name] = None
+                if s.subscribers_url:
+                    self._read_subscribers(client)
                 self.state.set_health({
                     "broker": {"reachable": self._broker_ok, "bootstrap": s.bootstrap_servers},
                     "services": rows,
                     "provider": next((r["provider"] for r in rows if r.get("provider")), None),
                 })
+
+    def _read_subscribers(self, client: httpx.Client, max_pages: int = 20) -> None:
+        """The subscribers' sites from the subscriber API (paged); on failure the last list stays."""
+        s = self.settings
+        sites, cursor = [], None
+        try:
+            for _ in range(max_pages):
+                r = client.get(s.subscribers_url, params={"limit": 1000, **({"cursor": cursor} if cursor else {})},
+                               headers={"Authorization": f"Bearer {s.subscribers_token}"})
+                r.raise_for_status()
+                doc = r.json()
+                sites += sites_from_subscribers(doc)
+                cursor = doc.get("next_cursor")
+                if not cursor:
+                    break
+        except (httpx.HTTPError, ValueError, DecodeError) as exc:
+            self.metrics.scrape_failures.labels("subscribers").inc()
+            self._warn("subscribers", "dashboard: cannot list subscribers at %s: %s", s.subscribers_url, exc)
+            return
+        with self.state.lock:
+            self.state.core.set_subscriber_sites(sites)
 
     def _warn(self, key: str, fmt: str, *args: object) -> None:
         """Log at most once a minute per key (bad input keeps its metric either way)."""

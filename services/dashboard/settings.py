@@ -26,6 +26,13 @@ class DashboardSettings(ServiceSettings):
         "send anything (a station never heard from is dead)."
     )
     sites: str = Field("", description="Sites whose warning time and intensity are counted down: name:lat:lon,...")
+    subscribers_url: str = Field(
+        "", description="Subscriber API listing, e.g. http://alerting:8080/v1/subscribers: the subscribers' sites join "
+        "the countdown's choices (an admin token lists all, a write token its own); empty: none."
+    )
+    subscribers_token: str = Field(
+        "", description="Bearer token for --subscribers-url (give it in the environment: EEW_SUBSCRIBERS_TOKEN)."
+    )
     metrics_urls: str = Field(
         "", description="Services' metrics for the health panel: name=http://host:port/metrics,..."
     )

@@ -192,7 +192,7 @@ def make_app(
     async def _updates(request: Request) -> AsyncIterator[bytes]:
         """One message per tick with what changed since the last one (the first: everything)."""
         sent: dict[int, tuple] = {}
-        seen = {"layout": -1, "events": -1, "health": -1}
+        seen = {"layout": -1, "events": -1, "health": -1, "sites": 0}
         last = time.monotonic()
         try:
             yield b"retry: 2000\n\n"
@@ -208,7 +208,7 @@ def make_app(
                     sent[r[0]] = r
                 if changed:
                     msg["rows"] = changed
-                for key in ("events", "health"):
+                for key in ("events", "health", "sites"):
                     if f[f"{key}_generation"] != seen[key]:
                         seen[key] = f[f"{key}_generation"]
                         msg[key] = f[key]

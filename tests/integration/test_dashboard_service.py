@@ -144,3 +144,41 @@ def test_a_run_that_starts_its_own_broker_gets_the_dashboard_from_the_environmen
         assert r.status_code == 200 and r.json()["config"]["replay"] is True
     finally:
         assert pipe.stop()["dashboard"] == 0
+
+
+def test_subscribers_sites_from_the_subscriber_api(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """A subscriber created through `eew alert`'s API becomes a countdown choice on the page."""
+    admin = "dashboard-admin-token-0123456789"
+    api_port, web_port = free_port(), free_port()
+    alerting = ServiceProcess(
+        "alerting", ["alert", "--bootstrap-servers", broker.bootstrap, "--stations", str(STATIONS),
+                     "--api-port", str(api_port), "--outbox-db", f"sqlite:///{tmp_path / 'outbox.sqlite'}"],
+        tmp_path / "alerting.log", free_port()).start(env={"EEW_API_TOKENS": f"ops:{admin}:admin"})
+    dash = ServiceProcess(
+        "dashboard", ["dashboard", "--bootstrap-servers", broker.bootstrap, "--web-port", str(web_port),
+                      "--health-interval-s", "1", "--subscribers-url", f"http://127.0.0.1:{api_port}/v1/subscribers"],
+        tmp_path / "dashboard.log", free_port())
+    try:
+        def created() -> bool:
+            try:
+                r = httpx.post(f"http://127.0.0.1:{api_port}/v1/subscribers", headers={"Authorization": f"Bearer {admin}"},
+                               json={"name": "Hospital", "latitude": 37.5, "longitude": -122.0, "channels": {"sse": True}},
+                               timeout=5)
+            except httpx.HTTPError:
+                return False
+            assert r.status_code in (201, 503), r.text
+            return r.status_code == 201
+
+        _poll(created, 60)
+        dash.start(env={"EEW_API_TOKENS": f"viewer:{SECRET}:read", "EEW_SUBSCRIBERS_TOKEN": admin})
+        dash.wait_ready(60)
+
+        def listed() -> bool:
+            snap = httpx.get(f"http://127.0.0.1:{web_port}/api/snapshot",
+                             headers={"Authorization": f"Bearer {SECRET}"}, timeout=5).json()
+            return {"name": "subscriber Hospital", "latitude": 37.5, "longitude": -122.0} in snap["config"]["sites"]
+
+        _poll(listed, 30)
+    finally:
+        assert dash.stop() in (0, None), dash.log_tail()
+        alerting.stop()

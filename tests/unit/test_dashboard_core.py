@@ -9,7 +9,7 @@ from services.alerting.messages import decode_score
 from services.alerting.stations import Station
 from services.common.exceptions import ConfigError, DecodeError
 from services.dashboard import synthetic as syn
-from services.dashboard.core import CoreConfig, DashboardCore, parse_sites
+from services.dashboard.core import CoreConfig, DashboardCore, parse_sites, sites_from_subscribers
 from services.dashboard.health import parse_metrics, parse_targets, summarize
 from services.dashboard.web import Sessions, check_bearer
 
@@ -136,3 +136,18 @@ def test_tokens_and_sessions() -> None:
     assert sessions.name(a) is None  # expired
     ids = [sessions.open("ops") for _ in range(3)]
     assert sessions.name(ids[-1]) == "ops" and sessions.name(ids[0]) is None  # bounded: oldest forgotten
+
+
+def test_subscriber_sites_join_the_choices() -> None:
+    doc = {"subscribers": [{"name": "Hospital", "latitude": 37.5, "longitude": -122.0},
+                           {"name": "broken", "latitude": "x", "longitude": 1}], "next_cursor": None}
+    sites = sites_from_subscribers(doc)
+    assert [s.name for s in sites] == ["subscriber Hospital"]
+    core = DashboardCore(CoreConfig(), sites=parse_sites("Oakland:37.804:-122.271"))
+    core.set_subscriber_sites(sites)
+    assert [s["name"] for s in core.site_choices()] == ["Oakland", "subscriber Hospital"]
+    assert core.sites_generation == 1
+    core.set_subscriber_sites(sites)  # unchanged: no new generation (no update sent)
+    assert core.sites_generation == 1
+    with pytest.raises(DecodeError):
+        sites_from_subscribers({"items": []})

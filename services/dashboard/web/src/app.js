@@ -238,6 +238,10 @@ function apply(msg) {
     refreshSite();
     S.topDirty = true;
   }
+  if (msg.sites) {
+    S.config.sites = msg.sites;
+    fillSites();
+  }
   if (msg.health) {
     S.health = msg.health;
     renderHealth();
@@ -584,7 +588,9 @@ function fillSites() {
     o.textContent = s.name;
     sel.appendChild(o);
   });
-  if (S.config.sites.length) {
+  const keep = S.site ? S.config.sites.findIndex((s) => s.name === S.site.name) : -1;
+  if (keep >= 0) sel.value = String(keep);
+  else if (!S.site && S.config.sites.length) {
     sel.value = "0";
     chooseSite({ ...S.config.sites[0] });
   }
