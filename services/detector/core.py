@@ -51,7 +51,7 @@ from typing import Protocol
 import numpy as np
 
 from services.common.codec import Packet
-from services.common.streams import ChannelInfo, classify_channel, resample_ratio
+from services.common.streams import ACCELERATION, ChannelInfo, classify_channel, resample_ratio
 from services.detector.displacement import DisplacementBank, integrations_for
 from services.detector.resample import Resampler
 
@@ -84,6 +84,8 @@ C_CHUNKS = "chunks_scored"
 C_FORCED = "forced_drains"
 C_FRONT_RESETS = "resampler_resets"  # a component's resampler/integrator restarted (gap, rate change)
 C_RATE_CHANGES = "rate_changes"  # a component's sampling rate changed mid-stream
+C_CLIPPED = "clipped_packets"  # velocity packets with clipped samples
+C_SITE_SUPPRESSED = "site_suppressed_triggers"  # a site's secondary sensor did not trigger
 
 
 class StepOutput(Protocol):
@@ -109,6 +111,10 @@ class CoreConfig:
     step_samples: int = 10
     rearm_threshold: float | None = None  # default: half the detection threshold
     rearm_s: float = 3.0
+    clip_counts: float = 8_000_000.0  # |sample| at or above: clipped (~95 % of a 24-bit digitiser)
+    clip_run: int = 5  # or this many consecutive samples at a packet's extreme, far above its median
+    clip_hold_s: float = 60.0  # a clipped velocity sensor ranks below the site's accelerometer this long
+    site_live_s: float = 10.0  # a sensor scored within this much data time counts as live at its site
     pick_lookback_s: float = 10.0
     buffer_s: float = 45.0
     history_s: float = 10.0
@@ -221,6 +227,9 @@ class StationBuffer:
     below_samples: int = 0
     pending: list[_Pending] = field(default_factory=list)
     tags: deque[tuple[int, int]] = field(default_factory=deque)  # (tag, end index), fed order
+    acceleration: bool = False  # an accelerometer (else a velocity sensor)
+    clipped_until: int = -(1 << 62)  # model index until which this (velocity) sensor counts as clipped
+    held: bool = False  # a trigger of this sensor is being held back for the site's preferred one
 
     def __post_init__(self) -> None:
         self.size = self.ahead + self.hist
@@ -317,6 +326,9 @@ class CoreDetector:
         self.piece = cfg.samples(PIECE_S)
         self.lookback_steps = max(1, cfg.samples(cfg.pick_lookback_s) // cfg.step_samples)
         self.stations: dict[str, StationBuffer] = {}
+        self.sites: dict[str, set[str]] = {}  # "NET.STA" -> stream keys (velocity and accelerometers)
+        self.site_live = max(1, cfg.samples(cfg.site_live_s) // cfg.chunk_samples)
+        self.clip_hold = cfg.samples(cfg.clip_hold_s)
         self.states = np.zeros((min(64, cfg.max_stations), cfg.state_size), dtype=np.float32)
         self._free_slots: list[int] = list(range(self.states.shape[0] - 1, -1, -1))
         self._candidates: set[str] = set()
@@ -375,6 +387,7 @@ class CoreDetector:
             self.states[st.slot] = 0.0
             self.displacement.reset(st.slot)
             self.stations[key] = st
+            self.sites.setdefault(f"{p.network}.{p.station}", set()).add(key)
         return st
 
     def drop_stations(self, keys: Iterable[str]) -> int:
@@ -384,6 +397,11 @@ class CoreDetector:
             st = self.stations.pop(key, None)
             if st is None:
                 continue
+            site = self.sites.get(f"{st.network}.{st.station}")
+            if site is not None:
+                site.discard(key)
+                if not site:
+                    del self.sites[f"{st.network}.{st.station}"]
             self._free_slots.append(st.slot)
             self._candidates.discard(key)
             n += 1
@@ -442,15 +460,58 @@ class CoreDetector:
         if st is None:
             return "too_many_stations"
         st.last_fed_mono = mono_ns
+        st.acceleration = info.quantity == ACCELERATION
         n0 = self.ns_to_idx(int(p.start_time_ns), ratio)
         j0 = -((-n0 * up) // down)
         j1 = ((n0 + n) * up) // down
+        if not st.acceleration and self._clipped(data):
+            self.counts[C_CLIPPED] += 1
+            st.clipped_until = max(st.clipped_until, j1 + self.clip_hold)
         if st.next_chunk is not None and self._discontinuous(st, j0, j1):
             return self._pending_jump(st, _Pending(p, info, ratio, j0, j1, tag))
         if st.pending:
             self.counts[C_TIME_JUMP] += len(st.pending)
             st.pending.clear()
         return self._accept(st, p, info, ratio, n0, data, tag)
+
+    def _clipped(self, data: np.ndarray) -> bool:
+        """Samples at the digitiser's limit: beyond ``clip_counts``, or a flat top: ``clip_run``
+        consecutive samples exactly at the packet's extreme, well clear of its noise (a quiet
+        station's last-bit dither repeats its extremes too, so the extreme must stand out)."""
+        a = np.abs(data)
+        if float(a.max()) >= self.cfg.clip_counts:
+            return True
+        x = np.asarray(data, dtype=np.float64)
+        med = float(np.median(x))
+        dev = np.abs(x - med)
+        m = float(dev.max())
+        at = dev == m
+        if int(at.sum()) < self.cfg.clip_run or m < max(64.0, 3.0 * float(np.median(dev))):
+            return False
+        idx = np.flatnonzero(at)
+        breaks = np.flatnonzero(np.diff(idx) != 1)
+        runs = np.diff(np.concatenate([[-1], breaks, [len(idx) - 1]]))
+        return int(runs.max()) >= self.cfg.clip_run
+
+    def _outranked(self, st: StationBuffer, k: int) -> bool:
+        """Another live sensor at this site is preferred: velocity unclipped > accelerometer > clipped
+        velocity (one trigger per site; the accelerometer takes over when the velocity sensor clips)."""
+        keys = self.sites.get(f"{st.network}.{st.station}", ())
+        if len(keys) < 2:
+            return False
+        a = k * self.C
+
+        def rank(s: StationBuffer) -> int:
+            return 1 if s.acceleration else (2 if s.clipped_until > a else 0)
+
+        mine = rank(st)
+        for key in keys:
+            other = self.stations.get(key)
+            if other is None or other is st or other.next_chunk is None:
+                continue
+            if other.next_chunk >= k - self.site_live and rank(other) < mine:
+                return True
+        return False
 
     def _discontinuous(self, st: StationBuffer, j0: int, j1: int) -> bool:
         scored = st.scored(self.C)
@@ -471,8 +532,10 @@ class CoreDetector:
         confirmed = sorted(st.pending, key=lambda x: x.j0)
         # Data buffered before the jump is scored first (fast replays deliver both sides in one
         # poll): only then is the station restarted.
-        while st.next_chunk is not None and (lead := st.real_lead()) is not None and (
-            (st.next_chunk + 1) * self.C <= lead
+        while (
+            st.next_chunk is not None
+            and (lead := st.real_lead()) is not None
+            and ((st.next_chunk + 1) * self.C <= lead)
         ):
             self._score_batch([st], self._out)
         self._reset(st)
@@ -764,6 +827,13 @@ class CoreDetector:
         warm = st.chunks_since_reset * C >= self.warmup
         above = warm and prob >= cfg.detection_threshold
         new_trigger = False
+        if above and not st.episode and self._outranked(st, k):
+            above = False  # the site's preferred sensor decides (counted; its probability still goes out)
+            if not st.held:
+                st.held = True
+                self.counts[C_SITE_SUPPRESSED] += 1
+        elif st.held and prob < cfg.rearm_level:
+            st.held = False
         if above and not st.episode:
             st.episode = True
             new_trigger = True
@@ -810,7 +880,9 @@ class CoreDetector:
         an earlier one that did not trigger is a precursor (a small arrival, a noise burst), and
         picking it would put the P seconds early."""
         lo = max(end_step - self.lookback_steps, st.reset_step)
-        ok = np.flatnonzero((st.p_step >= lo) & (st.p_step < end_step) & (st.p_hist >= self.cfg.p_pick_threshold))
+        ok = np.flatnonzero(
+            (st.p_step >= lo) & (st.p_step < end_step) & (st.p_hist >= self.cfg.p_pick_threshold)
+        )
         if not len(ok):
             return self.idx_to_ns(chunk_start), 0.0
         ok = ok[np.argsort(st.p_step[ok])]  # ring slots in time order

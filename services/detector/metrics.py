@@ -36,6 +36,10 @@ _CORE_COUNTS = {
     dc.C_TRIGGERS: ("triggers", None),
     dc.C_CHUNKS: ("windows_scored", None),
     dc.C_FORCED: ("forced_drains", None),
+    dc.C_FRONT_RESETS: ("resampler_events", "reset"),
+    dc.C_RATE_CHANGES: ("resampler_events", "rate_change"),
+    dc.C_CLIPPED: ("clipped_packets", None),
+    dc.C_SITE_SUPPRESSED: ("site_suppressed_triggers", None),
 }
 
 
@@ -56,6 +60,28 @@ class DetectorMetrics:
             "eew_detector_rejected_packets",
             "Decoded packets the buffers refused, by reason (late/duplicate are normal stream events).",
             ["reason"],
+            registry=r,
+        )
+        self.rejected_streams = Counter(
+            "eew_detector_rejected_streams",
+            "Streams (NSLC) refused for their channel code or sampling rate, by reason (each counted once).",
+            ["reason"],
+            registry=r,
+        )
+        self.resampler_events = Counter(
+            "eew_detector_resampler_events",
+            "Resampler restarts of non-100 Hz components: reset (gap, restart), rate_change (mid-stream).",
+            ["event"],
+            registry=r,
+        )
+        self.clipped_packets = Counter(
+            "eew_detector_clipped_packets",
+            "Velocity packets with clipped samples (the site's accelerometer takes over its triggers).",
+            registry=r,
+        )
+        self.site_suppressed_triggers = Counter(
+            "eew_detector_site_suppressed_triggers",
+            "Triggers of a site's secondary sensor (an accelerometer beside a healthy velocity sensor).",
             registry=r,
         )
         self.deadletters = Counter(

@@ -39,6 +39,7 @@ from services.common.kafka import broker_reachable, confirmed, wait_for_broker
 from services.common.lifecycle import StopFlag
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.retry import OutageTracker, is_retriable
+from services.common.streams import hint
 from services.common.timeutil import NS_PER_S, now_ns, ns_to_iso
 from services.detector.core import CoreDetector, Score
 from services.detector.kafka_io import DetectorKafka
@@ -49,6 +50,20 @@ log = logging.getLogger(__name__)
 
 #: Rejections that are ordinary stream events (counted, not dead-lettered).
 STREAM_EVENTS = frozenset({"late", "duplicate"})
+#: Reasons that refuse a whole stream (channel code, rate): logged once per stream with the fix.
+STREAM_REASONS = frozenset(
+    {
+        "bad_channel",
+        "unknown_component",
+        "unsupported_instrument",
+        "rate_below_minimum",
+        "rate_above_maximum",
+        "unsupported_rate",
+        "bad_rate",
+    }
+)
+#: Most (stream, reason) pairs remembered for the once-per-stream log and /readyz.
+MAX_REJECTED_STREAMS = 10_000
 
 
 def score_message(s: Score, scored_time_ns: int) -> pb.StationScore:
@@ -129,6 +144,8 @@ class DetectorService:
         self.unacked: list[tuple[FutureRecordMetadata, str]] = []
         self._heartbeat = time.monotonic()
         self._last_data = 0.0
+        self._last_rejected = 0.0  # last packet refused for a stream reason (nothing scorable)
+        self._rejected_streams: dict[tuple[str, str], int] = {}  # (NSLC, reason) -> packets
         self._last_commit = time.monotonic()
         self._last_evict = time.monotonic()
         self._log_budget = _LogBudget()
@@ -165,11 +182,46 @@ class DetectorService:
 
     def _check_data(self) -> tuple[bool, str]:
         if not self._last_data:
+            if self._last_rejected:
+                return False, "receiving data but none scorable: " + self._rejection_summary()
             return False, "no waveform data received yet"
         age = time.monotonic() - self._last_data
         if age > self.settings.data_timeout_s:
             return False, f"no waveform data for {age:.0f} s"
+        if self._last_rejected > self._last_data:
+            return True, "some streams not scorable: " + self._rejection_summary()
         return True, ""
+
+    def _rejection_summary(self, most: int = 5) -> str:
+        """'reason: N streams (e.g. NSLC), ...' over the streams refused so far."""
+        by_reason: dict[str, list[str]] = {}
+        for nslc, reason in self._rejected_streams:
+            by_reason.setdefault(reason, []).append(nslc)
+        parts = [
+            f"{reason}: {len(v)} stream(s) (e.g. {sorted(v)[0]})"
+            for reason, v in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))[:most]
+        ]
+        return "; ".join(parts)
+
+    def _note_rejection(self, nslc: str, reason: str, rate: float) -> None:
+        """Count a refused packet; the first one per (stream, reason) is logged at WARNING with the fix."""
+        self._last_rejected = time.monotonic()
+        k = (nslc, reason)
+        seen = self._rejected_streams.get(k)
+        if seen is None and len(self._rejected_streams) < MAX_REJECTED_STREAMS:
+            self._rejected_streams[k] = 1
+            self.metrics.rejected_streams.labels(reason).inc()
+            log.warning(
+                "%s (%g Hz) not scorable: %s -- %s (first packet of this stream; further ones are "
+                "counted in eew_detector_rejected_packets_total{reason=%r})",
+                nslc,
+                rate,
+                reason,
+                hint(reason) or "see services/common/streams.py",
+                reason,
+            )
+        elif seen is not None:
+            self._rejected_streams[k] = seen + 1
 
     # ---- loop ---------------------------------------------------------------------------------
     def run(self) -> int:
@@ -287,6 +339,8 @@ class DetectorService:
         m.rejected.labels(reason).inc()
         if reason in STREAM_EVENTS:
             return
+        if reason in STREAM_REASONS:
+            self._note_rejection(pkt.nslc, reason, float(pkt.sampling_rate))
         self._deadletter(tp, r, reason, f"{pkt.nslc} at {ns_to_iso(pkt.start_time_ns)}")
 
     def _deadletter(self, tp: TopicPartition, r: Any, reason: str, detail: str) -> None:

@@ -45,6 +45,22 @@ class DetectorSettings(ServiceSettings):
         3.0, description="Seconds below the re-arm threshold before a station can trigger anew."
     )
     pick_lookback_s: float = Field(10.0, description="How far before a trigger the P onset is searched.")
+    clip_counts: float = Field(
+        8_000_000.0,
+        description="A velocity sample at or above this |count| is clipped (default ~95 % of a 24-bit "
+        "digitiser); a run of clip-run samples at a packet's extreme counts too.",
+    )
+    clip_run: int = Field(5, description="Consecutive samples at a packet's extreme that mean clipping.")
+    clip_hold_s: float = Field(
+        60.0,
+        description="After clipping, a velocity sensor ranks below its site's accelerometer this long "
+        "(the accelerometer's triggers count instead).",
+    )
+    site_live_s: float = Field(
+        10.0,
+        description="A sensor scored within this much data time is live at its site: a site's "
+        "accelerometer does not trigger while its velocity sensor is live and unclipped.",
+    )
     warmup_s: float | None = Field(
         None, description="Override of the contract's warm-up (no triggers before it)."
     )
@@ -103,6 +119,10 @@ class DetectorSettings(ServiceSettings):
             step_samples=contract.step_samples,
             rearm_threshold=self.rearm_threshold,
             rearm_s=self.rearm_s,
+            clip_counts=self.clip_counts,
+            clip_run=self.clip_run,
+            clip_hold_s=self.clip_hold_s,
+            site_live_s=self.site_live_s,
             pick_lookback_s=self.pick_lookback_s,
             buffer_s=self.buffer_s,
             max_gap_s=self.max_gap_s,
