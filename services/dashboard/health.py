@@ -27,6 +27,30 @@ LATENCY = {
 PROVIDER = "eew_detector_execution_provider"
 
 
+def parse_lag_groups(text: str) -> list[tuple[str, str]]:
+    """``group:topic,...`` -> [(group, topic)]: the consumer groups whose backlog is shown."""
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        group, sep, topic = item.partition(":")
+        if not sep or not group or not topic:
+            raise ConfigError(f"lag group {item!r}: need group:topic")
+        out.append((group, topic))
+    return out
+
+
+def backlog(committed: dict[Any, int], begin: dict[Any, int], end: dict[Any, int]) -> int:
+    """Records a group has not consumed yet, summed over the topic's partitions (keys: partitions).
+
+    A partition without a committed offset counts from its beginning (nothing of it consumed)."""
+    total = 0
+    for tp, last in end.items():
+        done = committed.get(tp)
+        total += max(0, last - (begin.get(tp, 0) if done is None or done < 0 else done))
+    return total
+
+
 def parse_targets(text: str) -> dict[str, str]:
     """``name=http://host:port/metrics,...`` -> {name: url}."""
     out: dict[str, str] = {}

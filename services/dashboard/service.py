@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
@@ -31,7 +31,14 @@ from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import now_ns
 from services.dashboard.core import STATES, CoreConfig, DashboardCore, parse_sites, sites_from_subscribers
 from services.dashboard.exceptions import AssetsMissing, DashboardError
-from services.dashboard.health import Scrape, parse_metrics, parse_targets, summarize
+from services.dashboard.health import (
+    Scrape,
+    backlog,
+    parse_lag_groups,
+    parse_metrics,
+    parse_targets,
+    summarize,
+)
 from services.dashboard.metrics import DashboardMetrics
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.web import make_app
@@ -114,6 +121,7 @@ class DashboardService:
             rejected_hold_s=s.rejected_hold_s, event_retention_s=s.event_retention_s, max_events=s.max_events,
         )
         self.targets = parse_targets(s.metrics_urls)
+        self.lag_groups = parse_lag_groups(s.lag_groups)
         self.state = LiveState(DashboardCore(cfg, inventory, parse_sites(s.sites)))
         app = make_app(self.state, tokens, ASSETS, self.metrics, tick_s=s.tick_s, heartbeat_s=s.stream_heartbeat_s,
                        max_clients=s.max_clients, session_ttl_s=s.session_ttl_s)
@@ -125,6 +133,8 @@ class DashboardService:
         self._assigned = threading.Event()
         self._broker_ok = False
         self._scrapes: dict[str, Scrape | None] = {}
+        self._admin: KafkaAdminClient | None = None  # health thread only
+        self._offsets: KafkaConsumer | None = None
         self._log_budget: dict[str, float] = {}
 
     # ---- health --------------------------------------------------------------------------------
@@ -150,6 +160,14 @@ class DashboardService:
         return f"http://{self.settings.web_host}:{port}/"
 
     def _health_loop(self) -> None:
+        try:
+            self._health_checks()
+        finally:
+            for c in (self._admin, self._offsets):
+                if c is not None:
+                    c.close()
+
+    def _health_checks(self) -> None:
         s = self.settings
         with httpx.Client(timeout=s.scrape_timeout_s) as client:
             while not self.stop.wait(0 if not self.state.health_generation else s.health_interval_s):
@@ -173,8 +191,40 @@ class DashboardService:
                 self.state.set_health({
                     "broker": {"reachable": self._broker_ok, "bootstrap": s.bootstrap_servers},
                     "services": rows,
+                    "backlog": self._backlogs() if self._broker_ok else [],
                     "provider": next((r["provider"] for r in rows if r.get("provider")), None),
                 })
+
+    def _backlogs(self) -> list[dict[str, Any]]:
+        """Per consumer group: records of its topic not consumed yet (end offsets - committed)."""
+        if not self.lag_groups:
+            return []
+        s = self.settings
+        servers = [b.strip() for b in s.bootstrap_servers.split(",") if b.strip()]
+        timeout_ms = int(s.scrape_timeout_s * 1000)
+        out: list[dict[str, Any]] = []
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(bootstrap_servers=servers, client_id=f"{s.client_id}-lag",
+                                               request_timeout_ms=timeout_ms)
+                self._offsets = KafkaConsumer(bootstrap_servers=servers, client_id=f"{s.client_id}-lag",
+                                              group_id=None, request_timeout_ms=max(timeout_ms, 5000) + 1000)
+            committed = self._admin.list_group_offsets({g: None for g, _ in self.lag_groups})
+            for group, topic in self.lag_groups:
+                ids = self._offsets.partitions_for_topic(topic) or set()
+                tps = [TopicPartition(topic, p) for p in sorted(ids)]
+                if not tps:
+                    out.append({"group": group, "topic": topic, "records": None, "error": "topic not found"})
+                    continue
+                mine = {tp: o.offset for tp, o in (committed.get(group) or {}).items() if tp.topic == topic}
+                n = backlog(mine, self._offsets.beginning_offsets(tps), self._offsets.end_offsets(tps))
+                out.append({"group": group, "topic": topic, "records": n,
+                            "error": "" if mine else "no committed offsets (group not running yet?)"})
+        except KafkaError as exc:
+            self.metrics.broker_errors.inc()
+            self._warn("backlog", "dashboard: cannot read consumer group offsets: %s", exc)
+            return [{"group": g, "topic": t, "records": None, "error": str(exc)[:200]} for g, t in self.lag_groups]
+        return out
 
     def _read_subscribers(self, client: httpx.Client, max_pages: int = 20) -> None:
         """The subscribers' sites from the subscriber API (paged); on failure the last list stays."""

@@ -36,6 +36,10 @@ class DashboardSettings(ServiceSettings):
     metrics_urls: str = Field(
         "", description="Services' metrics for the health panel: name=http://host:port/metrics,..."
     )
+    lag_groups: str = Field(
+        "eew-detector:eew.waveforms.v1,eew-alerting:eew.scores.v1",
+        description="Consumer groups whose backlog (records not yet consumed) the health panel shows: group:topic,...",
+    )
     replay: CliImplicitFlag[bool] = Field(
         False, description="Replay mode: read the topics from their beginning and run the page's clock on the "
         "data's time (newest scored sample), so a replayed archive plays as if live; flag --replay."

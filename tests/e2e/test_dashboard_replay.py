@@ -72,6 +72,9 @@ def test_replayed_earthquake_through_the_pipeline_appears_on_the_page(tmp_path: 
             assert lag < ALERT_TO_PAGE_S
             # the services' health: the detector's ONNX provider, read from its /metrics
             _wait(page, "document.getElementById('health').textContent.includes('ExecutionProvider')", 30_000)
+            # and the consumer groups' backlog, from their committed offsets
+            _wait(page, "/eew-detector\\s*eew.waveforms.v1\\s*\\d+/.test(document.getElementById('health').textContent)",
+                  30_000)
             for sta in ev["stations"]:
                 _wait(page, f"window.eewDashboard.stationPixel('{sta}') !== null")
             page.screenshot(path=str(tmp_path / "replay-end.png"))

@@ -10,7 +10,7 @@ from services.alerting.stations import Station
 from services.common.exceptions import ConfigError, DecodeError
 from services.dashboard import synthetic as syn
 from services.dashboard.core import CoreConfig, DashboardCore, parse_sites, sites_from_subscribers
-from services.dashboard.health import parse_metrics, parse_targets, summarize
+from services.dashboard.health import backlog, parse_lag_groups, parse_metrics, parse_targets, summarize
 from services.dashboard.web import Sessions, check_bearer
 
 NS = 1_000_000_000
@@ -151,3 +151,12 @@ def test_subscriber_sites_join_the_choices() -> None:
     assert core.sites_generation == 1
     with pytest.raises(DecodeError):
         sites_from_subscribers({"items": []})
+
+
+def test_backlog_counts_unconsumed_records() -> None:
+    assert parse_lag_groups("eew-detector:eew.waveforms.v1") == [("eew-detector", "eew.waveforms.v1")]
+    with pytest.raises(ConfigError):
+        parse_lag_groups("no-topic")
+    # partition 0 consumed to 5 of 8; partition 1 never committed: all of it from its beginning (2..6)
+    assert backlog({0: 5}, {0: 0, 1: 2}, {0: 8, 1: 6}) == 3 + 4
+    assert backlog({0: 9}, {0: 0}, {0: 8}) == 0  # never negative

@@ -699,10 +699,12 @@ function renderHealth() {
       .map(([k, v]) => `${esc(k)} ${v.toFixed(2)} s`).join(", ");
     return `<tr><td>${esc(s.service)}</td><td>in ${s.packets_in}</td><td>rejected: ${rej}</td></tr>${lats ? `<tr><td></td><td colspan="2" class="muted">${lats}</td></tr>` : ""}`;
   }).join("");
+  const backlog = (h.backlog || []).map((b) => `<tr><td>${esc(b.group)}</td><td>${esc(b.topic)}</td><td class="${b.records === null ? "bad" : ""}">${b.records === null ? "—" : b.records}${b.error ? ` <span class="muted">${esc(b.error)}</span>` : ""}</td></tr>`).join("");
   $("health").innerHTML = `
     <div>broker: ${broker}</div>
     <div>model provider: <b>${esc(h.provider || "unknown")}</b></div>
     <table><tr><th>stage (median, from messages)</th><th>lag</th></tr>${lat}</table>
+    ${backlog ? `<table><tr><th>consumer group</th><th>topic</th><th>backlog (records)</th></tr>${backlog}</table>` : ""}
     ${svc ? `<table><tr><th>service</th><th>packets</th><th>rejected by reason</th></tr>${svc}</table>` : `<p class="muted">no service metrics configured (--metrics-urls)</p>`}`;
 }
 
