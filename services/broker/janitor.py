@@ -3,7 +3,8 @@
 A thread that, every ``interval_s``, lists each partition's ``records/`` folder through the
 SeaweedFS filer's HTTP API (sorted by name = base offset, paged, stopping at the first object
 still within retention), deletes the expired prefix (``services.broker.retention.expired``),
-then asks the master to vacuum volumes so the freed space returns to the disk. Failures are
+prunes the filer's own metadata log (``expired_files``), then asks the master to vacuum volumes
+so the freed space returns to the disk. Failures are
 logged with topic/partition, counted, and retried at the next pass; they never stop the broker.
 """
 
@@ -22,10 +23,13 @@ from datetime import UTC, datetime
 
 from services.broker.exceptions import RetentionError
 from services.broker.metrics import BrokerMetrics
-from services.broker.retention import BatchObject, expired, is_batch
+from services.broker.retention import BatchObject, expired, expired_files, is_batch
 
 log = logging.getLogger(__name__)
 
+#: where the filer logs its metadata changes (one folder a day, one file a minute)
+META_LOG = "/topics/.system/log"
+DIR_MODE = 1 << 31  # the filer's directory bit in an entry's Mode
 _MTIME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z$")
 
 
@@ -99,6 +103,7 @@ class RetentionJanitor:
         page_size: int = 1000,
         vacuum_threshold: float = 0.3,
         max_objects: int = 500,
+        meta_log_keep_ms: int = 3_600_000,
     ) -> None:
         self.filer = filer
         self.partitions = dict(partitions)
@@ -109,6 +114,7 @@ class RetentionJanitor:
         self.page_size = page_size
         self.vacuum_threshold = vacuum_threshold
         self.max_objects = max_objects
+        self.meta_log_keep_ms = meta_log_keep_ms
         #: partitions ("topic[p]") holding more than max_objects batch objects at the last pass
         self.crowded: dict[str, int] = {}
         self._stop = threading.Event()
@@ -145,6 +151,26 @@ class RetentionJanitor:
                 break
         return n, size, kept
 
+    def prune_meta_log(self, now_ns: int) -> int:
+        """Remove the filer's metadata-log files older than ``meta_log_keep_ms``; files removed."""
+        files: list[tuple[str, int]] = []
+        days: list[str] = []
+        for entries, _more in self.filer.list_pages(META_LOG, self.page_size):
+            days.extend(e["FullPath"] for e in entries if e.get("Mode", 0) & DIR_MODE)
+        for day in days:
+            for entries, _more in self.filer.list_pages(day, self.page_size):
+                files.extend(
+                    (e["FullPath"], parse_mtime_ns(e["Mtime"]))
+                    for e in entries
+                    if not e.get("Mode", 0) & DIR_MODE
+                )
+        doomed = expired_files(files, now_ns, self.meta_log_keep_ms)
+        for path in doomed:
+            if self._stop.is_set():
+                break
+            self.filer.delete(path)
+        return len(doomed)
+
     def sweep(self, now_ns: int | None = None) -> int:
         """One pass over every partition of every topic with a retention; objects removed."""
         now_ns = time.time_ns() if now_ns is None else now_ns
@@ -177,7 +203,15 @@ class RetentionJanitor:
                     self.metrics.deleted_bytes.labels(topic).inc(size)
                     log.info("retention: %s[%d] removed %d expired batches (%d bytes)", topic, p, n, size)
                 total += n
-        if total:
+        try:
+            logs = self.prune_meta_log(now_ns)
+        except (OSError, ValueError, KeyError, RetentionError) as exc:
+            self.metrics.errors.labels("filer-meta-log").inc()
+            log.warning("retention: filer metadata log not pruned, retrying next pass: %s", exc)
+            logs = 0
+        if logs:
+            self.metrics.deleted_objects.labels("filer-meta-log").inc(logs)
+        if total or logs:
             try:
                 self.filer.vacuum(self.vacuum_threshold)
             except OSError as exc:

@@ -28,7 +28,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 from services.broker.embedded import EmbeddedBroker, free_port
-from services.broker.janitor import RetentionJanitor
+from services.broker.janitor import DIR_MODE, META_LOG, RetentionJanitor
 from services.broker.metrics import BrokerMetrics
 from services.common.kafka import make_producer
 from services.common.topics import ALL_TOPICS, WAVEFORMS
@@ -171,6 +171,11 @@ def test_expired_batches_go_and_consumers_tolerate_it_across_a_restart(tmp_path:
         assert janitor.sweep(now_ns=time.time_ns() + HOUR_NS) == 2
         assert earliest(broker.bootstrap) == 150
         assert consume(broker.bootstrap, None, 0, 10) == list(range(150, 160))
+        # the filer's metadata log (one file a minute) is pruned to its newest file
+        janitor.prune_meta_log(now_ns=time.time_ns() + HOUR_NS)
+        logs = [e for day, _ in janitor.filer.list_pages(META_LOG, 100) for e in day if e["Mode"] & DIR_MODE]
+        files = [f for d in logs for page, _ in janitor.filer.list_pages(d["FullPath"], 100) for f in page]
+        assert len(files) <= 1
     finally:
         broker.stop()
 

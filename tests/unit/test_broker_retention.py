@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.broker.janitor import parse_mtime_ns
-from services.broker.retention import BatchObject, expired, is_batch, parse_overrides, resolve
+from services.broker.retention import BatchObject, expired, expired_files, is_batch, parse_overrides, resolve
 from services.common.exceptions import ConfigError
 from services.common.topics import ALL_TOPICS, SCORES, WAVEFORMS
 
@@ -71,3 +71,11 @@ def test_filer_mtime() -> None:
     assert parse_mtime_ns("1970-01-01T00:00:10Z") == 10 * S
     assert parse_mtime_ns("1970-01-01T00:00:10.257055017Z") == 10 * S + 257_055_017
     assert parse_mtime_ns("1970-01-01T00:00:10.5Z") == 10 * S + 500_000_000
+
+
+def test_filer_log_files_expire_but_the_newest_stays() -> None:
+    files = [("/l/d1/10-00.x", 100 * S), ("/l/d1/10-01.x", 160 * S), ("/l/d2/00-00.x", 900 * S)]
+    assert expired_files(files, 1000 * S, 200_000) == ["/l/d1/10-00.x", "/l/d1/10-01.x"]
+    assert expired_files(files, 10_000 * S, 0) == ["/l/d1/10-00.x", "/l/d1/10-01.x"]
+    assert expired_files(files[:1], 10_000 * S, 0) == []
+    assert expired_files(files, 10_000 * S, -1) == []
