@@ -998,10 +998,12 @@ def score(
                 reasons.append("too few triggered")
             else:
                 near = []
+                reach = max(5 * cfg.time_tolerance_s, 120.0)  # an alert of another earthquake is no candidate
                 for ar in alert_results:
                     dt, dist, basis = _match_metrics(ar.best, ev, first_p)
                     shared = len(trig_sta & {s.station_id for s in ar.best.stations})
-                    near.append((-shared, abs(dt), dt, dist, basis, ar.event_id))
+                    if abs(dt) <= reach:
+                        near.append((-shared, abs(dt), dt, dist, basis, ar.event_id))
                 hit = min(near) if near else None
                 if hit is not None and hit[0] < 0:
                     d = f"{hit[3]:.0f} km ({hit[4]})" if hit[3] is not None else "distance unknown"

@@ -378,3 +378,14 @@ def test_versions_bins_and_reliability(scenario: dict) -> None:
     assert rel["brier"] == pytest.approx((2 * 0.1**2 + 0.9**2) / 3)
     b = next(x for x in rel["bins"] if x["alerts"])
     assert b["alerts"] == 3 and b["matched_share"] == pytest.approx(2 / 3)
+
+
+def test_an_alert_of_another_earthquake_is_not_the_reason() -> None:
+    """Four stations triggered and an alert with the same stations exists, but an hour later: the
+    miss is "not associated", not "alert not matched"."""
+    e1 = ev("ev1", 100)
+    p1 = {s: tp(s, e1.origin_ns) for s in STATIONS}
+    later = [alert("x", 1, "NEW", [(s, p1[s] + 1300 * NS) for s in "ABC"])]
+    res = score([e1], coverage(), INV, scores({s: [p1[s]] for s in STATIONS}), later, ScoringConfig(),
+                association=AssociationConfig())
+    assert res.events[0].reasons == ("not associated",), res.events[0].note
