@@ -116,6 +116,7 @@ class _Connection(SeedLinkConnection):
         on_bad_packet: BadPacketHook,
         plan: PlanHook | None = None,
         on_refused: RefusedHook | None = None,
+        on_negotiated: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(timeout=None)
         self.set_sl_address(address)
@@ -126,6 +127,7 @@ class _Connection(SeedLinkConnection):
         self.on_bad_packet = on_bad_packet
         self.plan = plan or (lambda _key: b"DATA")
         self.on_refused = on_refused or (lambda _key, _why: None)
+        self.on_negotiated = on_negotiated or (lambda: None)
         self.negotiated = False
         self.abort_reason: str | None = None
         self.end_reason = "read error or network timeout"
@@ -223,6 +225,7 @@ class _Connection(SeedLinkConnection):
             raise SeedLinkException("no stations accepted")
         self.send_data(b"END\r", self.sladdr, 0)
         self.negotiated = True
+        self.on_negotiated()
 
     def negotiate_station(self, curstream: Any) -> None:
         """SELECT each selector (refused ones named), then the ingester's action command."""
@@ -320,7 +323,8 @@ class SeedLinkIngester:
         self._resume_desc: list[str] = []
         self._reset_pending = False
         # Reported to /readyz: refused stations (per connection) and stalled stations.
-        self.refused: dict[str, str] = {}
+        self.refused: dict[str, str] = {}  # as of the last completed negotiation
+        self._refusing: dict[str, str] = {}  # during the current negotiation
         self._refused_logged: dict[str, str] = {}
         self.stalled: dict[str, float] = {}
 
@@ -419,6 +423,7 @@ class SeedLinkIngester:
             self._on_bad_packet,
             plan=self._plan,
             on_refused=self._on_refused,
+            on_negotiated=self._after_negotiation,
         )
         for spec in self.specs:
             pos = self.tracker.resume_position(spec.key)
@@ -450,9 +455,7 @@ class SeedLinkIngester:
         return f"DATA {nxt:06X}".encode("ascii")
 
     def _on_refused(self, key: str, why: str) -> None:
-        with self._lock:
-            self.refused[key] = why
-            self.metrics.refused_stations.set(len(self.refused))
+        self._refusing[key] = why
         if self._refused_logged.get(key) != why:
             self._refused_logged[key] = why
             log.warning(
@@ -470,7 +473,7 @@ class SeedLinkIngester:
         conn = self._new_connection()
         with self._lock:
             self._conn = conn
-            self.refused.clear()
+        self._refusing = {}
         self._armed.clear()
         self._resume_desc = []
         try:
@@ -488,12 +491,8 @@ class SeedLinkIngester:
             self.metrics.connected.set(1)
             with self._lock:
                 self.stall.connected(time.monotonic())
-            logged_resume = False
             while not self.stop.is_set():
                 pkt = conn.collect()
-                if conn.negotiated and not logged_resume:
-                    logged_resume = True
-                    self._after_negotiation()
                 if pkt is SLPacket.SLTERMINATE or pkt == SLPacket.SLTERMINATE:
                     self._log_end(conn)
                     break
@@ -524,8 +523,9 @@ class SeedLinkIngester:
                 pass
 
     def _after_negotiation(self) -> None:
+        refused = dict(self._refusing)
         with self._lock:
-            refused = dict(self.refused)
+            self.refused = refused
         for key in list(self._refused_logged):
             if key not in refused:
                 del self._refused_logged[key]

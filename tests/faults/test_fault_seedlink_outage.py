@@ -38,7 +38,10 @@ def test_seedlink_server_down_30_s_ingester_reconnects_and_resumes(
     make_pipeline: Callable[..., FaultPipeline], quake: Quake, receiver: WebhookReceiver, table: Table
 ) -> None:
     pipe = make_pipeline()
-    pipe.feeder.start()
+    # Held before the event until the ingester has acknowledged everything: waiting for "caught up"
+    # while the feed runs needs the acknowledgements to keep pace within one 0.2 s step, which a
+    # loaded machine (or a slower durable broker) does not give; the feed then ended before the outage.
+    pipe.feeder.start(hold_at=PRE_S - 4)
     pipe.wait_until(
         lambda: pipe.feeder.fed_s >= PRE_S - 4 and pipe.ingest_caught_up(), 90, "pre-event data to flow"
     )
@@ -47,6 +50,7 @@ def test_seedlink_server_down_30_s_ingester_reconnects_and_resumes(
     pipe.server.stop()
     t_down = time.monotonic()
     fed_at_stop = pipe.feeder.fed_s
+    pipe.feeder.hold(None)
     time.sleep(OUTAGE_S)
     fed_in_outage = pipe.feeder.fed_s - fed_at_stop
     pipe.server.start()  # same port, same feed (the station data kept arriving)
