@@ -143,7 +143,7 @@ def event_plot(path: Path, result: ValidationResult, ev_index: int, index: Archi
                 bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
     axes[-1].set_xlim(rel(t0), rel(t1))
     band = f"band-pass {band_hz[0]:g}-{band_hz[1]:g} Hz" if band_hz else "unfiltered"
-    label = (f"seconds after origin {ev.event_id} ({_iso(ev.origin_ns)}); vertical, {band}; blue: reference P "
+    label = (f"seconds after origin {ev.event_id} ({_iso(ev.origin_ns)}); vertical, {band}\nblue: reference P "
              "(solid catalogue pick, dashed " + (result.travel_model or "model") + "), red tick: detector pick, "
              "green: first alert, red dotted: detection threshold")
     if left_out:
@@ -155,7 +155,7 @@ def event_plot(path: Path, result: ValidationResult, ev_index: int, index: Archi
     fig.suptitle(f"{ev.event_id}: {mag}{e.status}" + (f", first alert {lat}" if lat else "")
                  + " (* = station in the alert)", fontsize=10)
     h = fig.get_figheight()
-    fig.subplots_adjust(left=0.04, right=0.95, top=1 - 0.45 / h, bottom=(0.8 if left_out else 0.6) / h, hspace=0.08)
+    fig.subplots_adjust(left=0.04, right=0.95, top=1 - 0.45 / h, bottom=(1.0 if left_out else 0.8) / h, hspace=0.08)
     fig.savefig(path, **SAVE)
     plt.close(fig)
     return True
@@ -338,13 +338,23 @@ def false_trigger_plot(path: Path, result: ValidationResult) -> None:
     fig, ax = plt.subplots(figsize=(9, max(2.5, 0.25 * len(names) + 1.2)))
     start = result.summary.get("archive_start_ns")
     if by and start is not None:
+        import datetime as dt
+
+        import matplotlib.dates as mdates
+
+        def when(t: int) -> dt.datetime:
+            return dt.datetime.fromtimestamp(t / NS, tz=dt.UTC)
+
         for i, name in enumerate(names):
             ts = by.get(name, [])
             if ts:
-                ax.plot([(t - start) / NS / 3600 for t in ts], [i] * len(ts), "|", color="tab:red", ms=8)
+                ax.plot([when(t) for t in ts], [i] * len(ts), "|", color="tab:red", ms=8)
         ax.set_yticks(range(len(names)))
         ax.set_yticklabels([f"{n[:-1]} ({len(by.get(n, []))})" for n in names], fontsize=7)
-        ax.set_xlabel(f"hours after {_iso(start)}")
+        loc = mdates.AutoDateLocator(tz=dt.UTC)
+        ax.xaxis.set_major_locator(loc)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc, tz=dt.UTC))
+        ax.set_xlabel("UTC (an archive of separate files spans their dates)")
         ax.set_title(f"False station triggers over time ({len(result.false_triggers)})")
     else:
         _empty(ax, "no false station trigger" if start is not None else "no data was scored")
