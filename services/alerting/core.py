@@ -838,12 +838,14 @@ class Associator:
         return abs(trig.p_time_ns - t_pred) <= slack
 
     def _explained(self, trig: _Trigger) -> _Event | None:
-        """The open, located event that explains ``trig``: its P time lies between the P arrival the
-        event's location predicts at that station (minus the location's slack, as in
-        ``_fits_location``) and the predicted S arrival (Vp/Vs = sqrt 3) plus ``explained_coda_s``.
-        Such a trigger is that earthquake's P seen late, its S wave or its coda at a station already
-        in the event -- not a second earthquake: it must not seed one (issue: one M 5.2 became two
-        events 72 km apart). Uncertain locations count too, with their larger slack."""
+        """The open, located event that explains ``trig``: its P time lies within the location's
+        slack (as in ``_fits_location``) of the P or of the S arrival (Vp/Vs = sqrt 3) that the
+        event's location predicts at that station, or -- at a station already in the event -- anywhere
+        from that P to the S arrival plus ``explained_coda_s`` (its own shaking going on). Such a
+        trigger is that earthquake's P seen late, its S wave or its coda, not a second earthquake: it
+        must not seed one (issue: one M 5.2 became two events 72 km apart). Uncertain locations
+        count too, with their larger slack. A second earthquake elsewhere, or at the same place
+        but at other times, does not fit and still makes its own event."""
         cfg = self.locator
         if cfg is None or trig.coords is None:
             return None
@@ -854,9 +856,15 @@ class Associator:
             d = haversine_km(loc.latitude, loc.longitude, trig.coords[0], trig.coords[1])
             tt = first_p_s(cfg, loc.depth_km, d)
             t_p = loc.origin_time_ns + tt * NS
+            t_s = loc.origin_time_ns + VS_FACTOR * tt * NS
             slack = self._tol + (loc.uncertainty_km / self.config.vp_min_km_s + loc.origin_time_uncertainty_s) * NS
-            t_end = t_p + (VS_FACTOR - 1.0) * tt * NS + slack + self.config.explained_coda_s * NS
-            if t_p - slack <= trig.p_time_ns <= t_end:
+            t = trig.p_time_ns
+            if abs(t - t_p) <= slack or abs(t - t_s) <= VS_FACTOR * slack:
+                return ev
+            member = ev.members.get(trig.station_id)
+            if member is not None and member is not trig and t_p - slack <= t <= (
+                t_s + VS_FACTOR * slack + self.config.explained_coda_s * NS
+            ):
                 return ev
         return None
 

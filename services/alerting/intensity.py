@@ -16,6 +16,13 @@ upper-crust values; the strong shaking of local events is carried by direct S, S
 distance are slightly optimistic. The epicentral distance is the great-circle distance on a
 sphere of radius 6371 km.
 
+Location uncertainty: an alert's location may be published with a large 95 % uncertainty (a sparse
+network, the first seconds; ``locate.py``). ``predict_sites(..., uncertainty_km=u,
+origin_time_uncertainty_s=dt)`` then also gives the range of the S arrival over every epicentre
+within u of the published one and origin times within dt: the earliest (epicentral distance
+max(0, D - u), origin - dt) -- the warning time a subscriber can count on -- and the latest
+(D + u, origin + dt). ``warning_range_s_at(now_ns)`` returns both.
+
 Ground-motion prediction equation (GMPE)
 ----------------------------------------
 Boore & Atkinson (2008), "Ground-motion prediction equations for the average horizontal
@@ -217,9 +224,21 @@ class SitePredictions:
     pga_g: FloatArray | None
     pgv_cm_s: FloatArray | None
     mmi: FloatArray | None
+    s_arrival_earliest_ns: npt.NDArray[np.int64] | None = None  # over the location's uncertainty
+    s_arrival_latest_ns: npt.NDArray[np.int64] | None = None
 
     def warning_s_at(self, now_ns: int) -> FloatArray:
         return np.asarray((self.s_arrival_ns - now_ns) / NS, dtype=np.float64)
+
+    def warning_range_s_at(self, now_ns: int) -> tuple[FloatArray, FloatArray]:
+        """(shortest, longest) warning time over the location's uncertainty (both the median
+        warning time when no uncertainty was given)."""
+        lo = self.s_arrival_ns if self.s_arrival_earliest_ns is None else self.s_arrival_earliest_ns
+        hi = self.s_arrival_ns if self.s_arrival_latest_ns is None else self.s_arrival_latest_ns
+        return (
+            np.asarray((lo - now_ns) / NS, dtype=np.float64),
+            np.asarray((hi - now_ns) / NS, dtype=np.float64),
+        )
 
 
 def predict_sites(
@@ -233,10 +252,15 @@ def predict_sites(
     vs_km_s: float = DEFAULT_VS_KM_S,
     vp_km_s: float = DEFAULT_VP_KM_S,
     vs30: npt.ArrayLike = REFERENCE_VS30,
+    uncertainty_km: float = 0.0,
+    origin_time_uncertainty_s: float = 0.0,
 ) -> SitePredictions:
-    """Vectorised ``predict_site`` for arrays of site coordinates (and optionally of Vs30)."""
+    """Vectorised ``predict_site`` for arrays of site coordinates (and optionally of Vs30); with a
+    location uncertainty, also the earliest and latest S arrival (module docstring)."""
     if vs_km_s <= 0 or vp_km_s <= 0:
         raise ValueError("velocities must be > 0")
+    if not (uncertainty_km >= 0 and origin_time_uncertainty_s >= 0):
+        raise ValueError("uncertainties must be >= 0")
     lat = np.atleast_1d(np.asarray(site_lat, dtype=np.float64))
     lon = np.atleast_1d(np.asarray(site_lon, dtype=np.float64))
     epi = haversine_km_np(latitude, longitude, lat, lon)
@@ -248,7 +272,14 @@ def predict_sites(
     if magnitude is not None and math.isfinite(magnitude):
         pga, pgv = ground_motion(float(magnitude), epi, np.asarray(vs30, dtype=np.float64))
         mmi = mmi_from_motion(pga, pgv)
-    return SitePredictions(epi, hyp, t_p, t_s, pga, pgv, mmi)
+    early = late = None
+    if uncertainty_km > 0 or origin_time_uncertainty_s > 0:
+        dt = np.int64(round(origin_time_uncertainty_s * NS))
+        near = np.hypot(np.maximum(epi - uncertainty_km, 0.0), z)
+        far = np.hypot(epi + uncertainty_km, z)
+        early = np.rint(near / vs_km_s * NS).astype(np.int64) + np.int64(origin_time_ns) - dt
+        late = np.rint(far / vs_km_s * NS).astype(np.int64) + np.int64(origin_time_ns) + dt
+    return SitePredictions(epi, hyp, t_p, t_s, pga, pgv, mmi, early, late)
 
 
 def predict_site(

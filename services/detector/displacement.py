@@ -1,8 +1,9 @@
 """Peak vertical displacement per scored chunk, for the alerting's Pd magnitude (pure NumPy/SciPy).
 
 The same causal filter as ``services.alerting.magnitude.DisplacementFilter`` (Kanamori 2005,
-Wu & Zhao 2006: 2-pole Butterworth high-pass at 0.075 Hz, then per integration a running
-trapezoidal integral and the same high-pass), vectorised over a batch of stations with one
+Wu & Zhao 2006: 2-pole Butterworth high-pass at 0.075 Hz -- 0.2 Hz for accelerometers, see
+``ACCELEROMETER_CORNER_HZ`` -- then per integration a running trapezoidal integral and the same
+high-pass), vectorised over a batch of stations with one
 filter state per station slot, so the detector adds three ``lfilter`` calls per batch rather than
 three per station. Velocity sensors are integrated once, accelerometers (``services.common.streams``:
 instrument codes N, L, G) twice: the result is displacement in counts*s or counts*s^2, to be divided
@@ -17,6 +18,11 @@ from scipy.signal import butter, lfilter, lfilter_zi
 from services.common.streams import ACCELERATION, classify_channel
 
 CORNER_HZ = 0.075
+#: High-pass of accelerometers: 0.2 Hz keeps MEMS self-noise, which double integration turns into
+#: long-period drift, out of Pd (the OpenEEW project's Pd uses a 0.2-3 Hz band, openeew-seismology
+#: src/detection.py; on the openeew_mx dev earthquakes it cut the station scatter of Pd magnitudes
+#: from 0.45 to 0.35 units against 0.075 Hz: services/alerting/magnitude.py).
+ACCELEROMETER_CORNER_HZ = 0.2
 
 
 def integrations_for(channel_prefix: str) -> int:
@@ -26,12 +32,23 @@ def integrations_for(channel_prefix: str) -> int:
 
 
 class DisplacementBank:
-    """Filter states for ``capacity`` station slots; ``peak`` filters one chunk per slot."""
+    """Filter states for ``capacity`` station slots; ``peak`` filters one chunk per slot.
 
-    def __init__(self, fs: float, capacity: int = 64, corner_hz: float = CORNER_HZ) -> None:
+    Velocity rows use the ``corner_hz`` high-pass, accelerometer rows (two integrations) the higher
+    ``accelerometer_corner_hz``: each row keeps the filter of its sensor type."""
+
+    def __init__(
+        self,
+        fs: float,
+        capacity: int = 64,
+        corner_hz: float = CORNER_HZ,
+        accelerometer_corner_hz: float = ACCELEROMETER_CORNER_HZ,
+    ) -> None:
         self.fs = float(fs)
-        self.b, self.a = butter(2, corner_hz, btype="highpass", fs=fs)
-        self.zi0 = lfilter_zi(self.b, self.a)
+        self.coefs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for k, corner in ((1, corner_hz), (2, accelerometer_corner_hz)):
+            b, a = butter(2, corner, btype="highpass", fs=fs)
+            self.coefs[k] = (b, a, lfilter_zi(b, a))
         self.zi = np.zeros((capacity, 3, 2))
         self.last = np.zeros((capacity, 2))
         self.acc = np.zeros((capacity, 2))
@@ -53,23 +70,32 @@ class DisplacementBank:
 
     def peak(self, slots: np.ndarray, z: np.ndarray, integrations: np.ndarray) -> np.ndarray:
         """Peak |displacement| over each row of ``z`` (B, C) raw counts, continuing each slot's filter."""
+        slots = np.asarray(slots)
         x = np.asarray(z, dtype=np.float64)
+        kind = np.where(np.asarray(integrations) >= 2, 2, 1)
+        out = np.zeros(len(slots))
+        for k in (1, 2):
+            rows = np.nonzero(kind == k)[0]
+            if rows.size:
+                out[rows] = self._peak(slots[rows], x[rows], k)
+        return out
+
+    def _peak(self, slots: np.ndarray, x: np.ndarray, integrations: int) -> np.ndarray:
+        b, a, zi0 = self.coefs[integrations]
         zi, last, acc = self.zi[slots], self.last[slots], self.acc[slots]
         fresh = self.fresh[slots]
         if fresh.any():  # steady state on the first sample: a DC offset does not ring
-            zi[fresh, 0, :] = self.zi0[None, :] * x[fresh, :1]
+            zi[fresh, 0, :] = zi0[None, :] * x[fresh, :1]
             zi[fresh, 1:, :] = 0.0
             last[fresh] = 0.0
             acc[fresh] = 0.0
-        y, zi[:, 0, :] = lfilter(self.b, self.a, x, axis=1, zi=zi[:, 0, :])
+        y, zi[:, 0, :] = lfilter(b, a, x, axis=1, zi=zi[:, 0, :])
         dt = 1.0 / self.fs
-        peaks = []
-        for k in range(2):
+        for k in range(integrations):
             prev = np.concatenate([last[:, k : k + 1], y[:, :-1]], axis=1)
             integ = acc[:, k : k + 1] + np.cumsum((prev + y) * 0.5 * dt, axis=1)
             last[:, k], acc[:, k] = y[:, -1], integ[:, -1]
-            y, zi[:, k + 1, :] = lfilter(self.b, self.a, integ, axis=1, zi=zi[:, k + 1, :])
-            peaks.append(np.abs(y).max(axis=1))
+            y, zi[:, k + 1, :] = lfilter(b, a, integ, axis=1, zi=zi[:, k + 1, :])
         self.zi[slots], self.last[slots], self.acc[slots] = zi, last, acc
         self.fresh[slots] = False
-        return np.where(np.asarray(integrations) >= 2, peaks[1], peaks[0])
+        return np.abs(y).max(axis=1)

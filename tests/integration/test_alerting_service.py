@@ -40,20 +40,26 @@ _ALL_STATIONS: list[Station] = []
 
 
 class Scenario:
-    """Unique stations around an epicentre, with scores in the recent past."""
+    """Unique stations around an epicentre, with scores in the recent past. Each scenario has its own
+    epicentre (3 deg apart): two identical earthquakes at one place seconds apart (tests run seconds
+    apart) would be one event, the second's P arriving in the first's S window."""
+
+    count = 0
 
     def __init__(self, tmp_path: Path, n: int = 5) -> None:
         self.tag = uuid.uuid4().hex[:3].upper()
         self.net = "XT"
-        base = ring_stations(n + 1, 20.0, net=self.net)
+        self.lon0 = -118.0 + 3.0 * Scenario.count
+        Scenario.count += 1
+        base = ring_stations(n + 1, 20.0, lon0=self.lon0, net=self.net)
         # Rename to unique codes; the extra (n+1-th) station is moved to 60 km for late joins.
         self.stations = [
             Station(self.net, f"{self.tag}{i}", "00", s.latitude, s.longitude) for i, s in enumerate(base[:n])
         ]
-        self.extra = Station(self.net, f"{self.tag}X", "00", 35.0 + 60 / 111.19, -118.0)
+        self.extra = Station(self.net, f"{self.tag}X", "00", 35.0 + 60 / 111.19, self.lon0)
         self.t0 = (now_ns() // NS - 120) * NS
         self.origin = self.t0 + 10 * NS
-        self.p = p_times([*self.stations, self.extra], self.origin)
+        self.p = p_times([*self.stations, self.extra], self.origin, lon0=self.lon0)
         self.csv = tmp_path / f"stations-{self.tag}.csv"
         _ALL_STATIONS.extend([*self.stations, self.extra])
         rows = ["network,station,location,latitude,longitude,elevation_m"]

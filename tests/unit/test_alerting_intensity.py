@@ -102,3 +102,21 @@ def test_blind_zone() -> None:
 def test_bad_velocity_rejected() -> None:
     with pytest.raises(ValueError):
         predict_site(0.0, 0.0, 10.0, 5.0, T0, 0.1, 0.1, vs_km_s=0.0)
+
+
+def test_warning_time_range_over_the_location_uncertainty() -> None:
+    """A site 100 km from an epicentre known to +-30 km and +-1 s: the S wave may come as early as
+    from 70 km away 1 s earlier, or as late as from 130 km 1 s later; none given: one value."""
+    t0 = 1_700_000_000 * NS
+    p = predict_sites(35.0, -118.0, 10.0, None, t0, [35.0 + 100 / 111.19], [-118.0],
+                      uncertainty_km=30.0, origin_time_uncertainty_s=1.0)
+    lo, hi = p.warning_range_s_at(t0)
+    epi = float(p.epicentral_km[0])
+    assert lo[0] == pytest.approx(math.hypot(epi - 30.0, 10.0) / 3.5 - 1.0, abs=1e-6)
+    assert hi[0] == pytest.approx(math.hypot(epi + 30.0, 10.0) / 3.5 + 1.0, abs=1e-6)
+    assert lo[0] < p.warning_s_at(t0)[0] < hi[0]
+    plain = predict_sites(35.0, -118.0, 10.0, None, t0, [35.0 + 100 / 111.19], [-118.0])
+    lo, hi = plain.warning_range_s_at(t0)
+    assert lo[0] == hi[0] == pytest.approx(plain.warning_s_at(t0)[0])
+    with pytest.raises(ValueError):
+        predict_sites(35.0, -118.0, 10.0, None, t0, [35.0], [-118.0], uncertainty_km=-1.0)
