@@ -516,7 +516,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}),
               f"({time.perf_counter() - t:.0f} s)", flush=True)
     text = markdown(rows, split)
-    summ = summary(rows)
+    summ = {"all": summary(rows)}
+    for part in ("dev", "test"):
+        sub = [r for r in rows if split.get(r["file"]) == part]
+        if sub and len(sub) < len(rows):
+            summ[part] = summary(sub)
     print(text)
     print(json.dumps(summ, indent=1))
     if a.out:

@@ -52,8 +52,11 @@ Two triggers i, j are travel-time consistent when
 and a set is consistent when every pair is and max(tp) - min(tp) <= ``max_spread_s``. Stations
 without coordinates are checked against the spread only (counted in the stats). A new trigger
 first tries to join an open event (consistent with all its members; one trigger per station
-per event) -> UPDATE. Otherwise it is *rejected* by the nearby events it does not fit (counted)
-and tries to seed a new event with the unassociated triggers of the last
+per event; linked: within the link distance of a member, see ``NetworkGeometry``) -> UPDATE.
+Otherwise it is *rejected* by the nearby events it does not fit (counted); one that an open,
+located event *explains* (``_explained``: near the P or S arrival the location predicts at that
+station, or the coda of a member station) is dropped there -- one earthquake, one event -- and the
+rest tries to seed a new event with the unassociated, unexplained triggers of the last
 ``max_spread_s + pick_lookback_s + tolerance_s`` seconds: greedily, nearest P times first, each
 candidate kept when consistent with all kept ones; with >= ``min_stations`` stations the event is
 declared -> NEW, version 1. A retracted member is removed -> UPDATE, or CANCEL when fewer than
@@ -87,11 +90,15 @@ the same reason). The gap is published on the AlertRecord (``gap_deg``).
 Location and origin time
 ------------------------
 With a ``LocatorConfig`` (the service's default), every NEW/UPDATE with at least
-``min_stations`` (4) members with coordinates is located by grid search (``locate.py``), using
-the members' P times and, as "not yet arrived" constraints, the reporting stations with
-coordinates that have not triggered. The location is published (``has_location``) when its 95 %
-uncertainty is at most ``max_uncertainty_km``, and its origin time replaces the first P time;
-otherwise the origin time is the first P time. The travel-time table of the locator's 1-D model
+``min_stations`` (the service: 3) members with coordinates is located by grid search
+(``locate.py``), using the members' P times and, as "not yet arrived" constraints, the reporting
+stations with coordinates that have not triggered. The location is published (``has_location``)
+with its 95 % uncertainty, and its origin time replaces the first P time (the first P time until
+then). A location whose uncertainty exceeds ``max_uncertainty_km``, or whose 95 % region reaches
+the edge of the grid, is published too, flagged ``AlertRecord.location_uncertain`` (a subscriber
+is better served by "about here, +-120 km" than by nothing); it is not used to decide which
+triggers join the event (``_fits_location``). The grid's half-width follows the network's
+geometry unless set (``NetworkGeometry``). The travel-time table of the locator's 1-D model
 is built when the Associator is constructed (start-up), not on the first event.
 
 Magnitude
