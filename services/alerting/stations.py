@@ -60,16 +60,15 @@ def neighbour_distances_km(stations: Iterable[Station], k: int = 3) -> dict[str,
     sts = list({st.id: st for st in stations}.values())
     if len(sts) < 2 or k < 1:
         return {}
+    from scipy.spatial import cKDTree  # nearest neighbours in O(n log n): inventories of thousands
+
     lat = np.radians([st.latitude for st in sts])
     lon = np.radians([st.longitude for st in sts])
-    a = (
-        np.sin((lat[:, None] - lat[None, :]) / 2) ** 2
-        + np.cos(lat[:, None]) * np.cos(lat[None, :]) * np.sin((lon[:, None] - lon[None, :]) / 2) ** 2
-    )
-    d = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-    np.fill_diagonal(d, np.inf)
-    kth = np.sort(d, axis=1)[:, min(k, len(sts) - 1) - 1]
-    return {st.id: float(v) for st, v in zip(sts, kth, strict=True)}
+    xyz = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    kk = min(k, len(sts) - 1)
+    chord, _ = cKDTree(xyz).query(xyz, k=kk + 1)  # the first neighbour is the station itself
+    arc = 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(np.asarray(chord)[:, kk] / 2.0, 0.0, 1.0))
+    return {st.id: float(v) for st, v in zip(sts, arc, strict=True)}
 
 
 def _check_coords(st: Station, where: str) -> None:
