@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -73,9 +74,12 @@ def main() -> int:
            "--catalog", str(catalog), "--out", str(root / "out"), "--plots", "false",
            *(["--packet-seconds", str(args.packet_seconds)] if args.packet_seconds else [])]
     load0 = os.getloadavg()[0]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t1 = time.monotonic()
     res = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.monotonic() - t1
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)  # validate and every service it waited for
     if res.returncode != 0:
         print(res.stdout[-2000:], res.stderr[-2000:])
         if not (root / "out" / "summary.json").is_file():
@@ -91,6 +95,9 @@ def main() -> int:
     print(f"= {rate:.2f} station-hours per wall minute (target >= 30); "
           f"alerts on synthetic noise: {sm['alert_events']}, station triggers: {sm['station_triggers']}")
     print(f"= {sm['station_data_hours'] / (wall / 60):.2f} station-hours per wall minute for the whole command")
+    print(f"CPU time of the command and its services: {cpu:.1f} s = "
+          f"{sm['station_data_hours'] / (cpu / 60):.2f} station-hours per CPU-minute (a busy machine inflates "
+          "wall time far more than CPU time)")
     print(f"load average (1 min) before {load0:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
           f"run status: {s['status'][0] if s.get('status') else 'n/a'}")
     return 0
