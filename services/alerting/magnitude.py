@@ -43,7 +43,12 @@ is flagged as a lower bound (``MagnitudeEstimate.saturated``; JSON ``magnitude.l
 whenever saturation is *possible*: when its value plus twice its uncertainty reaches M_sat of the
 shortest window behind it -- not only once it has reached 6.5. The value itself is not inflated: a
 flagged estimate says "at least this", and later versions with full windows (and more stations) can
-raise it. Windows shorter than 3 s (right after the P arrival) give lower Pd, so early estimates of
+raise it. When a full-window (3 s) estimate is flagged, the associator (``core.Associator._magnitude``)
+lets each station's P window grow up to its predicted S arrival, at most 8 s (the expanding P-wave
+time window of Colombelli, Zollo, Festa & Kanamori 2012, GRL 39, L22306: Pd keeps growing with the
+window while the rupture goes on), and publishes the larger estimate, flagged against M_sat of those
+longer windows (7.35 at 8 s). Beyond that, a P-wave amplitude cannot size the largest earthquakes;
+finite-fault (FinDer) or geodetic methods can, and are not implemented here. Windows shorter than 3 s (right after the P arrival) give lower Pd, so early estimates of
 M > ~4.5 events are low and grow as the windows fill. A partial-window station therefore only gives a lower
 bound, so once ``min_full_stations`` stations have a full window only those are used; before that
 every station with at least ``min_window_s`` of P is (the best early guess), and
@@ -199,7 +204,7 @@ def estimate_magnitude(
     if mtype == MAGNITUDE_TYPE_UNCAL:
         unc2 += cfg.uncalibrated_extra**2
     value = float(mags.mean())
-    window = min(min(o.window_s for o in chosen), rel.window_s)
+    window = min(o.window_s for o in chosen)
     return MagnitudeEstimate(
         value=value,
         uncertainty=math.sqrt(unc2),

@@ -217,3 +217,39 @@ def test_no_gains_no_magnitude() -> None:
     alerts = assoc.add_many(round_robin(streams)) + assoc.flush()
     assert any(a.location is not None for a in alerts)
     assert all(a.magnitude is None for a in alerts) and assoc.stats["magnitudes_unavailable"] >= 1
+
+
+def test_a_long_rupture_grows_the_p_window_and_stays_a_lower_bound() -> None:
+    """A large earthquake whose Pd keeps growing for 8 s (from M 6.6 at 3 s to M 7.3 at 8 s of P):
+    the 3 s magnitude saturates near 6.6 and is flagged; the P window then grows to each station's S
+    arrival (at most 8 s) and the published magnitude follows the rupture, still flagged as a lower
+    bound. With ``max_p_window_s`` 3 the magnitude stays at the 3 s value."""
+    stations = ring_stations(6, 60.0)  # 60-120 km: S - P of 8-15 s
+    gains = {s.id: GAIN for s in stations}
+    origin = T0 + 10 * NS
+    pt = p_times(stations, origin)
+    streams = []
+    for s in stations:
+        r = math.hypot(haversine_km(35.0, -118.0, s.latitude, s.longitude), 10.0)
+
+        def pd(t: float, r: float = r) -> float:
+            m = 6.6 + 0.7 * min(max(t - 3.0, 0.0), 5.0) / 5.0
+            return WU_ZHAO_2006.pd_m(m, r) * GAIN * min(1.0, max(t, 0.0) / 3.0)
+
+        recs = station_scores(s, pt[s.station], n=60)
+        streams.append(
+            [replace(rec, peak_displacement=max(pd((rec.window_end_ns - pt[s.station]) / NS), 1e-3)) for rec in recs]
+        )
+    finals = {}
+    for ptw in (8.0, 3.0):
+        assoc = Associator(
+            AssociationConfig(max_p_window_s=ptw),
+            StationInventory(stations),
+            locator=LocatorConfig(velocity_model="homogeneous"),
+            gains=gains,
+        )
+        alerts = assoc.add_many(round_robin(streams)) + assoc.flush()
+        finals[ptw] = [a for a in alerts if a.magnitude is not None][-1].magnitude
+    assert finals[3.0] is not None and abs(finals[3.0].value - 6.6) < 0.15 and finals[3.0].saturated
+    assert finals[8.0] is not None and finals[8.0].value > 7.0 and finals[8.0].saturated
+    assert finals[8.0].window_s > 6.0
