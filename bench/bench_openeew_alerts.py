@@ -60,6 +60,7 @@ if str(ROOT) not in sys.path:
 
 from models.openeew import Quake, load_quakes, load_split, score_file  # noqa: E402
 from services.alerting.core import NS, AlertKind, AlertRecord, Associator, ScoreRecord  # noqa: E402
+from services.alerting.intensity import haversine_km_np  # noqa: E402
 from services.alerting.locate import iasp91_first_p  # noqa: E402
 from services.alerting.magnitude import gains_by_station, load_gains  # noqa: E402
 from services.alerting.stations import StationInventory, haversine_km  # noqa: E402
@@ -230,9 +231,7 @@ class _Grid:
         self._table = iasp91_first_p(DEPTH_KM, km)
 
     def dist(self, lat: float, lon: float) -> np.ndarray:
-        p1, p2 = np.radians(lat), np.radians(self.lat)
-        a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(self.lon - lon) / 2) ** 2
-        return 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+        return haversine_km_np(lat, lon, self.lat, self.lon)
 
     def tt(self, dev: str) -> np.ndarray:
         if dev not in self._tt:
