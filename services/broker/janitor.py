@@ -103,7 +103,7 @@ class RetentionJanitor:
         page_size: int = 1000,
         vacuum_threshold: float = 0.3,
         max_objects: int = 500,
-        meta_log_keep_ms: int = 3_600_000,
+        meta_log_keep_ms: int = 600_000,
     ) -> None:
         self.filer = filer
         self.partitions = dict(partitions)

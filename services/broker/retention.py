@@ -18,8 +18,8 @@ restart from its first kept batch.
 SeaweedFS's filer also logs every metadata change (each batch written or removed) into files
 under ``/topics/.system/log/<day>/<HH-MM>.<filer>``, which it never removes: about 1 MB a minute
 at 10 batches/s. Nothing in a single ``weed mini`` reads old entries back (its subscribers read
-from "now"), so files older than ``meta_log_keep_ms`` are removed too (``expired_files``), the
-newest always kept.
+from "now"), so files older than the janitor's ``meta_log_keep_ms`` (10 min) are removed too
+(``expired_files``), the newest always kept.
 """
 
 from __future__ import annotations
