@@ -114,8 +114,8 @@ def test_report_files_and_detections(report: dict) -> None:
     alerts = [e for e in cat if not str(e.resource_id).endswith("station-picks")]
     assert len(alerts) == 2 and all(len(e.picks) >= 3 for e in alerts)
     picks = [p for e in cat for p in e.picks]
-    # every station trigger is a pick, with the detector's probability
-    assert len(picks) == report["summary"]["summary"]["station_triggers"] or len(picks) >= 12
+    # every station trigger is a pick (an alert's own, else one of the station-picks event)
+    assert len(picks) >= report["summary"]["summary"]["station_triggers"] > 0
     others = next(e for e in cat if str(e.resource_id).endswith("station-picks"))
     assert all(float(p.extra["probability"]["value"]) > 0.5 for p in others.picks)
     versions = (out / "versions.csv").read_text().splitlines()
