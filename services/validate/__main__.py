@@ -274,15 +274,15 @@ def main(argv: list[str] | None = None) -> int:
         for reason, n in sorted(run.errors.items()):
             warnings.append(f"{n} undecodable record(s) on the topics ({reason})")
 
+    if not run.scores and not run.failure:
+        status = 1
+        run.failure = "no packet could be scored: " + _why_nothing_scored(index, run)
     if run.failed_services:
         status = 1
         names = ", ".join(f"{n} (exit code {run.services[n]['code']}"
                           + (", exited before the run stopped it" if run.services[n]["exited_early"] else "")
                           + f"; log {run.services[n]['log']})" for n in run.failed_services)
-        run.failure = run.failure or f"service(s) exited or crashed: {names}"
-    if not run.scores and not run.failure:
-        status = 1
-        run.failure = "no packet could be scored: " + _why_nothing_scored(index, run)
+        run.failure = "; ".join(x for x in (run.failure, f"service(s) exited or crashed: {names}") if x)
     if run.failure:
         print(f"eew validate: RUN FAILED: {run.failure}", file=sys.stderr)
     reference = core.reassociate(run.scores, inventory, assoc, locator)

@@ -307,9 +307,9 @@ class RunOutput:
     @property
     def failed_services(self) -> list[str]:
         """Services that exited on their own, or stopped with an error code (each fails the run); one
-        killed because it did not stop within 10 s of SIGTERM is a warning, not a failure."""
+        the run's own SIGTERM ended without its shutdown, or killed after 10 s, is a warning."""
         return sorted(n for n, v in self.services.items()
-                      if v.get("exited_early") or v.get("code") not in (0, None, -signal.SIGKILL))
+                      if v.get("exited_early") or v.get("code") not in (0, None, -signal.SIGKILL, -signal.SIGTERM))
 
 
 @dataclass
@@ -577,4 +577,7 @@ def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
                 if name not in early and code == -signal.SIGKILL:
                     result.warnings.append(f"{name} did not stop within 10 s of SIGTERM and was killed (its output "
                                            "had been collected; see its log)")
+                elif name not in early and code == -signal.SIGTERM:
+                    result.warnings.append(f"{name} ended on the run's SIGTERM without its shutdown (it was still "
+                                           "starting or ignored the signal; see its log)")
         run.wall["total_s"] = time.monotonic() - t0

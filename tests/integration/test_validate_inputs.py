@@ -102,3 +102,24 @@ def test_a_service_that_dies_fails_the_run(inputs: dict[str, Path], capsys: pyte
     assert first.startswith("- RUN FAILED: the pipeline failed: detector exited early"), first
     s = json.loads((inputs["out"] / "summary.json").read_text())
     assert s["run"]["reassociation_identical"] is False and s["run"]["reassociation_not_checked"]
+
+
+def test_no_scorable_packet_fails_the_run_and_says_why(inputs: dict[str, Path],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Only a 10 Hz stream (below the scorable rates): exit 1, and the report's first lines name the
+    stream, the reason and what would fix it."""
+    import numpy as np
+    from obspy import Stream, Trace, UTCDateTime
+
+    rng = np.random.default_rng(0)
+    for comp in "ZNE":
+        tr = Trace(rng.normal(0, 100, 600).astype(np.int32))
+        tr.stats.network, tr.stats.station, tr.stats.channel = "XX", "S01", f"HH{comp}"
+        tr.stats.sampling_rate, tr.stats.starttime = 10.0, UTCDateTime("2024-03-01T12:00:00Z")
+        Stream([tr]).write(str(inputs["archive"] / f"S01.HH{comp}.mseed"), format="MSEED")
+    assert main([*_argv(inputs), "--drain-timeout-s", "60"]) == 1
+    err = capsys.readouterr().err
+    assert "RUN FAILED" in err and "no packet could be scored" in err and "rate_below_minimum" in err
+    lines = (inputs["out"] / "report.md").read_text().splitlines()
+    assert lines[2].startswith("- RUN FAILED: no packet could be scored"), lines[2]
+    assert any(x.startswith("- Streams not scorable, rate_below_minimum (1): XX.S01..HH?") for x in lines[3:6])

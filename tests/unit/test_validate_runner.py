@@ -50,8 +50,8 @@ def test_scrape_of_nothing_is_none() -> None:
 
 
 def test_failed_services_rule() -> None:
-    """A service that exited on its own, or stopped with an error code, fails the run; one killed
-    after ignoring SIGTERM for 10 s at the end of the run (output collected) does not."""
+    """A service that exited on its own, or stopped with an error code, fails the run; one the run's
+    SIGTERM ended (-15) or killed after ignoring it for 10 s (-9), its output collected, does not."""
     from services.validate.runner import RunOutput
 
     run = RunOutput([], [], {}, services={
@@ -59,6 +59,9 @@ def test_failed_services_rule() -> None:
         "alerting": {"code": 0, "exited_early": True},
     })
     assert run.failed_services == ["alerting"]
+    run.services["alerting"] = {"code": -15, "exited_early": False}
+    assert run.failed_services == []
+    run.services["alerting"] = {"code": 0, "exited_early": True}
     run.services["detector"] = {"code": 1, "exited_early": False}
     assert run.failed_services == ["alerting", "detector"]
     assert RunOutput([], [], {}, services={"detector": {"code": 0, "exited_early": False}}).failed_services == []
