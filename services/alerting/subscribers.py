@@ -25,6 +25,8 @@ and MMI there. In JSON it is the ``site`` object added to the documented alert b
              "epicentral_km": 42.3, "hypocentral_km": 43.5,
              "p_arrival_time": "...Z", "s_arrival_time": "...Z",
              "warning_time_s": 8.4,                  # at the alert's created time
+             "warning_time_min_s": 3.1, "warning_time_max_s": 13.9,  # over the location's
+                                                     # uncertainty (an uncertain location: wide)
              "expected_intensity_mmi": 5.6 | null,   # median, about +-1 unit
              "expected_pga_g": 0.08 | null, "expected_pgv_cm_s": 6.1 | null}
              # "site" is null when the event is not located yet
@@ -233,6 +235,9 @@ class SiteForecast:
     mmi: float | None
     pga_g: float | None
     pgv_cm_s: float | None
+    # shortest / longest warning time over the location's (and origin time's) uncertainty
+    warning_time_min_s: float | None = None
+    warning_time_max_s: float | None = None
 
     def as_dict(self, subscriber_id: str) -> dict[str, Any]:
         def r(x: float | None, nd: int) -> float | None:
@@ -247,6 +252,8 @@ class SiteForecast:
             "p_arrival_time": ns_to_iso(self.p_arrival_ns),
             "s_arrival_time": ns_to_iso(self.s_arrival_ns),
             "warning_time_s": r(self.warning_time_s, 2),
+            "warning_time_min_s": r(self.warning_time_min_s, 2),
+            "warning_time_max_s": r(self.warning_time_max_s, 2),
             "expected_intensity_mmi": r(self.mmi, 2),
             "expected_pga_g": r(self.pga_g, 5),
             "expected_pgv_cm_s": r(self.pgv_cm_s, 3),
@@ -373,10 +380,22 @@ def forecasts(alert: pb.Alert, subs: Sequence[Subscriber]) -> dict[str, SiteFore
     lat = [s.spec.latitude for s in sited]  # type: ignore[union-attr]
     lon = [s.spec.longitude for s in sited]  # type: ignore[union-attr]
     vs30 = [s.spec.vs30_m_s or REFERENCE_VS30 for s in sited]  # type: ignore[union-attr]
+    unc_km = float(alert.location_uncertainty_km)
+    unc_t = float(alert.origin_time_uncertainty_s)
     p = predict_sites(
-        alert.latitude, alert.longitude, alert.depth_km, mag, alert.origin_time_ns, lat, lon, vs30=vs30
+        alert.latitude,
+        alert.longitude,
+        alert.depth_km,
+        mag,
+        alert.origin_time_ns,
+        lat,
+        lon,
+        vs30=vs30,
+        uncertainty_km=unc_km if math.isfinite(unc_km) and unc_km > 0 else 0.0,
+        origin_time_uncertainty_s=unc_t if math.isfinite(unc_t) and unc_t > 0 else 0.0,
     )
     created = alert.created_time_ns
+    w_min, w_max = p.warning_range_s_at(created)
     out: dict[str, SiteForecast] = {}
     for i, s in enumerate(sited):
         out[s.id] = SiteForecast(
@@ -390,6 +409,8 @@ def forecasts(alert: pb.Alert, subs: Sequence[Subscriber]) -> dict[str, SiteFore
             mmi=None if p.mmi is None else float(p.mmi[i]),
             pga_g=None if p.pga_g is None else float(p.pga_g[i]),
             pgv_cm_s=None if p.pgv_cm_s is None else float(p.pgv_cm_s[i]),
+            warning_time_min_s=float(w_min[i]),
+            warning_time_max_s=float(w_max[i]),
         )
     return out
 

@@ -226,3 +226,20 @@ def test_tokens_and_rate_limit() -> None:
     assert not ok and wait == pytest.approx(0.5)
     assert bucket.take("other", now=100.0)[0]  # buckets are per key
     assert bucket.take("k", now=100.5)[0] and not bucket.take("k", now=100.5)[0]  # 0.5 s refills one
+
+
+def test_warning_time_range_follows_the_location_uncertainty() -> None:
+    """An uncertain location widens the subscriber's warning-time range around the median one; a
+    well-located one keeps it narrow (issue: sparse networks publish uncertain locations)."""
+    subs = [sub()]
+    tight = alert_msg(magnitude=6.0)
+    tight.location_uncertainty_km = 2.0
+    loose = alert_msg(magnitude=6.0)
+    loose.location_uncertainty_km = 80.0
+    t = forecasts(tight, subs)[subs[0].id]
+    w = forecasts(loose, subs)[subs[0].id]
+    assert t.warning_time_min_s <= t.warning_time_s <= t.warning_time_max_s
+    assert w.warning_time_min_s <= w.warning_time_s <= w.warning_time_max_s
+    assert (w.warning_time_max_s - w.warning_time_min_s) > 5 * (t.warning_time_max_s - t.warning_time_min_s)
+    doc = w.as_dict(subs[0].id)
+    assert doc["warning_time_min_s"] < doc["warning_time_s"] < doc["warning_time_max_s"]
