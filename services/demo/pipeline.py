@@ -82,19 +82,6 @@ class ServiceProcess:
             return ""
 
 
-DASHBOARD_PORT_ENV = "EEW_PIPELINE_DASHBOARD_PORT"
-DASHBOARD_TOKENS_ENV = "EEW_PIPELINE_DASHBOARD_TOKENS"
-
-
-def _env_port(name: str) -> int | None:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return None
-    if not text.isdigit() or int(text) > 65535:
-        raise ValueError(f"{name}={text!r}: need a port number (0: a free one)")
-    return int(text)
-
-
 @dataclass
 class LocalPipeline:
     """Broker + detector + alerting as processes; ``replay`` pushes an archive through them."""
@@ -104,10 +91,10 @@ class LocalPipeline:
     webhook_urls: list[str] = field(default_factory=list)
     detector_args: list[str] = field(default_factory=list)
     alerting_args: list[str] = field(default_factory=list)
-    # `eew dashboard` beside the services (replay mode), on this web port (0: a free one); None: none.
-    # Runs that do not ask (eew validate) get one when EEW_PIPELINE_DASHBOARD_PORT is set.
-    dashboard_port: int | None = field(default_factory=lambda: _env_port(DASHBOARD_PORT_ENV))
-    dashboard_token: str = field(default_factory=lambda: os.environ.get(DASHBOARD_TOKENS_ENV, ""))
+    # `eew dashboard` beside the services (replay mode), on this web port (0: a free one); None: none
+    # (eew demo always starts one; eew validate with --dashboard-port).
+    dashboard_port: int | None = None
+    dashboard_token: str = ""
 
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)

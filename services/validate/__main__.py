@@ -103,6 +103,16 @@ class ValidateSettings(ServiceSettings):
         "(same scores and alerts with 1 s and 10 s), and longer packets cut the per-record Kafka cost."
     )
     run_dir: Path | None = Field(None, description="Logs of broker and services (default OUT/run).")
+    dashboard_port: int | None = Field(
+        None,
+        description="Start `eew dashboard` beside the run on this port (0: a free one) to watch the replay; "
+        "its address is printed. Unset: no dashboard.",
+    )
+    dashboard_tokens: str = Field(
+        "",
+        description="Tokens of that dashboard, name:token[:role] (read is enough; tokens >= 16 characters); "
+        "prefer the environment variable over the flag.",
+    )
     detector_args: str = Field("", description="Extra flags for `eew detect`, e.g. '--detection-threshold 0.9'.")
     alerting_args: str = Field(
         "", description="Extra flags for `eew alert`, e.g. '--min-stations 4' (also used by the scoring)."
@@ -253,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             drain_timeout_s=settings.drain_timeout_s,
             client_id=settings.client_id,
             packet_seconds=settings.packet_seconds,
+            dashboard_port=settings.dashboard_port,
+            dashboard_tokens=settings.dashboard_tokens,
         )
         print(f"eew validate: replaying {len(index.files)} files ({data_hours:.3f} data hours, "
               f"{len(coverage)} streams, {len(blocks)} block(s)) through broker -> detector -> alerting; "

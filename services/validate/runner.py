@@ -332,6 +332,8 @@ class RunConfig:
     replay_flush_timeout_s: float = 60.0
     client_id: str = "eew-validate"
     packet_seconds: float = 10.0
+    dashboard_port: int | None = None  # eew dashboard beside the run (replay mode); None: none
+    dashboard_tokens: str = ""
 
 
 class _Run:
@@ -342,7 +344,8 @@ class _Run:
         self.cfg = cfg
         self.stop = stop
         self.pipe = LocalPipeline(cfg.run_dir, cfg.stations_file, detector_args=cfg.detector_args,
-                                  alerting_args=cfg.alerting_args)
+                                  alerting_args=cfg.alerting_args, dashboard_port=cfg.dashboard_port,
+                                  dashboard_token=cfg.dashboard_tokens)
         self.progress = Progress(total_station_s, data_hours, progress_stream)
         self.collector: TopicCollector | None = None
         self.detector: ServiceProcess | None = None

@@ -124,16 +124,14 @@ def test_undecodable_records_are_counted(dash: tuple[str, str], broker: Embedded
     _poll(counted)
 
 
-def test_a_run_that_starts_its_own_broker_gets_the_dashboard_from_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_a_run_that_starts_its_own_broker_gets_the_dashboard_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``eew validate`` builds its run on LocalPipeline but starts the broker itself: with
-    EEW_PIPELINE_DASHBOARD_PORT set, the dashboard joins at the run's first liveness check."""
+    ``--dashboard-port`` (here 0) the dashboard joins at the run's first liveness check."""
     from services.demo.pipeline import LocalPipeline
 
-    monkeypatch.setenv("EEW_PIPELINE_DASHBOARD_PORT", "0")
-    monkeypatch.setenv("EEW_PIPELINE_DASHBOARD_TOKENS", f"viewer:{SECRET}:read")
-    pipe = LocalPipeline(tmp_path / "run", STATIONS)
+    pipe = LocalPipeline(tmp_path / "run", STATIONS, dashboard_port=0, dashboard_token=f"viewer:{SECRET}:read")
     pipe.broker.start()
     try:
         pipe.check_alive()  # as validate's tick does
