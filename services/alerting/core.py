@@ -465,8 +465,11 @@ class Associator:
         locator: LocatorConfig | None = None,
         gains: Mapping[str, float] | None = None,
         magnitude: MagnitudeConfig | None = None,
+        restored_events: Mapping[str, tuple[frozenset[str], int]] | None = None,
     ) -> None:
         self.inventory = inventory or StationInventory()
+        # event_id -> (station ids, first P) of events emitted before a restart (alerts topic)
+        self._restored: dict[str, tuple[frozenset[str], int]] = dict(restored_events or {})
         self.geometry = NetworkGeometry.of(self.inventory)
         config = config or AssociationConfig()
         if config.max_spread_s is None:
@@ -926,7 +929,7 @@ class Associator:
             self._pool.append(trig)
             return
         first_p = min(m.p_time_ns for m in members)
-        ev = _Event(event_id=make_event_id([m.station_id for m in members], first_p), members={})
+        ev = _Event(event_id=self._new_event_id(members, first_p), members={})
         for m in sorted(members, key=lambda t: (t.p_time_ns, t.station_id)):
             ev.members[m.station_id] = m
             m.event = ev
@@ -945,6 +948,36 @@ class Associator:
             trig.trigger_ns,
             out,
         )
+
+    def _new_event_id(self, members: list[_Trigger], first_p: int) -> str:
+        """The id of a new event: the id an event emitted before a restart had, when this one is
+        that event rebuilt, else ``make_event_id``.
+
+        The rebuild after a restart re-reads the scores in event-time order; the run before may have
+        seen them in another order (express triggers, uneven partitions) and seeded the event with
+        other stations, so ``make_event_id`` would give the same earthquake a second id (two NEW
+        alerts). A restored event that shares at least two stations with ``members`` (all of them
+        when fewer) and whose first P lies within the spread is taken as this one, once.
+        """
+        own = make_event_id([m.station_id for m in members], first_p)
+        if not self._restored or own in self._restored:
+            self._restored.pop(own, None)
+            return own
+        ids = {m.station_id for m in members}
+        live = {e.event_id for e in self._events}
+        best: tuple[int, int, str] | None = None
+        for eid, (stations, p0) in self._restored.items():
+            shared = len(ids & stations)
+            if eid in live or shared < min(2, len(ids)) or abs(p0 - first_p) > self._spread:
+                continue
+            key = (-shared, abs(p0 - first_p), eid)
+            if best is None or key < best:
+                best = key
+        if best is None:
+            return own
+        self._restored.pop(best[2])
+        self.stats["events_restored_id"] += 1
+        return best[2]
 
     def _gather(self, trig: _Trigger, base: list[_Trigger], exclude: set[str]) -> list[_Trigger]:
         """``trig`` plus the pool's triggers that fit ``base`` and each other, nearest P first

@@ -387,9 +387,11 @@ def read_emitted_alerts(
     max_wait_s: float = 60.0,
     recent: list[pb.Alert] | None = None,
     recent_since_ns: int = 0,
+    events: dict[str, tuple[frozenset[str], int]] | None = None,
 ) -> set[tuple[str, int]]:
     """(event_id, version) of every Alert on ``topic``; reads until a poll window of ``idle_s`` is empty.
-    Alerts created at or after ``recent_since_ns`` are also appended to ``recent`` (if given)."""
+    Alerts created at or after ``recent_since_ns`` are also appended to ``recent`` (if given);
+    ``events`` (if given) gets each event's stations and first P, so the rebuilt core keeps its id."""
     consumer = KafkaConsumer(
         bootstrap_servers=[b.strip() for b in bootstrap.split(",") if b.strip()],
         client_id=client_id,
@@ -432,6 +434,10 @@ def read_emitted_alerts(
                         continue
                     if msg.event_id:
                         seen.add((msg.event_id, msg.version))
+                        if events is not None:
+                            sts, p0 = events.get(msg.event_id, (frozenset(), msg.first_p_time_ns))
+                            sts = sts | {f"{c.network}.{c.station}" for c in msg.stations}
+                            events[msg.event_id] = (sts, min(p0, msg.first_p_time_ns))
                         if recent is not None and msg.created_time_ns >= recent_since_ns:
                             recent.append(msg)
                 last_data = time.monotonic()
@@ -484,6 +490,7 @@ class AlertingService:
         self.tracker = OffsetTracker()
         self.core: Associator | None = None
         self.emitted: set[tuple[str, int]] = set()
+        self._restored_events: dict[str, tuple[frozenset[str], int]] = {}  # from the alerts topic
         self.ready = threading.Event()
         self._unsent: deque[pb.Alert] = deque()
         self._heartbeat = time.monotonic()
@@ -590,6 +597,7 @@ class AlertingService:
                 self._close_delivery()  # stopped (SIGTERM) while waiting for the broker
                 return 0
             recent: list[pb.Alert] = []
+            self._restored_events = {}
             restored = read_emitted_alerts(
                 s.bootstrap_servers,
                 s.alerts_topic,
@@ -597,6 +605,7 @@ class AlertingService:
                 client_id=f"{s.client_id}-restore",
                 recent=recent,
                 recent_since_ns=now_ns() - int(s.delivery_max_age_s * NS),
+                events=self._restored_events,
             )
             self.emitted = restored
             log.info(
@@ -755,6 +764,7 @@ class AlertingService:
             locator=self.settings.locator_config(),
             gains=self.gains,
             magnitude=self.settings.magnitude_config(),
+            restored_events=self._restored_events,
         )
         log.info(
             "network geometry: %s; max spread %.0f s; location grid half-width %s",
