@@ -48,7 +48,10 @@ Latency
 
 Station triggers
     Per stream, a trigger is a run of triggered scores (the detector's flag, or probability >=
-    ``trigger_threshold``) that ends after ``detrigger_s`` without one. A trigger whose onset lies
+    ``trigger_threshold``) that ends after ``detrigger_s`` without one. Its P pick is the detector's
+    P onset on its first triggered score, unless that onset is not later than the stream's previous
+    trigger: a re-trigger (on S or coda) whose window still holds the earlier P has no P pick of
+    its own (its P time is then its onset). A trigger whose onset lies
     in an event window of a covered event (reference P - ``window_before_s`` to reference P +
     ``window_after_s``; stations without a reference P: origin - before to origin +
     ``no_coords_travel_s`` + after) belongs to at most one event: the one whose reference P is
@@ -490,7 +493,10 @@ def station_triggers(
             continue
         if cur is not None:
             out.append(Trigger(stream, cur[0], cur[1], cur[2], cur[3]))
-        cur = [r.window_end_ns, r.p_onset_ns, r.window_end_ns, r.probability]
+        pick = r.p_onset_ns
+        if pick is not None and out and pick <= out[-1].last_ns:
+            pick = None  # the previous trigger's P still in the window: not this trigger's pick
+        cur = [r.window_end_ns, pick, r.window_end_ns, r.probability]
     if cur is not None:
         out.append(Trigger(stream, cur[0], cur[1], cur[2], cur[3]))
     return out

@@ -4,11 +4,14 @@ Alert events are built by the alerting's own QuakeML builder (``services.alertin
 alert_to_catalog``, the one subscribers get), from each alert event's last version that is not a
 CANCEL; the validation adds a comment with its versions and classification, and an alert that
 ended in a CANCEL gets event type "not existing". Every station trigger of the run that is not
-already a pick of an alert (same station, P within ``SAME_PICK_S``) is a pick of one more event,
-``smi:local.eew/validate/station-picks`` (type "not reported"): time = the detector's P pick (its
-trigger onset when it gave none), with the trigger's highest station probability both in a comment
-and as ``eew:probability`` (namespace ``NAMESPACE``). Creation times are left out, so the file is
-the same for the same inputs.
+already a pick of an alert is a pick of one more event, ``smi:local.eew/validate/station-picks``
+(type "not reported"): time = the detector's P pick (phase hint "P"), or, for a trigger without
+one of its own (e.g. a re-trigger on S or coda), its trigger onset with no phase hint and the
+comment "no P pick: trigger onset"; the trigger's highest station probability is both in a comment
+and as ``eew:probability`` (namespace ``NAMESPACE``). An alert's pick stands for at most one
+trigger (same station, P within ``SAME_PICK_S``, the first such trigger), so the file holds at least
+one pick per station trigger. Creation times are left out, so the file is the same for the same
+inputs.
 """
 
 from __future__ import annotations
@@ -55,19 +58,24 @@ def write_detections(path: Path, result: ValidationResult, scores: Sequence[Scor
     picks_ev = Event(resource_id=ResourceIdentifier(f"{BASE}/validate/station-picks"), event_type="not reported")
     picks_ev.comments.append(Comment(
         resource_id=ResourceIdentifier(f"{BASE}/validate/comment/station-picks"),
-        text="Every station trigger of the run that is not a pick of an alert above: time = the detector's P "
-             "pick (its trigger onset when it gave none); the trigger's highest station probability in eew:probability."))
+        text="Every station trigger of the run that is not a pick of an alert above (an alert's pick stands for "
+             "one trigger): time = the detector's P pick (phase P), else the trigger onset (no phase: a trigger "
+             "without a P pick of its own, e.g. on S or coda); the trigger's highest station probability in "
+             "eew:probability."))
     for stream, recs in dedupe_scores(scores).items():
         net, sta, loc, band = stream.split(".")
         for t in station_triggers(recs, cfg.detrigger_s, cfg.trigger_threshold):
-            if any(abs(t.p_ns - p) <= SAME_PICK_S * NS for p in in_alert.get(f"{net}.{sta}", [])):
+            mine = in_alert.get(f"{net}.{sta}", [])
+            hit = next((i for i, p in enumerate(mine) if abs(t.p_ns - p) <= SAME_PICK_S * NS), None)
+            if hit is not None:
+                del mine[hit]  # one alert pick accounts for one trigger
                 continue
             p = Pick(
                 resource_id=ResourceIdentifier(f"{BASE}/validate/pick/{stream[:-1]}/{t.onset_ns}"),
                 time=UTCDateTime(ns=int(t.p_ns)),
                 waveform_id=WaveformStreamID(network_code=net, station_code=sta, location_code=loc,
                                              channel_code=band[:-1] + "Z"),
-                phase_hint="P",
+                phase_hint="P" if t.pick_ns is not None else None,
                 evaluation_mode="automatic",
                 evaluation_status="preliminary",
                 comments=[Comment(text=f"station probability {t.probability:.3f}"

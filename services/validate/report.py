@@ -545,7 +545,10 @@ def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str
         "Alert time: the data time of the score that made the alerting issue the alert (from a re-run of the "
         "association core on the collected scores, else the latest trigger onset of its stations); telemetry "
         "and processing delays are excluded (the processing delay measured in this run is under Run).",
-        f"Station triggers: runs of triggered scores ending after {cfg.detrigger_s:g} s without one. Event window at "
+        f"Station triggers: runs of triggered scores ending after {cfg.detrigger_s:g} s without one; a trigger's P "
+        "pick is the detector's P onset at its first score, none when that onset is the stream's previous trigger's "
+        "(a re-trigger on S or coda: its P time is its onset). detections.xml holds a pick for every trigger "
+        "(phase P; a trigger without a P pick: its onset, no phase). Event window at "
         f"a station: reference P - {cfg.window_before_s:g} s to + {cfg.window_after_s:g} s (no coordinates: origin "
         f"- {cfg.window_before_s:g} s to + {cfg.no_coords_travel_s + cfg.window_after_s:g} s). Triggers outside "
         "every event window are false; noise hours are the scored hours outside them.",

@@ -241,6 +241,20 @@ def test_station_triggers_detrigger_rule() -> None:
     assert thr == []
 
 
+def test_station_retrigger_keeps_no_stale_p_pick() -> None:
+    """A re-trigger (S, coda) whose first score still carries the earlier trigger's P onset has no
+    P pick of its own: its P time is its onset, not the earlier P."""
+    def s(end_s: int, trig: bool, onset_s: int | None) -> ScoreRecord:
+        return ScoreRecord("XX", "A", "", "HH", (end_s - 1) * NS, end_s * NS, 0.99 if trig else 0.1, trig,
+                           p_onset_ns=None if onset_s is None else onset_s * NS)
+
+    recs = [s(1, True, 0), s(2, True, 0), s(3, False, 0), s(4, False, 0), s(5, False, 0),
+            s(6, True, 0), s(7, False, None), s(8, False, None), s(9, False, None), s(10, True, 9)]
+    trs = station_triggers(recs, detrigger_s=2.0)
+    assert [(t.onset_ns // NS, t.pick_ns) for t in trs] == [(1, 0), (6, None), (10, 9 * NS)]
+    assert trs[1].p_ns == 6 * NS
+
+
 def test_replay_blocks_cut_every_long_gap_once() -> None:
     """Boundaries inside every gap longer than gap_s, as few as possible, on whole seconds."""
     c1 = StreamCoverage("XX.A..HH?", ((0, 100 * NS), (300 * NS + 123, 400 * NS), (405 * NS, 500 * NS)))

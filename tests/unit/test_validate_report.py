@@ -154,3 +154,24 @@ def test_detections_carry_every_station_pick_without_an_alert(tmp_path: Path) ->
     (p,) = cat[0].picks
     assert p.time.ns == pick and p.phase_hint == "P" and p.waveform_id.get_seed_string() == "XX.A..HHZ"
     assert float(p.extra["probability"]["value"]) == pytest.approx(0.97)
+
+
+def test_detections_retrigger_without_p_pick_is_an_onset_pick(tmp_path: Path) -> None:
+    """A re-trigger (S, coda) whose windows still carry the first trigger's P is not that P again:
+    it is its own pick at its onset, without a phase hint, so every station trigger has a pick."""
+    from obspy import read_events
+
+    from services.alerting.core import ScoreRecord
+    from services.validate.quakeml import write_detections
+
+    inv = StationInventory([Station("XX", "A", "", 0.0, 0.1)])
+    cov = [StreamCoverage("XX.A..HH?", ((T0, T0 + 60 * NS),))]
+    pick, on = T0 + 20 * NS + NS // 4, {21, 22, 23, 31, 32}
+    sc = [ScoreRecord("XX", "A", "", "HH", T0 + (k - 1) * NS, T0 + k * NS, 0.97 if k in on else 0.01,
+                      k in on, p_onset_ns=pick if k > 20 else None) for k in range(1, 61)]
+    res = score([], cov, inv, sc, [], ScoringConfig())
+    assert res.summary["station_triggers"] == 2
+    write_detections(tmp_path / "a.xml", res, sc)
+    picks = sorted(read_events(str(tmp_path / "a.xml"))[0].picks, key=lambda p: p.time)
+    assert [(p.time.ns, p.phase_hint) for p in picks] == [(pick, "P"), (T0 + 31 * NS, None)]
+    assert "no P pick: trigger onset" in picks[1].comments[0].text
