@@ -25,11 +25,16 @@ RATE_TOLERANCE = 1e-4
 
 #: Last letter of the channel code -> row of the model input (component order Z, N|1, E|2).
 COMPONENT_ROW: dict[str, int] = {"Z": 0, "N": 1, "1": 1, "E": 2, "2": 2}
-#: SEED instrument codes of velocity seismometers (H: high gain; EH?, HH?, BH?, SH?).
-VELOCITY_INSTRUMENTS = frozenset("H")
-#: Instrument codes of accelerometers: N (SEED), and L / G, which several networks use for
-#: strong-motion (low-gain) accelerometers (e.g. HL?, HG?).
-ACCELERATION_INSTRUMENTS = frozenset("NLG")
+#: SEED instrument codes of velocity sensors: H high-gain seismometer (HH?, BH?, EH?, SH?), P
+#: geophone / short-period (DP?, EP?).
+VELOCITY_INSTRUMENTS = frozenset("HP")
+#: Instrument code of accelerometers (SEED N: HN?, EN?, BN?).
+ACCELERATION_INSTRUMENTS = frozenset("N")
+#: Low-gain codes: accelerometers on the broadband/high-rate bands H and B (HL?, HG?, BL?, BG?), as
+#: ANSS and several networks use them for strong motion; SEED's low-gain seismometer (velocity) on
+#: the others (e.g. EL?, SL?).
+LOW_GAIN_INSTRUMENTS = frozenset("LG")
+STRONG_MOTION_BANDS = frozenset("HB")
 
 VELOCITY, ACCELERATION = "velocity", "acceleration"
 
@@ -37,8 +42,9 @@ VELOCITY, ACCELERATION = "velocity", "acceleration"
 REJECT_HINTS: dict[str, str] = {
     "bad_channel": "channel codes must have 3 characters (band, instrument, component), e.g. HHZ",
     "unknown_component": "the component letter must be Z, N, E, 1 or 2",
-    "unsupported_instrument": "only seismometers (instrument code H: HH?, BH?, EH?, SH?) and "
-    "accelerometers (N, L, G: HN?, HL?, HG?, EN?) are scored; select those channels",
+    "unsupported_instrument": "only seismometers (instrument codes H, P, and L on bands E/S: HH?, BH?, "
+    "EH?, SH?, DP?, EL?) and accelerometers (N, and L/G on bands H/B: HN?, EN?, HL?, HG?) are scored; "
+    "select those channels",
     "rate_below_minimum": f"sampling rates below {MIN_RATE_HZ:g} Hz do not record P waves well enough "
     "to be scored; select a higher-rate channel of this station",
     "rate_above_maximum": f"sampling rates above {MAX_RATE_HZ:g} Hz are not taken; decimate upstream "
@@ -70,11 +76,13 @@ def classify_channel(channel: str) -> ChannelInfo | str:
     row = COMPONENT_ROW.get(channel[2].upper())
     if row is None:
         return "unknown_component"
-    inst = channel[1].upper()
+    band, inst = channel[0].upper(), channel[1].upper()
     if inst in VELOCITY_INSTRUMENTS:
         return ChannelInfo(row, VELOCITY)
     if inst in ACCELERATION_INSTRUMENTS:
         return ChannelInfo(row, ACCELERATION)
+    if inst in LOW_GAIN_INSTRUMENTS:
+        return ChannelInfo(row, ACCELERATION if band in STRONG_MOTION_BANDS else VELOCITY)
     return "unsupported_instrument"
 
 

@@ -39,7 +39,12 @@ from typing import Any
 import numpy as np
 
 from services.common.codec import Packet
-from services.common.streams import ACCELERATION_INSTRUMENTS, COMPONENT_ROW, VELOCITY_INSTRUMENTS
+from services.common.streams import (
+    ACCELERATION_INSTRUMENTS,
+    COMPONENT_ROW,
+    LOW_GAIN_INSTRUMENTS,
+    VELOCITY_INSTRUMENTS,
+)
 from services.ingest.exceptions import StreamSpecError
 
 NS = 1_000_000_000
@@ -69,7 +74,7 @@ REPAIR_REASONS = ("nonfinite", "overlap", "sample_rate_change")
 #: knows (so nothing the detector scores is refused here), plus component 3; what the detector
 #: would still refuse (e.g. a rate) is published with a warning (``emit.StreamWarnings``).
 DEFAULT_CHANNEL_PATTERN = (
-    f"^[A-Z][{''.join(sorted(VELOCITY_INSTRUMENTS | ACCELERATION_INSTRUMENTS))}]"
+    f"^[A-Z][{''.join(sorted(VELOCITY_INSTRUMENTS | ACCELERATION_INSTRUMENTS | LOW_GAIN_INSTRUMENTS))}]"
     f"[{''.join(sorted(COMPONENT_ROW))}3]$"
 )
 
