@@ -261,25 +261,19 @@ def evaluate_file(
 
 
 def core_factory_for(model_dir: Path, threads: int = 1, **overrides):
+    """Fresh detector cores configured exactly as ``eew detect`` with its default settings
+    (``DetectorSettings.core_config``), scoring with the model in ``model_dir``."""
+    from dataclasses import replace
+
     from models.runtime import StreamingModel
-    from services.detector.core import CoreConfig, CoreDetector
+    from services.common.settings import load_settings
+    from services.detector.core import CoreDetector
+    from services.detector.settings import DetectorSettings
 
     model = StreamingModel(model_dir, providers=["CPUExecutionProvider"], intra_op_threads=threads)
-    c = model.contract
+    cfg = replace(load_settings(DetectorSettings, []).core_config(model.contract), **overrides)
 
     def make() -> CoreDetector:
-        cfg = CoreConfig(
-            state_size=c.state_size,
-            detection_threshold=c.thresholds.detection,
-            p_pick_threshold=c.thresholds.p_pick,
-            warmup_s=c.warmup_s,
-            sampling_rate_hz=int(c.sampling_rate_hz),
-            chunk_samples=c.chunk_samples,
-            step_samples=c.step_samples,
-            model_id=c.model_id,
-            model_version=c.model_version,
-            **overrides,
-        )
         return CoreDetector(cfg, model.step)
 
     return make

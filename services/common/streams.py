@@ -61,6 +61,13 @@ REJECT_HINTS: dict[str, str] = {
 }
 
 
+#: Reasons that refuse a whole stream (its channel code or rate), not one packet.
+STREAM_REASONS = frozenset(
+    {"bad_channel", "unknown_component", "unsupported_instrument", "rate_below_minimum",
+     "rate_above_maximum", "unsupported_rate", "bad_rate"}
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelInfo:
     """What a channel code says: model input row and physical quantity."""

@@ -39,7 +39,7 @@ from services.common.kafka import broker_reachable, confirmed, wait_for_broker
 from services.common.lifecycle import StopFlag
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.retry import OutageTracker, is_retriable
-from services.common.streams import hint
+from services.common.streams import STREAM_REASONS, hint
 from services.common.timeutil import NS_PER_S, now_ns, ns_to_iso
 from services.detector.core import CoreDetector, Score
 from services.detector.kafka_io import DetectorKafka
@@ -50,18 +50,6 @@ log = logging.getLogger(__name__)
 
 #: Rejections that are ordinary stream events (counted, not dead-lettered).
 STREAM_EVENTS = frozenset({"late", "duplicate"})
-#: Reasons that refuse a whole stream (channel code, rate): logged once per stream with the fix.
-STREAM_REASONS = frozenset(
-    {
-        "bad_channel",
-        "unknown_component",
-        "unsupported_instrument",
-        "rate_below_minimum",
-        "rate_above_maximum",
-        "unsupported_rate",
-        "bad_rate",
-    }
-)
 #: Most (stream, reason) pairs remembered for the once-per-stream log and /readyz.
 MAX_REJECTED_STREAMS = 10_000
 
