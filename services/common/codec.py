@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from google.protobuf.message import DecodeError as PbDecodeError
 
+from services.common.domain import nslc, stream_key
 from services.common.exceptions import DecodeError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 
@@ -22,11 +23,6 @@ _DTYPES = {
     pb.SAMPLE_ENCODING_FLOAT32_LE: np.dtype("<f4"),
     pb.SAMPLE_ENCODING_FLOAT64_LE: np.dtype("<f8"),
 }
-
-
-def stream_key(network: str, station: str, location: str, channel: str) -> str:
-    """Kafka key of a sensor: "NET.STA.LOC.BI?" (all components of one sensor share it)."""
-    return f"{network}.{station}.{location}.{channel[:2]}?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +42,11 @@ class Packet:
 
     @property
     def nslc(self) -> str:
-        return f"{self.network}.{self.station}.{self.location}.{self.channel}"
+        return nslc(self.network, self.station, self.location, self.channel)
 
     @property
     def key(self) -> str:
+        """Kafka key of the packet's sensor, ``NET.STA.LOC.BI?`` (``services.common.domain``)."""
         return stream_key(self.network, self.station, self.location, self.channel)
 
     @property

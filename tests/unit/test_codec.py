@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from services.common.codec import Packet, decode_packet, encode_packet, stream_key
+from services.common.codec import Packet, decode_packet, encode_packet
 from services.common.exceptions import DecodeError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 
@@ -29,9 +29,11 @@ def test_binary_payload_is_compact() -> None:
     assert len(raw) < 400 + 80
 
 
-def test_key_groups_components_of_one_sensor() -> None:
-    assert stream_key("NC", "MEM", "", "HHZ") == stream_key("NC", "MEM", "", "HHE") == "NC.MEM..HH?"
-    assert stream_key("NC", "MEM", "00", "HNZ") != stream_key("NC", "MEM", "00", "HHZ")
+def test_packet_key_is_the_sensors_stream_key() -> None:
+    """All components of one sensor share the Kafka key (``services.common.domain.stream_key``)."""
+    z, e = _packet(np.zeros(2, np.int32), "HHZ"), _packet(np.zeros(2, np.int32), "HHE")
+    assert z.key == e.key == "NC.MEM..HH?"
+    assert _packet(np.zeros(2, np.int32), "HNZ").key != z.key
 
 
 def _raw(**fields: object) -> bytes:
