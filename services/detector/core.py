@@ -51,6 +51,7 @@ from typing import Protocol
 import numpy as np
 
 from services.common.codec import Packet
+from services.common.domain import station_id
 from services.common.streams import ACCELERATION, ChannelInfo, classify_channel, resample_ratio
 from services.detector.displacement import DisplacementBank, integrations_for
 from services.detector.resample import Resampler
@@ -387,7 +388,7 @@ class CoreDetector:
             self.states[st.slot] = 0.0
             self.displacement.reset(st.slot)
             self.stations[key] = st
-            self.sites.setdefault(f"{p.network}.{p.station}", set()).add(key)
+            self.sites.setdefault(station_id(p.network, p.station), set()).add(key)
         return st
 
     def drop_stations(self, keys: Iterable[str]) -> int:
@@ -397,11 +398,11 @@ class CoreDetector:
             st = self.stations.pop(key, None)
             if st is None:
                 continue
-            site = self.sites.get(f"{st.network}.{st.station}")
+            site = self.sites.get(station_id(st.network, st.station))
             if site is not None:
                 site.discard(key)
                 if not site:
-                    del self.sites[f"{st.network}.{st.station}"]
+                    del self.sites[station_id(st.network, st.station)]
             self._free_slots.append(st.slot)
             self._candidates.discard(key)
             n += 1
@@ -496,7 +497,7 @@ class CoreDetector:
     def _outranked(self, st: StationBuffer, k: int) -> bool:
         """Another live sensor at this site is preferred: velocity unclipped > accelerometer > clipped
         velocity (one trigger per site; the accelerometer takes over when the velocity sensor clips)."""
-        keys = self.sites.get(f"{st.network}.{st.station}", ())
+        keys = self.sites.get(station_id(st.network, st.station), ())
         if len(keys) < 2:
             return False
         a = k * self.C
