@@ -19,7 +19,8 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from services.common.codec import Packet, encode_packet, stream_key
+from services.common.codec import Packet, encode_packet
+from services.common.domain import stream_key
 from services.common.exceptions import UnconfirmedDelivery
 from services.common.kafka import confirmed
 from services.common.topics import DEADLETTER, WAVEFORMS
