@@ -87,9 +87,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.alerting.core import AlertRecord, AssociationConfig, Associator, ScoreRecord
-from services.alerting.locate import LocatorConfig
-from services.alerting.stations import StationInventory, haversine_km
+from services.alerting.association import AlertRecord, AssociationConfig, Associator, ScoreRecord
+from services.alerting.association.locate import LocatorConfig
+from services.alerting.association.stations import StationInventory, haversine_km
 from services.common.exceptions import ConfigError
 
 NS = 1_000_000_000
