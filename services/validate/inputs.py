@@ -30,8 +30,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.alerting.association.stations import StationInventory
 from services.alerting.exceptions import InventoryError
-from services.alerting.stations import StationInventory
 from services.common.codec import stream_key
 from services.common.mseed import MSEED_LOCK
 from services.common.streams import scorable
