@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from services.alerting.core import ScoreRecord
+from services.alerting.association import ScoreRecord
 from services.common.mseed import MSEED_LOCK
 from services.validate.core import NS, ValidationResult, stream_of
 from services.validate.inputs import ArchiveIndex
