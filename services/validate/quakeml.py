@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.alerting.core import ScoreRecord
+from services.alerting.association import ScoreRecord
 from services.validate.core import NS, ValidationResult, dedupe_scores, station_triggers
 
 NAMESPACE = "https://github.com/eew/eew/xmlns/validate/1"
@@ -31,7 +31,7 @@ def write_detections(path: Path, result: ValidationResult, scores: Sequence[Scor
     from obspy import UTCDateTime
     from obspy.core.event import Catalog, Comment, Event, Pick, ResourceIdentifier, WaveformStreamID
 
-    from services.alerting.quakeml import alert_to_catalog
+    from services.alerting.formats.quakeml import alert_to_catalog
     from services.validate.runner import alert_to_pb
 
     cat = Catalog(resource_id=ResourceIdentifier(f"{BASE}/validate/detections"),
