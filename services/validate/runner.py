@@ -45,8 +45,8 @@ from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.alerting.core import ScoreRecord
-from services.alerting.messages import PB_TO_KIND, decode_score
+from services.alerting.association import ScoreRecord
+from services.alerting.formats.messages import PB_TO_KIND, decode_score
 from services.broker.embedded import free_port
 from services.common.exceptions import DecodeError
 from services.common.kafka import make_producer
