@@ -33,7 +33,7 @@ from pathlib import Path
 
 from obspy import UTCDateTime
 
-from services.alerting.stations import haversine_km
+from services.alerting.association.stations import haversine_km
 from services.demo import archive
 
 ORIGIN = archive.ORIGIN
