@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from services.alerting.locate import LocatorConfig, locate, locate_without_each  # noqa: E402
+from services.alerting.association.locate import LocatorConfig, locate, locate_without_each  # noqa: E402
 
 NS = 1_000_000_000
 

@@ -4,7 +4,7 @@ What runs
 ---------
 * **This pipeline, default settings.** Each earthquake file is scored by the detector core
   (``models.openeew.score_file``: every packet in time order through ``CoreDetector``, as live), and
-  the scores go through the pure association core (``services.alerting.core.Associator``) configured
+  the scores go through the pure association core (``services.alerting.association.Associator``) configured
   exactly as ``eew alert`` configures it with no flags (``AlertingSettings()``), with the network's
   ``stations.csv`` (coordinates and gains). This is the same code path as the Kafka service minus
   the transport, event-time ordered, so it gives the alerts ``eew validate`` would, much faster.
@@ -59,11 +59,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from models.openeew import Quake, load_quakes, load_split, score_file  # noqa: E402
-from services.alerting.core import NS, AlertKind, AlertRecord, Associator, ScoreRecord  # noqa: E402
-from services.alerting.intensity import haversine_km_np  # noqa: E402
-from services.alerting.locate import iasp91_first_p  # noqa: E402
-from services.alerting.magnitude import gains_by_station, load_gains  # noqa: E402
-from services.alerting.stations import StationInventory, haversine_km  # noqa: E402
+from services.alerting.association import NS, AlertKind, AlertRecord, Associator, ScoreRecord  # noqa: E402
+from services.alerting.association.intensity import haversine_km_np  # noqa: E402
+from services.alerting.association.locate import iasp91_first_p  # noqa: E402
+from services.alerting.association.magnitude import gains_by_station, load_gains  # noqa: E402
+from services.alerting.association.stations import StationInventory, haversine_km  # noqa: E402
 
 DEPTH_KM = 20.0
 

@@ -41,20 +41,20 @@ from prometheus_client import CollectorRegistry
 from pydantic import Field, SecretStr
 from pydantic_settings import CliImplicitFlag
 
-from services.alerting.api import ApiConfig, SubscriberApi, parse_tokens
-from services.alerting.cap import CapConfig
-from services.alerting.core import NS, AlertRecord, AssociationConfig, Associator
-from services.alerting.delivery import AlertDelivery, DeliveryConfig, Sender, WebhookSender
+from services.alerting.association import NS, AlertRecord, AssociationConfig, Associator
+from services.alerting.association.locate import LocatorConfig
+from services.alerting.association.magnitude import MagnitudeConfig, gains_by_station, load_gains
+from services.alerting.association.stations import StationInventory
+from services.alerting.dispatch.api import ApiConfig, SubscriberApi, parse_tokens
+from services.alerting.dispatch.delivery import AlertDelivery, DeliveryConfig, Sender, WebhookSender
+from services.alerting.dispatch.outbox import Database, Outbox, redact_url
+from services.alerting.dispatch.sse import SseHub
+from services.alerting.dispatch.subscribers import static_subscribers
 from services.alerting.exceptions import OutboxError
-from services.alerting.locate import LocatorConfig
-from services.alerting.magnitude import MagnitudeConfig, gains_by_station, load_gains
-from services.alerting.messages import alert_line, alert_to_pb, decode_score
+from services.alerting.formats.cap import CapConfig
+from services.alerting.formats.messages import alert_line, alert_to_pb, decode_score
 from services.alerting.metrics import AlertingMetrics
 from services.alerting.offsets import OffsetTracker
-from services.alerting.outbox import Database, Outbox, redact_url
-from services.alerting.sse import SseHub
-from services.alerting.stations import StationInventory
-from services.alerting.subscribers import static_subscribers
 from services.common.exceptions import ConfigError, DecodeError, UnconfirmedDelivery
 from services.common.kafka import confirmed, make_consumer, make_producer, wait_for_broker
 from services.common.lifecycle import StopFlag
@@ -519,7 +519,7 @@ class AlertingService:
             raise ConfigError(str(exc)) from exc
         senders: dict[str, Sender] = {"webhook": WebhookSender(cfg)}
         if s.mqtt_host:
-            from services.alerting.mqtt import MqttSender  # paho only when MQTT is used
+            from services.alerting.dispatch.mqtt import MqttSender  # paho only when MQTT is used
 
             senders["mqtt"] = MqttSender(
                 s.mqtt_host,

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
-from services.alerting.core import ScoreRecord
-from services.alerting.intensity import DEFAULT_VP_KM_S, DEFAULT_VS_KM_S, predict_site
-from services.alerting.messages import alert_to_dict
-from services.alerting.stations import Station
+from services.alerting.association import ScoreRecord
+from services.alerting.association.intensity import DEFAULT_VP_KM_S, DEFAULT_VS_KM_S, predict_site
+from services.alerting.association.stations import Station
+from services.alerting.formats.messages import alert_to_dict
 from services.common.exceptions import ConfigError, DecodeError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 

@@ -20,10 +20,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from services.alerting.api import parse_tokens
+from services.alerting.association.stations import StationInventory
+from services.alerting.dispatch.api import parse_tokens
 from services.alerting.exceptions import InventoryError
-from services.alerting.messages import decode_score
-from services.alerting.stations import StationInventory
+from services.alerting.formats.messages import decode_score
 from services.common.exceptions import ConfigError, DecodeError
 from services.common.kafka import broker_reachable, wait_for_broker
 from services.common.lifecycle import StopFlag

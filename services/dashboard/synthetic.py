@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.alerting.core import ScoreRecord
-from services.alerting.messages import record_to_score
+from services.alerting.association import ScoreRecord
+from services.alerting.formats.messages import record_to_score
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import now_ns
 

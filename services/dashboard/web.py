@@ -35,7 +35,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.alerting.api import ApiToken
+from services.alerting.dispatch.api import ApiToken
 from services.dashboard.metrics import DashboardMetrics
 
 log = logging.getLogger(__name__)

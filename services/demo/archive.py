@@ -171,8 +171,8 @@ def build_openeew(
     from obspy import read
 
     from models.openeew import DEPTH_KM, load_quakes, load_split
-    from services.alerting.locate import iasp91_first_p
-    from services.alerting.stations import haversine_km
+    from services.alerting.association.locate import iasp91_first_p
+    from services.alerting.association.stations import haversine_km
 
     root = Path(shared) / "data" / "openeew_mx"
     part = load_split().get(file)

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from services.alerting.exceptions import SignatureError
-from services.alerting.signing import ReplayCache, verify
+from services.alerting.formats.signing import ReplayCache, verify
 
 log = logging.getLogger(__name__)
 

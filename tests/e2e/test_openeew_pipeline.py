@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from services.alerting.stations import haversine_km
+from services.alerting.association.stations import haversine_km
 from services.demo import archive
 from services.demo.pipeline import LocalPipeline, wait_quiet
 from services.demo.receiver import WebhookReceiver

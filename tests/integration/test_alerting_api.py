@@ -15,10 +15,10 @@ import pytest
 from lxml import etree
 from prometheus_client import CollectorRegistry
 
-from services.alerting.api import ApiConfig, ApiToken, SubscriberApi
-from services.alerting.delivery import AlertDelivery, DeliveryConfig
+from services.alerting.dispatch.api import ApiConfig, ApiToken, SubscriberApi
+from services.alerting.dispatch.delivery import AlertDelivery, DeliveryConfig
+from services.alerting.dispatch.outbox import Outbox
 from services.alerting.metrics import AlertingMetrics
-from services.alerting.outbox import Outbox
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from tests.integration.test_alerting_delivery import Receiver, fresh, wait_until
 from tests.unit.test_alerting_cap import XSD

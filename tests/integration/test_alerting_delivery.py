@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from services.alerting.exceptions import SignatureError
-from services.alerting.signing import ReplayCache, verify
+from services.alerting.formats.signing import ReplayCache, verify
 
 
 class Receiver:
@@ -129,10 +129,10 @@ import standardwebhooks  # noqa: E402
 from lxml import etree  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from services.alerting.delivery import AlertDelivery, DeliveryConfig  # noqa: E402
+from services.alerting.dispatch.delivery import AlertDelivery, DeliveryConfig  # noqa: E402
+from services.alerting.dispatch.outbox import DEAD, DELIVERED, Outbox  # noqa: E402
+from services.alerting.dispatch.subscribers import Subscriber, SubscriberSpec, forecasts, static_subscribers  # noqa: E402
 from services.alerting.metrics import AlertingMetrics  # noqa: E402
-from services.alerting.outbox import DEAD, DELIVERED, Outbox  # noqa: E402
-from services.alerting.subscribers import Subscriber, SubscriberSpec, forecasts, static_subscribers  # noqa: E402
 from services.common.pb.eew.v1 import messages_pb2 as pb  # noqa: E402
 from services.common.timeutil import now_ns  # noqa: E402
 from tests.unit.test_alerting_cap import XSD, alert_msg  # noqa: E402

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.alerting.delivery import AlertDelivery, DeliveryConfig
+from services.alerting.dispatch.delivery import AlertDelivery, DeliveryConfig
+from services.alerting.dispatch.outbox import DEAD, DELIVERED, PENDING, Database, Outbox
+from services.alerting.dispatch.subscribers import Subscriber, SubscriberSpec, static_subscribers
 from services.alerting.exceptions import OutboxError
 from services.alerting.metrics import AlertingMetrics
-from services.alerting.outbox import DEAD, DELIVERED, PENDING, Database, Outbox
-from services.alerting.subscribers import Subscriber, SubscriberSpec, static_subscribers
 from services.common.timeutil import now_ns
 from tests.integration.test_alerting_delivery import Receiver, fresh, wait_until
 

@@ -54,11 +54,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.alerting.core import NS, AlertKind, AlertRecord, AssociationConfig, Associator, ScoreRecord
-from services.alerting.intensity import blind_zone_km, predict_site
-from services.alerting.locate import KM_PER_DEG, LocatorConfig
-from services.alerting.magnitude import WU_ZHAO_2006, DisplacementFilter
-from services.alerting.stations import Station, StationInventory, haversine_km
+from services.alerting.association import (
+    NS,
+    AlertKind,
+    AlertRecord,
+    AssociationConfig,
+    Associator,
+    ScoreRecord,
+)
+from services.alerting.association.intensity import blind_zone_km, predict_site
+from services.alerting.association.locate import KM_PER_DEG, LocatorConfig
+from services.alerting.association.magnitude import WU_ZHAO_2006, DisplacementFilter
+from services.alerting.association.stations import Station, StationInventory, haversine_km
 
 FS = 100
 GAIN = 6.0e8  # counts per m/s: a broadband seismometer (e.g. STS-2 class) on a 24-bit digitiser

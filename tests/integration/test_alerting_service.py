@@ -15,11 +15,11 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from services.alerting.core import NS, ScoreRecord
-from services.alerting.messages import record_to_score
+from services.alerting.association import NS, ScoreRecord
+from services.alerting.association.stations import Station
+from services.alerting.association.synthetic import p_times, ring_stations, round_robin, station_scores
+from services.alerting.formats.messages import record_to_score
 from services.alerting.service import AlertingService, AlertingSettings
-from services.alerting.stations import Station
-from services.alerting.synthetic import p_times, ring_stations, round_robin, station_scores
 from services.broker.embedded import EmbeddedBroker
 from services.common.codec import stream_key
 from services.common.kafka import make_producer
@@ -404,7 +404,7 @@ def test_alert_on_topic_but_not_in_outbox_is_delivered_at_start(
 ) -> None:
     """Crash between the broker's acknowledgement and the outbox write: the next start finds the
     alert on the alerts topic, missing from the outbox, and delivers it (once, not again later)."""
-    from services.alerting.outbox import Outbox
+    from services.alerting.dispatch.outbox import Outbox
 
     sc = Scenario(tmp_path)
     rx = Receiver()
@@ -453,8 +453,8 @@ def test_rebuilt_event_keeps_the_id_emitted_before_a_restart() -> None:
     rebuild would compute another id; an event restored from the alerts topic that shares stations
     and first P lends its id, so one earthquake stays one event. A restored event at other times
     does not."""
-    from services.alerting.core import AssociationConfig, Associator, make_event_id
-    from services.alerting.stations import StationInventory
+    from services.alerting.association import AssociationConfig, Associator, make_event_id
+    from services.alerting.association.stations import StationInventory
 
     stations = ring_stations(6, 20.0)
     origin = 1_700_000_000 * NS

@@ -15,11 +15,11 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.alerting.api import ApiConfig, ApiToken, SubscriberApi
-from services.alerting.delivery import AlertDelivery, DeliveryConfig
+from services.alerting.dispatch.api import ApiConfig, ApiToken, SubscriberApi
+from services.alerting.dispatch.delivery import AlertDelivery, DeliveryConfig
+from services.alerting.dispatch.outbox import Outbox
+from services.alerting.dispatch.sse import SseHub
 from services.alerting.metrics import AlertingMetrics
-from services.alerting.outbox import Outbox
-from services.alerting.sse import SseHub
 from tests.integration.test_alerting_delivery import fresh, wait_until
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.alerting.stations import StationInventory
+from services.alerting.association.stations import StationInventory
 from services.cli import COMMANDS
 from services.common.topics import ALL_TOPICS, WAVEFORMS
 

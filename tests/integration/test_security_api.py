@@ -20,13 +20,13 @@ import pytest
 from cryptography.fernet import Fernet
 from prometheus_client import CollectorRegistry
 
-from services.alerting.api import ApiConfig, SubscriberApi
-from services.alerting.delivery import AlertDelivery, DeliveryConfig, WebhookSender
+from services.alerting.dispatch.api import ApiConfig, SubscriberApi
+from services.alerting.dispatch.delivery import AlertDelivery, DeliveryConfig, WebhookSender
+from services.alerting.dispatch.outbox import Outbox
+from services.alerting.dispatch.sse import SseHub
+from services.alerting.dispatch.subscribers import Subscriber, SubscriberSpec, new_subscriber_id
 from services.alerting.exceptions import OutboxError
 from services.alerting.metrics import AlertingMetrics
-from services.alerting.outbox import Outbox
-from services.alerting.sse import SseHub
-from services.alerting.subscribers import Subscriber, SubscriberSpec, new_subscriber_id
 from services.common.timeutil import now_ns
 from tests.integration.test_alerting_api import ADMIN, OPS, OTHER, READ, SECRET, TOKENS, fake_resolver, spec
 from tests.integration.test_alerting_delivery import Receiver, fresh, wait_until

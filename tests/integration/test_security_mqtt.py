@@ -19,11 +19,11 @@ import paho.mqtt.client as paho
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.alerting.delivery import AlertDelivery, DeliveryConfig
+from services.alerting.dispatch.delivery import AlertDelivery, DeliveryConfig
+from services.alerting.dispatch.mqtt import MqttSender
+from services.alerting.dispatch.outbox import DELIVERED, Outbox
+from services.alerting.dispatch.subscribers import Subscriber, SubscriberSpec
 from services.alerting.metrics import AlertingMetrics
-from services.alerting.mqtt import MqttSender
-from services.alerting.outbox import DELIVERED, Outbox
-from services.alerting.subscribers import Subscriber, SubscriberSpec
 from services.common.timeutil import now_ns
 from tests.integration.test_alerting_delivery import fresh, wait_until
 

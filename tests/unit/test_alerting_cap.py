@@ -12,9 +12,17 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from services.alerting.cap import CAP_NS, CapConfig, alert_to_cap, area_circle, cap_time, certainty, severity
-from services.alerting.quakeml import alert_to_quakeml
-from services.alerting.subscribers import SiteForecast
+from services.alerting.dispatch.subscribers import SiteForecast
+from services.alerting.formats.cap import (
+    CAP_NS,
+    CapConfig,
+    alert_to_cap,
+    area_circle,
+    cap_time,
+    certainty,
+    severity,
+)
+from services.alerting.formats.quakeml import alert_to_quakeml
 from services.common.pb.eew.v1 import messages_pb2 as pb
 
 XSD = Path(__file__).resolve().parents[1] / "support" / "cap" / "CAP-v1.2.xsd"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from services.alerting.core import (
+from services.alerting.association import (
     NS,
     AlertKind,
     AlertRecord,
@@ -22,8 +22,15 @@ from services.alerting.core import (
     event_probability,
     make_event_id,
 )
-from services.alerting.stations import Station, StationInventory
-from services.alerting.synthetic import T0, interleave, p_times, ring_stations, round_robin, station_scores
+from services.alerting.association.stations import Station, StationInventory
+from services.alerting.association.synthetic import (
+    T0,
+    interleave,
+    p_times,
+    ring_stations,
+    round_robin,
+    station_scores,
+)
 from services.common.exceptions import ConfigError
 
 ORIGIN = T0 + 10 * NS

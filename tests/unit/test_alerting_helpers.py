@@ -8,13 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from services.alerting.core import NS, AlertKind, AssociationConfig, Associator
-from services.alerting.delivery import DeliveryConfig, backoff_s
+from services.alerting.association import NS, AlertKind, AssociationConfig, Associator
+from services.alerting.association.stations import StationInventory, haversine_km
+from services.alerting.association.synthetic import T0, p_times, ring_stations, round_robin, station_scores
+from services.alerting.dispatch.delivery import DeliveryConfig, backoff_s
 from services.alerting.exceptions import InventoryError
-from services.alerting.messages import alert_line, alert_to_dict, alert_to_pb, decode_score, pb_to_record
+from services.alerting.formats.messages import (
+    alert_line,
+    alert_to_dict,
+    alert_to_pb,
+    decode_score,
+    pb_to_record,
+)
 from services.alerting.offsets import OffsetTracker
-from services.alerting.stations import StationInventory, haversine_km
-from services.alerting.synthetic import T0, p_times, ring_stations, round_robin, station_scores
 from services.common.exceptions import ConfigError, DecodeError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 

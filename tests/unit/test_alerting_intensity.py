@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from services.alerting.intensity import (
+from services.alerting.association.intensity import (
     NS,
     blind_zone_km,
     ground_motion,

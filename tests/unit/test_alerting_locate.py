@@ -1,6 +1,6 @@
 """Grid-search location on synthetic P times from a known hypocentre (10 km deep).
 
-The ``services.alerting.synthetic`` times come from a homogeneous 6 km/s medium, so those tests use
+The ``services.alerting.association.synthetic`` times come from a homogeneous 6 km/s medium, so those tests use
 the locator's ``homogeneous`` model; the layered IASP91 model is checked against ObsPy TauP and
 used on IASP91 times. Tolerances: exact picks -> epicentre within one grid step (2 km) and origin
 time within 0.2 s (depth trades off with origin time at that level); picks with 0.2 s noise ->
@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from services.alerting.core import NS, AlertKind, AssociationConfig, Associator
-from services.alerting.locate import (
+from services.alerting.association import NS, AlertKind, AssociationConfig, Associator
+from services.alerting.association.locate import (
     IASP91,
     LocatorConfig,
     first_p_times,
@@ -25,9 +25,9 @@ from services.alerting.locate import (
     locate,
     locate_without_each,
 )
-from services.alerting.messages import alert_to_dict, alert_to_pb
-from services.alerting.stations import Station, StationInventory, haversine_km
-from services.alerting.synthetic import T0, p_times, ring_stations, round_robin, station_scores
+from services.alerting.association.stations import Station, StationInventory, haversine_km
+from services.alerting.association.synthetic import T0, p_times, ring_stations, round_robin, station_scores
+from services.alerting.formats.messages import alert_to_dict, alert_to_pb
 
 ORIGIN = T0 + 10 * NS
 LAT0, LON0 = 35.0, -118.0

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.alerting.core import NS, AlertKind, AssociationConfig, Associator
-from services.alerting.exceptions import InventoryError
-from services.alerting.locate import LocatorConfig
-from services.alerting.magnitude import (
+from services.alerting.association import NS, AlertKind, AssociationConfig, Associator
+from services.alerting.association.locate import LocatorConfig
+from services.alerting.association.magnitude import (
     MAGNITUDE_TYPE,
     MAGNITUDE_TYPE_UNCAL,
     WU_ZHAO_2006,
@@ -22,9 +21,10 @@ from services.alerting.magnitude import (
     estimate_magnitude,
     load_gains,
 )
-from services.alerting.messages import alert_to_dict, alert_to_pb, pb_to_record
-from services.alerting.stations import StationInventory, haversine_km
-from services.alerting.synthetic import T0, p_times, ring_stations, round_robin, station_scores
+from services.alerting.association.stations import StationInventory, haversine_km
+from services.alerting.association.synthetic import T0, p_times, ring_stations, round_robin, station_scores
+from services.alerting.exceptions import InventoryError
+from services.alerting.formats.messages import alert_to_dict, alert_to_pb, pb_to_record
 
 GAIN = 6.0e8  # counts per m/s
 

@@ -12,7 +12,7 @@ import pytest
 import standardwebhooks
 
 from services.alerting.exceptions import SignatureError
-from services.alerting.signing import (
+from services.alerting.formats.signing import (
     ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

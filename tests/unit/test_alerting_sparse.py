@@ -7,11 +7,23 @@ import math
 
 import pytest
 
-from services.alerting.core import NS, AlertKind, AlertRecord, AssociationConfig, Associator, ScoreRecord
-from services.alerting.locate import LocatorConfig, iasp91_first_p
-from services.alerting.messages import alert_to_dict, alert_to_pb
-from services.alerting.stations import Station, StationInventory, haversine_km, neighbour_distances_km
-from services.alerting.synthetic import T0, station_scores
+from services.alerting.association import (
+    NS,
+    AlertKind,
+    AlertRecord,
+    AssociationConfig,
+    Associator,
+    ScoreRecord,
+)
+from services.alerting.association.locate import LocatorConfig, iasp91_first_p
+from services.alerting.association.stations import (
+    Station,
+    StationInventory,
+    haversine_km,
+    neighbour_distances_km,
+)
+from services.alerting.association.synthetic import T0, station_scores
+from services.alerting.formats.messages import alert_to_dict, alert_to_pb
 
 LAT0, LON0 = 35.0, -118.0
 ORIGIN = T0 + 10 * NS

@@ -8,10 +8,9 @@ import socket
 import pytest
 from pydantic import ValidationError
 
-from services.alerting.api import TokenBucket, parse_tokens
-from services.alerting.exceptions import TargetRefused
-from services.alerting.intensity import predict_site
-from services.alerting.subscribers import (
+from services.alerting.association.intensity import predict_site
+from services.alerting.dispatch.api import TokenBucket, parse_tokens
+from services.alerting.dispatch.subscribers import (
     Subscriber,
     SubscriberPatch,
     SubscriberSpec,
@@ -20,6 +19,7 @@ from services.alerting.subscribers import (
     forecasts,
     static_subscribers,
 )
+from services.alerting.exceptions import TargetRefused
 from services.common.exceptions import ConfigError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from tests.unit.test_alerting_cap import S, alert_msg

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from services.alerting.magnitude import DisplacementFilter
+from services.alerting.association.magnitude import DisplacementFilter
 from services.detector.displacement import DisplacementBank, integrations_for
 
 

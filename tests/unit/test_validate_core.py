@@ -11,8 +11,8 @@ from functools import partial
 
 import pytest
 
-from services.alerting.core import AlertKind, AlertRecord, AssociationConfig, Contribution, ScoreRecord
-from services.alerting.stations import Station, StationInventory, haversine_km
+from services.alerting.association import AlertKind, AlertRecord, AssociationConfig, Contribution, ScoreRecord
+from services.alerting.association.stations import Station, StationInventory, haversine_km
 from services.common.exceptions import ConfigError
 from services.validate.core import (
     NS,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.alerting.stations import Station, StationInventory
+from services.alerting.association.stations import Station, StationInventory
 from services.validate.core import (
     NS,
     AlertStation,
@@ -137,7 +137,7 @@ def test_detections_carry_every_station_pick_without_an_alert(tmp_path: Path) ->
     detector's highest probability (eew:probability) and the same file for the same inputs."""
     from obspy import read_events
 
-    from services.alerting.core import ScoreRecord
+    from services.alerting.association import ScoreRecord
     from services.validate.quakeml import write_detections
 
     inv = StationInventory([Station("XX", "A", "", 0.0, 0.1)])
@@ -161,7 +161,7 @@ def test_detections_retrigger_without_p_pick_is_an_onset_pick(tmp_path: Path) ->
     it is its own pick at its onset, without a phase hint, so every station trigger has a pick."""
     from obspy import read_events
 
-    from services.alerting.core import ScoreRecord
+    from services.alerting.association import ScoreRecord
     from services.validate.quakeml import write_detections
 
     inv = StationInventory([Station("XX", "A", "", 0.0, 0.1)])

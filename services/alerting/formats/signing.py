@@ -24,7 +24,7 @@ are stale). Retries are signed afresh (new timestamp, same ``webhook-id``): dedu
 
 Receiver example (any framework; ``body`` are the raw request bytes, not re-serialised JSON)::
 
-    from services.alerting.signing import verify, SignatureError
+    from services.alerting.formats.signing import verify, SignatureError
     try:
         verify(secret, body, request.headers)
     except SignatureError as exc:

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.alerting.dispatch.subscribers import Subscriber, SubscriberSpec
 from services.alerting.exceptions import OutboxError
-from services.alerting.subscribers import Subscriber, SubscriberSpec
 
 log = logging.getLogger(__name__)
 

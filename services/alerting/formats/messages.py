@@ -42,9 +42,9 @@ from typing import Any
 
 from google.protobuf.message import DecodeError as PbDecodeError
 
-from services.alerting.core import AlertKind, AlertRecord, Contribution, ScoreRecord
-from services.alerting.locate import Location
-from services.alerting.magnitude import MagnitudeEstimate
+from services.alerting.association import AlertKind, AlertRecord, Contribution, ScoreRecord
+from services.alerting.association.locate import Location
+from services.alerting.association.magnitude import MagnitudeEstimate
 from services.common.exceptions import DecodeError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import ns_to_iso

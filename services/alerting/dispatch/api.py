@@ -56,15 +56,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from services.alerting.cap import CAP_MIME, CapConfig, alert_to_cap
-from services.alerting.exceptions import OutboxError, TargetRefused
-from services.alerting.http_server import ServerLimits, ThreadedServer
-from services.alerting.messages import alert_to_json
-from services.alerting.metrics import AlertingMetrics
-from services.alerting.outbox import DEAD, DELIVERED, FEED, PENDING, Outbox
-from services.alerting.quakeml import QUAKEML_MIME, alert_to_quakeml
-from services.alerting.sse import SseHub, alert_feed, stream, subscriber_feed
-from services.alerting.subscribers import (
+from services.alerting.dispatch.http_server import ServerLimits, ThreadedServer
+from services.alerting.dispatch.outbox import DEAD, DELIVERED, FEED, PENDING, Outbox
+from services.alerting.dispatch.sse import SseHub, alert_feed, stream, subscriber_feed
+from services.alerting.dispatch.subscribers import (
     TARGET_REFUSED_MESSAGE,
     Subscriber,
     SubscriberPatch,
@@ -72,6 +67,11 @@ from services.alerting.subscribers import (
     check_target,
     new_subscriber_id,
 )
+from services.alerting.exceptions import OutboxError, TargetRefused
+from services.alerting.formats.cap import CAP_MIME, CapConfig, alert_to_cap
+from services.alerting.formats.messages import alert_to_json
+from services.alerting.formats.quakeml import QUAKEML_MIME, alert_to_quakeml
+from services.alerting.metrics import AlertingMetrics
 from services.common.exceptions import ConfigError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import now_ns

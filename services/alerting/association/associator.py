@@ -126,7 +126,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from services.alerting.locate import (
+from services.alerting.association.locate import (
     Location,
     LocatorConfig,
     first_p_s,
@@ -134,8 +134,13 @@ from services.alerting.locate import (
     locate_without_each,
     travel_time_table,
 )
-from services.alerting.magnitude import MagnitudeConfig, MagnitudeEstimate, PdObservation, estimate_magnitude
-from services.alerting.stations import StationInventory, haversine_km, neighbour_distances_km
+from services.alerting.association.magnitude import (
+    MagnitudeConfig,
+    MagnitudeEstimate,
+    PdObservation,
+    estimate_magnitude,
+)
+from services.alerting.association.stations import StationInventory, haversine_km, neighbour_distances_km
 from services.common.exceptions import ConfigError
 from services.common.streams import ACCELERATION, classify_channel
 

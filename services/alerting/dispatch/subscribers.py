@@ -50,9 +50,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from services.alerting.association.intensity import REFERENCE_VS30, predict_sites
 from services.alerting.exceptions import TargetRefused
-from services.alerting.intensity import REFERENCE_VS30, predict_sites
-from services.alerting.signing import secret_key
+from services.alerting.formats.signing import secret_key
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import NS_PER_S, ns_to_iso
 

@@ -46,14 +46,8 @@ from typing import Protocol
 
 import httpx
 
-from services.alerting.cap import CAP_MIME, CapConfig, alert_to_cap
-from services.alerting.exceptions import OutboxError, TargetRefused
-from services.alerting.messages import PB_TO_KIND, alert_to_json
-from services.alerting.metrics import AlertingMetrics
-from services.alerting.outbox import FEED, Delivery, NewDelivery, Outbox
-from services.alerting.quakeml import QUAKEML_MIME, alert_to_quakeml
-from services.alerting.signing import sign
-from services.alerting.subscribers import (
+from services.alerting.dispatch.outbox import FEED, Delivery, NewDelivery, Outbox
+from services.alerting.dispatch.subscribers import (
     SiteForecast,
     Subscriber,
     check_target,
@@ -61,6 +55,12 @@ from services.alerting.subscribers import (
     mqtt_topic,
     static_subscribers,
 )
+from services.alerting.exceptions import OutboxError, TargetRefused
+from services.alerting.formats.cap import CAP_MIME, CapConfig, alert_to_cap
+from services.alerting.formats.messages import PB_TO_KIND, alert_to_json
+from services.alerting.formats.quakeml import QUAKEML_MIME, alert_to_quakeml
+from services.alerting.formats.signing import sign
+from services.alerting.metrics import AlertingMetrics
 from services.common.exceptions import ConfigError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import NS_PER_S, now_ns

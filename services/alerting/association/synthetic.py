@@ -12,8 +12,8 @@ import math
 import random
 from dataclasses import replace
 
-from services.alerting.core import NS, ScoreRecord
-from services.alerting.stations import Station, StationInventory, haversine_km
+from services.alerting.association.associator import NS, ScoreRecord
+from services.alerting.association.stations import Station, StationInventory, haversine_km
 
 T0 = 1_700_000_000 * NS  # 2023-11-14T22:13:20Z, a round start time
 

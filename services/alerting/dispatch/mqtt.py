@@ -18,10 +18,10 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from services.alerting.delivery import SendResult
+from services.alerting.dispatch.delivery import SendResult
+from services.alerting.dispatch.outbox import Delivery
+from services.alerting.dispatch.subscribers import Subscriber
 from services.alerting.metrics import AlertingMetrics
-from services.alerting.outbox import Delivery
-from services.alerting.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.concurrency import run_in_threadpool
 
+from services.alerting.dispatch.outbox import Outbox
 from services.alerting.exceptions import OutboxError
 from services.alerting.metrics import AlertingMetrics
-from services.alerting.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
