@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from services.common.codec import Packet
+from services.common.domain import nslc
 from services.common.streams import (
     ACCELERATION_INSTRUMENTS,
     COMPONENT_ROW,
@@ -99,7 +100,7 @@ class Record:
 
     @property
     def nslc(self) -> str:
-        return f"{self.network}.{self.station}.{self.location}.{self.channel}"
+        return nslc(self.network, self.station, self.location, self.channel)
 
 
 def record_end_ns(rec: Record) -> int:
