@@ -107,7 +107,7 @@ def _score_msg(**kw: object) -> pb.StationScore:
 
 def test_decode_score_valid_and_invalid() -> None:
     rec = decode_score(_score_msg().SerializeToString())
-    assert rec.stream == "XA.S1.00.HH" and rec.p_onset_ns == T0 + 500_000_000 and rec.triggered
+    assert rec.stream == "XA.S1.00.HH?" and rec.p_onset_ns == T0 + 500_000_000 and rec.triggered
     assert decode_score(_score_msg(has_p_onset=False).SerializeToString()).p_onset_ns is None
     cases = {
         "malformed_protobuf": b"\xff\xff\xff",

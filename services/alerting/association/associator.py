@@ -141,6 +141,7 @@ from services.alerting.association.magnitude import (
     estimate_magnitude,
 )
 from services.alerting.association.stations import StationInventory, haversine_km, neighbour_distances_km
+from services.common.domain import station_id, stream_key
 from services.common.exceptions import ConfigError
 from services.common.streams import ACCELERATION, classify_channel
 
@@ -174,11 +175,12 @@ class ScoreRecord:
 
     @property
     def stream(self) -> str:
-        return f"{self.network}.{self.station}.{self.location}.{self.channel_prefix}"
+        """The sensor's stream key ``NET.STA.LOC.BI?`` (``services.common.domain``)."""
+        return stream_key(self.network, self.station, self.location, self.channel_prefix)
 
     @property
     def station_id(self) -> str:
-        return f"{self.network}.{self.station}"
+        return station_id(self.network, self.station)
 
 
 @dataclass(frozen=True)
