@@ -80,6 +80,7 @@ import numpy as np
 from scipy.signal import butter, lfilter, lfilter_zi
 
 from services.alerting.exceptions import InventoryError
+from services.common.domain import station_id
 from services.detector.displacement import ACCELEROMETER_CORNER_HZ, CORNER_HZ
 
 MAGNITUDE_TYPE = "Mpd"
@@ -290,7 +291,7 @@ def load_gains(path: Path | str) -> dict[str, Gain]:
             if not (math.isfinite(value) and value > 0):
                 raise InventoryError(f"{path}:{lineno}: gain must be a positive number, got {raw!r}")
             unit = (row.get("gain_unit") or "M/S").strip().upper() or "M/S"
-            out[f"{row['network'].strip()}.{row['station'].strip()}"] = Gain(value, unit)
+            out[station_id(row["network"].strip(), row["station"].strip())] = Gain(value, unit)
         return out
     from obspy import read_inventory  # heavy import, only when StationXML is used
 
