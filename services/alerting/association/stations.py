@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from services.alerting.exceptions import InventoryError
+from services.common.domain import station_id
 
 EARTH_RADIUS_KM = 6371.0
 CSV_COLUMNS = ("network", "station", "location", "latitude", "longitude", "elevation_m")
@@ -39,7 +40,7 @@ class Station:
 
     @property
     def id(self) -> str:
-        return f"{self.network}.{self.station}"
+        return station_id(self.network, self.station)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
