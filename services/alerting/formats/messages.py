@@ -45,6 +45,7 @@ from google.protobuf.message import DecodeError as PbDecodeError
 from services.alerting.association import AlertKind, AlertRecord, Contribution, ScoreRecord
 from services.alerting.association.locate import Location
 from services.alerting.association.magnitude import MagnitudeEstimate
+from services.common.domain import station_id
 from services.common.exceptions import DecodeError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import ns_to_iso
@@ -294,7 +295,7 @@ def alert_to_json(msg: pb.Alert) -> bytes:
 def alert_line(msg: pb.Alert) -> str:
     """One readable log line per alert."""
     kind = PB_TO_KIND.get(msg.type)
-    stas = ",".join(f"{s.network}.{s.station}" for s in msg.stations)
+    stas = ",".join(station_id(s.network, s.station) for s in msg.stations)
     return (
         f"ALERT {kind.value if kind else '?'} {msg.event_id} v{msg.version} "
         f"first_P={ns_to_iso(msg.first_p_time_ns)} p={msg.probability:.3f} "
