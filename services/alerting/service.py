@@ -55,6 +55,7 @@ from services.alerting.formats.cap import CapConfig
 from services.alerting.formats.messages import alert_line, alert_to_pb, decode_score
 from services.alerting.metrics import AlertingMetrics
 from services.alerting.offsets import OffsetTracker
+from services.common.domain import station_id
 from services.common.exceptions import ConfigError, DecodeError, UnconfirmedDelivery
 from services.common.kafka import confirmed, make_consumer, make_producer, wait_for_broker
 from services.common.lifecycle import StopFlag
@@ -436,7 +437,7 @@ def read_emitted_alerts(
                         seen.add((msg.event_id, msg.version))
                         if events is not None:
                             sts, p0 = events.get(msg.event_id, (frozenset(), msg.first_p_time_ns))
-                            sts = sts | {f"{c.network}.{c.station}" for c in msg.stations}
+                            sts = sts | {station_id(c.network, c.station) for c in msg.stations}
                             events[msg.event_id] = (sts, min(p0, msg.first_p_time_ns))
                         if recent is not None and msg.created_time_ns >= recent_since_ns:
                             recent.append(msg)
