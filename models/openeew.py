@@ -263,15 +263,13 @@ def evaluate_file(
 def core_factory_for(model_dir: Path, threads: int = 1, **overrides):
     """Fresh detector cores configured exactly as ``eew detect`` with its default settings
     (``DetectorSettings.core_config``), scoring with the model in ``model_dir``."""
-    from dataclasses import replace
-
     from models.runtime import StreamingModel
     from services.common.settings import load_settings
     from services.detector.core import CoreDetector
     from services.detector.settings import DetectorSettings
 
     model = StreamingModel(model_dir, providers=["CPUExecutionProvider"], intra_op_threads=threads)
-    cfg = replace(load_settings(DetectorSettings, []).core_config(model.contract), **overrides)
+    cfg = load_settings(DetectorSettings, []).core_config(model.contract).replace(**overrides)
 
     def make() -> CoreDetector:
         return CoreDetector(cfg, model.step)

@@ -1,5 +1,8 @@
 """Generate the configuration reference (every flag and environment variable) as Markdown.
 
+Knobs of a nested group (a core's config model, see ``services.common.settings``) are listed under
+their flat names, their group named in the meaning (``--group.knob-name`` works too).
+
 ``python -m services.common.config_doc`` prints it (``--write`` updates README.md in place); README.md embeds the same text between the
 ``<!-- config:begin -->`` and ``<!-- config:end -->`` markers, and a unit test keeps them equal.
 """
@@ -10,6 +13,8 @@ import importlib
 from pathlib import Path
 
 from pydantic_settings import BaseSettings
+
+from services.common.settings import knobs
 
 # Defaults that are paths inside the checkout are shown relative to it, so the reference does
 # not depend on where the repository was cloned.
@@ -54,9 +59,11 @@ def render() -> str:
         out.append(f"#### `{command}`\n")
         out.append("| flag | environment | default | meaning |")
         out.append("|---|---|---|---|")
-        for name, field in cls.model_fields.items():
-            desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
-            out.append(f"| `--{name.replace('_', '-')}` | `{prefix}{name.upper()}` | {_default(field)} | {desc} |")
+        for knob in knobs(cls):
+            desc = (knob.field.description or "").replace("|", "\\|").replace("\n", " ")
+            if knob.group:
+                desc = f"({knob.group}) {desc}"
+            out.append(f"| `{knob.flag}` | `{knob.env(prefix)}` | {_default(knob.field)} | {desc} |")
         out.append("")
     return "\n".join(out)
 

@@ -169,12 +169,18 @@ class ServiceSettings(BaseSettings):
         kwargs = dict(init_settings.init_kwargs)
         owner = {k.name: k.group for k in knobs(settings_cls) if k.group}
         for name in [n for n in kwargs if n in owner]:
-            group = kwargs.setdefault(owner[name], {})
-            if isinstance(group, BaseModel):
-                group = kwargs[owner[name]] = group.model_dump()
+            group = kwargs.get(owner[name], {})
+            group = dict(group.model_dump() if isinstance(group, BaseModel) else group)
             group[name] = kwargs.pop(name)
+            kwargs[owner[name]] = group
         init = InitSettingsSource(settings_cls, init_kwargs=kwargs)
-        return init, env_settings, _FlatGroupEnv(settings_cls, env_settings), dotenv_settings, file_secret_settings
+        return (
+            init,
+            env_settings,
+            _FlatGroupEnv(settings_cls, env_settings),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
 
 def cli_shortcuts(cls: type[BaseModel]) -> dict[str, str]:

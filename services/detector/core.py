@@ -46,12 +46,14 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Self
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from services.common.codec import Packet
 from services.common.domain import station_id
+from services.common.settings import CoreModel
 from services.common.streams import ACCELERATION, ChannelInfo, classify_channel, resample_ratio
 from services.detector.displacement import DisplacementBank, integrations_for
 from services.detector.resample import Resampler
@@ -99,37 +101,82 @@ class StepOutput(Protocol):
 Scorer = Callable[[np.ndarray, np.ndarray], StepOutput]
 
 
-@dataclass(frozen=True)
-class CoreConfig:
-    """Knobs of the core; the service builds it from the model contract and its settings."""
+class CoreTuning(CoreModel):
+    """The core's knobs an operator sets: one declaration (default, meaning, limits); the nested
+    ``core`` group of ``DetectorSettings`` (flags ``--rearm-s`` ..., environment ``EEW_REARM_S`` ...)."""
 
-    state_size: int
-    detection_threshold: float
-    p_pick_threshold: float
-    warmup_s: float
-    sampling_rate_hz: int = 100
-    chunk_samples: int = 100
-    step_samples: int = 10
-    rearm_threshold: float | None = None  # default: half the detection threshold
-    rearm_s: float = 3.0
-    clip_counts: float = 8_000_000.0  # |sample| at or above: clipped (~95 % of a 24-bit digitiser)
-    clip_run: int = 5  # or this many consecutive samples at a packet's extreme, far above its median
-    clip_hold_s: float = 60.0  # a clipped velocity sensor ranks below the site's accelerometer this long
-    site_live_s: float = 10.0  # a sensor scored within this much data time counts as live at its site
-    pick_lookback_s: float = 10.0
-    buffer_s: float = 45.0
-    history_s: float = 10.0
-    max_gap_s: float = 20.0
-    max_component_wait_s: float = 10.0
-    max_future_s: float = 600.0
-    resync_packets: int = 3
-    max_batch: int = 512
-    max_stations: int = 5000
-    model_id: str = ""
-    model_version: str = ""
+    rearm_threshold: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Probability below which a triggered station counts as quiet (default: half of detection).",
+    )
+    rearm_s: float = Field(3.0, ge=0.0, description="Seconds below the re-arm threshold before a station can trigger anew.")
+    clip_counts: float = Field(
+        8_000_000.0,
+        gt=0.0,
+        description="A velocity sample at or above this |count| is clipped (default ~95 % of a 24-bit "
+        "digitiser); a run of clip-run samples at a packet's extreme counts too.",
+    )
+    clip_run: int = Field(5, ge=1, description="Consecutive samples at a packet's extreme that mean clipping.")
+    clip_hold_s: float = Field(
+        60.0,
+        ge=0.0,
+        description="After clipping, a velocity sensor ranks below its site's accelerometer this long "
+        "(the accelerometer's triggers count instead).",
+    )
+    site_live_s: float = Field(
+        10.0,
+        gt=0.0,
+        description="A sensor scored within this much data time is live at its site: a site's "
+        "accelerometer does not trigger while its velocity sensor is live and unclipped.",
+    )
+    pick_lookback_s: float = Field(10.0, gt=0.0, description="How far before a trigger the P onset is searched.")
+    buffer_s: float = Field(
+        45.0,
+        gt=0.0,
+        description="Seconds of data buffered per station ahead of the next chunk (at least max-gap-s + "
+        f"max-component-wait-s + {PIECE_S:g} s + 2 chunks).",
+    )
+    history_s: float = Field(
+        10.0, ge=0.0, description="Seconds of scored data kept per station, to tell duplicates from late data."
+    )
+    max_gap_s: float = Field(
+        20.0, gt=0.0, description="Longer gaps restart a station (state reset); a component silent this long is dead."
+    )
+    max_component_wait_s: float = Field(
+        10.0,
+        ge=0.0,
+        description="Seconds of data on the other components after which a missing one is gap/dead-filled.",
+    )
+    max_future_s: float = Field(600.0, gt=0.0, description="Packets ending further than this past the wall clock are refused.")
+    resync_packets: int = Field(3, ge=1, description="Consistent packets needed to accept a station's time jump.")
+    max_batch: int = Field(512, ge=1, description="Most stations per model call.")
+    max_stations: int = Field(5000, ge=1, description="Most stations buffered at once (more are refused).")
 
-    def validate(self) -> None:
-        """Raise ValueError on inconsistent values (checked once at construction)."""
+
+class CoreConfig(CoreTuning):
+    """Everything the core runs with: the knobs plus the model contract's facts. The service builds
+    it with ``DetectorSettings.core_config`` (knobs as set, facts from contract.json); validated on
+    construction (a ValueError names the inconsistency)."""
+
+    state_size: int = Field(ge=1, description="Model state per station (contract).")
+    detection_threshold: float = Field(description="Event probability that triggers a station.")
+    p_pick_threshold: float = Field(description="P probability a pick needs.")
+    warmup_s: float = Field(ge=0.0, description="No trigger this long after a station (re)starts.")
+    sampling_rate_hz: int = Field(100, gt=0, description="Model sampling rate (contract).")
+    chunk_samples: int = Field(100, description="Samples per scored chunk (the stride).")
+    step_samples: int = Field(10, description="Samples per model output step (contract).")
+    model_id: str = Field("", description="Model id stamped on every score.")
+    model_version: str = Field("", description="Model version stamped on every score.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        self.validate()
+        return self
+
+    def validate(self) -> None:  # type: ignore[override]  # BaseModel.validate is pydantic v1's, deprecated
+        """Raise ValueError on inconsistent values (run on construction; kept for callers)."""
         c = self
         if c.chunk_samples <= 0 or c.step_samples <= 0 or c.chunk_samples % c.step_samples:
             raise ValueError(f"chunk {c.chunk_samples} must be a positive multiple of step {c.step_samples}")

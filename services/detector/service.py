@@ -120,7 +120,7 @@ class DetectorService:
             c.model_version,
             self.model.provider,
             self.core.C,
-            settings.max_batch,
+            settings.core.max_batch,
             self.core.cfg.detection_threshold,
             self.core.cfg.p_pick_threshold,
         )

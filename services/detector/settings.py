@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from models.contract import DEFAULT_MODEL_DIR, ModelContract
 from services.common.settings import ServiceSettings
 from services.common.topics import DEADLETTER, SCORES, WAVEFORMS
-from services.detector.core import CoreConfig
+from services.detector.core import CoreConfig, CoreTuning
 from services.detector.exceptions import DetectorConfigError
 
 
@@ -32,51 +32,16 @@ class DetectorSettings(ServiceSettings):
         0,
         description="Samples per scored chunk (the stride); 0: the contract's chunk_samples. Multiple of step.",
     )
-    max_batch: int = Field(512, description="Most stations per model call.")
     detection_threshold: float | None = Field(
         None, description="Override of the contract's detection threshold."
     )
     p_pick_threshold: float | None = Field(None, description="Override of the contract's P-pick threshold.")
-    rearm_threshold: float | None = Field(
-        None,
-        description="Probability below which a triggered station counts as quiet (default: half of detection).",
-    )
-    rearm_s: float = Field(
-        3.0, description="Seconds below the re-arm threshold before a station can trigger anew."
-    )
-    pick_lookback_s: float = Field(10.0, description="How far before a trigger the P onset is searched.")
-    clip_counts: float = Field(
-        8_000_000.0,
-        description="A velocity sample at or above this |count| is clipped (default ~95 % of a 24-bit "
-        "digitiser); a run of clip-run samples at a packet's extreme counts too.",
-    )
-    clip_run: int = Field(5, description="Consecutive samples at a packet's extreme that mean clipping.")
-    clip_hold_s: float = Field(
-        60.0,
-        description="After clipping, a velocity sensor ranks below its site's accelerometer this long "
-        "(the accelerometer's triggers count instead).",
-    )
-    site_live_s: float = Field(
-        10.0,
-        description="A sensor scored within this much data time is live at its site: a site's "
-        "accelerometer does not trigger while its velocity sensor is live and unclipped.",
-    )
     warmup_s: float | None = Field(
         None, description="Override of the contract's warm-up (no triggers before it)."
     )
-    buffer_s: float = Field(45.0, description="Seconds of data buffered per station ahead of the next chunk.")
-    max_gap_s: float = Field(
-        20.0, description="Longer gaps restart a station (state reset); a component silent this long is dead."
+    core: CoreTuning = Field(
+        default_factory=CoreTuning, description="The core's knobs (services.detector.core)."
     )
-    max_component_wait_s: float = Field(
-        10.0,
-        description="Seconds of data on the other components after which a missing one is gap/dead-filled.",
-    )
-    max_future_s: float = Field(
-        600.0, description="Packets ending further than this past the wall clock are refused."
-    )
-    resync_packets: int = Field(3, description="Consistent packets needed to accept a station's time jump.")
-    max_stations: int = Field(5000, description="Most stations buffered at once (more are refused).")
     station_idle_s: float = Field(
         300.0,
         description="A station receiving nothing for this long (wall clock) is dropped; frees its offsets.",
@@ -109,37 +74,22 @@ class DetectorSettings(ServiceSettings):
             )
         if contract.sampling_rate_hz != int(contract.sampling_rate_hz):
             raise DetectorConfigError(f"model rate {contract.sampling_rate_hz} Hz is not a whole number")
-        cfg = CoreConfig(
-            state_size=contract.state_size,
-            detection_threshold=self.detection_threshold or contract.thresholds.detection,
-            p_pick_threshold=self.p_pick_threshold or contract.thresholds.p_pick,
-            warmup_s=contract.warmup_s if self.warmup_s is None else self.warmup_s,
-            sampling_rate_hz=int(contract.sampling_rate_hz),
-            chunk_samples=stride,
-            step_samples=contract.step_samples,
-            rearm_threshold=self.rearm_threshold,
-            rearm_s=self.rearm_s,
-            clip_counts=self.clip_counts,
-            clip_run=self.clip_run,
-            clip_hold_s=self.clip_hold_s,
-            site_live_s=self.site_live_s,
-            pick_lookback_s=self.pick_lookback_s,
-            buffer_s=self.buffer_s,
-            max_gap_s=self.max_gap_s,
-            max_component_wait_s=self.max_component_wait_s,
-            max_future_s=self.max_future_s,
-            resync_packets=self.resync_packets,
-            max_batch=self.max_batch,
-            max_stations=self.max_stations,
-            model_id=contract.model_id,
-            model_version=contract.model_version,
-        )
         if [c.upper() for c in contract.component_order] != ["Z", "N", "E"]:
             raise DetectorConfigError(
                 f"model component order {contract.component_order}: the core feeds Z, N, E"
             )
         try:
-            cfg.validate()
-        except ValueError as exc:
-            raise DetectorConfigError(str(exc)) from exc
-        return cfg
+            return CoreConfig(
+                **self.core.model_dump(),
+                state_size=contract.state_size,
+                detection_threshold=self.detection_threshold or contract.thresholds.detection,
+                p_pick_threshold=self.p_pick_threshold or contract.thresholds.p_pick,
+                warmup_s=contract.warmup_s if self.warmup_s is None else self.warmup_s,
+                sampling_rate_hz=int(contract.sampling_rate_hz),
+                chunk_samples=stride,
+                step_samples=contract.step_samples,
+                model_id=contract.model_id,
+                model_version=contract.model_version,
+            )
+        except ValidationError as exc:
+            raise DetectorConfigError(f"detector settings: {exc}") from exc

@@ -182,7 +182,7 @@ def _detection_threshold(args: list[str], assoc_threshold: float | None) -> floa
 def _detector_max_gap_s(args: list[str]) -> float:
     from services.detector.settings import DetectorSettings
 
-    return float(load_settings(DetectorSettings, args).max_gap_s)
+    return float(load_settings(DetectorSettings, args).core.max_gap_s)
 
 
 def main(argv: list[str] | None = None) -> int:

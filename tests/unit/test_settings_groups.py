@@ -1,0 +1,55 @@
+"""The settings pattern (``services.common.settings``): a core's config model nested in a service's
+settings keeps flat flags, environment variables and keywords; nested forms work; names are unique."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import Field, ValidationError
+
+from services.common.settings import CoreModel, ServiceSettings, knobs, load_settings
+
+
+class _Core(CoreModel):
+    max_gap_s: float = Field(20.0, gt=0, description="gap")
+    names: list[str] = Field(default_factory=list, description="names")
+
+
+class _Settings(ServiceSettings):
+    group_id: str = Field("g", description="group")
+    core: _Core = Field(default_factory=_Core, description="the core")
+
+
+def test_flat_flags_env_and_keywords_reach_the_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EEW_MAX_GAP_S", "12")
+    monkeypatch.setenv("EEW_NAMES", '["a", "b"]')
+    s = load_settings(_Settings, [])
+    assert s.core == _Core(max_gap_s=12.0, names=["a", "b"])
+    assert load_settings(_Settings, ["--max-gap-s", "7"]).core.max_gap_s == 7.0  # flag beats env
+    assert load_settings(_Settings, ["--core.max-gap-s", "8"]).core.max_gap_s == 8.0
+    assert _Settings(max_gap_s=3).core == _Core(max_gap_s=3.0, names=["a", "b"])  # keyword beats env
+    assert (
+        load_settings(_Settings, ["--max-gap-s", "9"], max_gap_s=3).core.max_gap_s == 9.0
+    )  # flag beats keyword
+
+
+def test_a_bad_value_is_refused_by_the_one_declaration() -> None:
+    with pytest.raises(ValidationError, match="max_gap_s"):
+        _Settings(max_gap_s=-1)
+    with pytest.raises(ValidationError):
+        _Core(unknown=1)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        _Core().replace(max_gap_s=0)
+    assert _Core().replace(max_gap_s=5).max_gap_s == 5.0
+
+
+def test_flat_names_must_be_unique() -> None:
+    with pytest.raises(TypeError, match="max_gap_s"):
+
+        class _Clash(ServiceSettings):
+            max_gap_s: float = 1.0
+            core: _Core = Field(default_factory=_Core)
+
+
+def test_knobs_lists_group_members_under_flat_names() -> None:
+    names = {k.name: k.group for k in knobs(_Settings)}
+    assert names["group_id"] == "" and names["max_gap_s"] == "core" and "core" not in names
