@@ -6,6 +6,13 @@ narrow Gaussian around P. Augmentations: P anywhere in the stream including its 
 its end (pure real pre-P noise); amplitude scaling over orders of magnitude; real noise from OTHER
 recordings added at varied SNR; dead components; gaps filled hold-last; polarity flips; DC offsets
 and trends; synthetic events and noise from ``models.synthetic`` only as a small addition.
+
+Sequences (``AugmentConfig.p_two``, ``eew model train --sequences``): a share of the event streams gets
+a second real event of another recording (``models.sequences.superpose``), its P 3 s or more after the
+first (up to the stream's end; often in its last 3 s), amplitude ratio 0.1-10 (log-uniform), so also a
+small event inside a large one's coda. Labels: ``event`` stays 1 from the first P on; ``p_target``
+peaks at both P's, so the P head learns "a new onset here" also while the event head says "signal
+present".
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import numpy as np
 
 from models import synthetic
 from models.data import Record, noise_std, padded_history
+from models.sequences import event_peak, superpose
 
 STEP = 10
 FS = 100.0
@@ -44,16 +52,26 @@ class AugmentConfig:
     mems_k: tuple[float, float] = (0.3, 5.0)  # its RMS over the pre-P noise RMS (log-uniform)
     p_rate: float = 0.0  # the stream goes 100 Hz -> r -> 100 Hz through the detector's resampler
     rates: tuple[float, ...] = (20.0, 31.25, 40.0, 50.0)
+    # sequences (issue 13): a second real event after the first
+    p_two: float = 0.0  # among real event streams: a second event is added
+    two_min_dt_s: float = 3.0  # earliest second P after the first
+    two_ratio: tuple[float, float] = (0.1, 10.0)  # its peak over the first's (log-uniform)
+    two_late: float = 0.4  # second P in the stream's last 3 s (early detection of the new P)
 
 
-def labels(length: int, p_pos: float, sigma_s: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step labels for a stream with P at sample ``p_pos`` (may lie outside the stream)."""
+def labels(
+    length: int, p_pos: float, sigma_s: float = 0.1, more_p: tuple[float, ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step labels for a stream with P at sample ``p_pos`` (may lie outside the stream) and
+    later P's ``more_p`` of further events (the P target peaks at each; the event label starts at the first)."""
     t = np.arange(length // STEP)
     ends = (t + 1) * STEP
     event = (ends > p_pos).astype(np.float32)
     centre = t * STEP + (STEP - 1) / 2.0
     sigma = sigma_s * FS
     ptar = np.exp(-0.5 * ((centre - p_pos) / sigma) ** 2).astype(np.float32)
+    for q in more_p:
+        ptar = np.maximum(ptar, np.exp(-0.5 * ((centre - q) / sigma) ** 2).astype(np.float32))
     return event, ptar
 
 
@@ -83,11 +101,25 @@ def make_stream(
     rng: np.random.Generator, rec: Record, pool: list[Record], cfg: AugmentConfig
 ) -> tuple[np.ndarray, float]:
     """One raw stream (3, length) float64 and its P position in samples (> length: no event)."""
+    x, p_pos, _ = make_stream_seq(rng, rec, pool, cfg)
+    return x, p_pos
+
+
+def make_stream_seq(
+    rng: np.random.Generator, rec: Record, pool: list[Record], cfg: AugmentConfig
+) -> tuple[np.ndarray, float, tuple[float, ...]]:
+    """As :func:`make_stream`, plus the P positions of further events (``cfg.p_two``) in the stream."""
+    more: tuple[float, ...] = ()
     if rng.random() < cfg.p_synthetic:
         x, p_pos = _synthetic_stream(rng, cfg)
     else:
         n = cfg.length
-        if rng.random() < cfg.p_noise_only:
+        two = cfg.p_two > 0 and rng.random() < cfg.p_two  # no draw without the option: same streams
+        if two:  # a sequence: the first P early enough for a second one 3 s or more later
+            p_pos = rng.uniform(
+                cfg.min_p_s * FS, max(n - (cfg.two_min_dt_s + 0.5) * FS, cfg.min_p_s * FS + 1)
+            )
+        elif rng.random() < cfg.p_noise_only:
             p_pos = rng.uniform(n + 0.5 * FS, n + 20 * FS)
         elif rng.random() < cfg.p_late:
             p_pos = rng.uniform(n - 3 * FS, n - 1)
@@ -102,9 +134,33 @@ def make_stream(
         if x.shape[1] < n:  # record too short after P for this stream: cut earlier
             x = hist[:, -n:].astype(np.float64)
             p_pos = float(p_idx - (hist.shape[1] - n))
+        if two and p_pos < n:
+            x, more = _second_event(rng, x, int(p_pos), rec, pool, cfg)
         if rng.random() < cfg.p_add_noise:
             x = _add_real_noise(rng, x, rec, pool, cfg)
-    return _generic(rng, _network_variant(rng, x, p_pos, cfg), cfg), p_pos
+    return _generic(rng, _network_variant(rng, x, p_pos, cfg), cfg), p_pos, more
+
+
+def _second_event(
+    rng: np.random.Generator, x: np.ndarray, p1: int, rec: Record, pool: list[Record], cfg: AugmentConfig
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Add another recording's event 3 s or more after the first P (see module doc), if it fits."""
+    n = x.shape[1]
+    lo = p1 + int(cfg.two_min_dt_s * FS)
+    if lo >= n - STEP:
+        return x, ()
+    donors = [r for r in pool if r.key != rec.key and r.p >= 50]
+    if not donors:
+        return x, ()
+    if rng.random() < cfg.two_late:
+        p2 = int(rng.uniform(max(lo, n - 3 * FS), n - 1))
+    else:
+        p2 = int(rng.uniform(lo, n - 1))
+    other = donors[rng.integers(len(donors))]
+    ratio = _log_uniform(rng, *cfg.two_ratio)
+    live = np.abs(x).max(axis=1) > 0
+    y = superpose(x, p1, other, p2, ratio, live, ref_peak=event_peak(rec.wave, rec.p))
+    return y, (float(p2),)
 
 
 def as_acceleration(x: np.ndarray) -> np.ndarray:
@@ -209,8 +265,8 @@ def make_batch(
     waves, evs, pts, ps = [], [], [], []
     for _ in range(size):
         rec = records[rng.integers(len(records))]
-        x, p_pos = make_stream(rng, rec, pool, cfg)
-        ev, pt = labels(cfg.length, p_pos, cfg.p_sigma_s)
+        x, p_pos, more = make_stream_seq(rng, rec, pool, cfg)
+        ev, pt = labels(cfg.length, p_pos, cfg.p_sigma_s, more)
         waves.append(x.astype(np.float32))
         evs.append(ev)
         pts.append(pt)

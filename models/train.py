@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 VAL_BEFORE = 3500  # samples of history before P in a validation stream (donor-padded)
 VAL_AFTER = 500
 VAL_WARM = 500  # noise windows start after this many samples
+SEQ_SHARE = 0.3  # ``--sequences``: share of real event streams that get a second event
 
 
 def fixed_split(records: list[Record]) -> dict[str, list[Record]]:
@@ -65,6 +66,52 @@ def validation_streams(records: list[Record], pool: list[Record], seed: int = 12
         hist, p_idx = padded_history(rng, rec, pool, max(VAL_BEFORE - rec.p + 1, 0))
         waves.append(hist[:, p_idx - VAL_BEFORE : p_idx + VAL_AFTER])
     return {"wave": np.stack(waves).astype(np.float32)}
+
+
+SEQ_AFTER = 2200  # samples after the first P in a validation sequence stream (second P by P1 + 20 s)
+
+
+def sequence_streams(records: list[Record], pool: list[Record], seed: int = 4321) -> dict[str, np.ndarray]:
+    """Fixed validation sequences (issue 13): each record's event with another one's added, its P
+    3-20 s after the first (log-uniform), amplitude ratio 0.1-10 (log-uniform); 35 s of history before
+    the first P. Returns the waves and both P positions (samples)."""
+    from models.sequences import superpose
+
+    rng = np.random.default_rng(seed)
+    waves, p2s = [], []
+    for i, rec in enumerate(records):
+        hist, p_idx = padded_history(rng, rec, pool, max(VAL_BEFORE - rec.p + 1, 0))
+        base = hist[:, p_idx - VAL_BEFORE : p_idx + SEQ_AFTER]
+        if base.shape[1] < VAL_BEFORE + SEQ_AFTER:
+            continue
+        others = [r for j, r in enumerate(records) if j != i and r.p >= 50]
+        other = others[rng.integers(len(others))]
+        dt = float(np.exp(rng.uniform(np.log(3.0), np.log(20.0))))
+        ratio = float(np.exp(rng.uniform(np.log(0.1), np.log(10.0))))
+        p2 = VAL_BEFORE + int(dt * 100)
+        waves.append(superpose(base, VAL_BEFORE, other, p2, ratio, ref_peak=None))
+        p2s.append(p2)
+    return {"wave": np.stack(waves).astype(np.float32), "p2": np.asarray(p2s)}
+
+
+def sequence_metrics(p_logits: np.ndarray, p2: np.ndarray, noise_p_logits: np.ndarray) -> dict[str, float]:
+    """Second-P detection by the P head at P2 + 0.5/1 s (its peak from P2 - 0.5 s on above the level
+    that 0.1% of validation noise steps exceed) and the share of sequences whose P head fires between
+    P1 + 1 s and P2 - 1 s (a false new onset in the first event's coda)."""
+    thr = float(np.quantile(noise_p_logits, 0.999, method="higher"))
+    centre = np.arange(p_logits.shape[1]) * STEP + (STEP - 1) / 2.0
+    out: dict[str, float] = {"seq_thr_p_logit": thr}
+    for d in (0.5, 1.0):
+        hits = [
+            p_logits[i, (centre >= q - 50) & (centre <= q + d * 100)].max() > thr for i, q in enumerate(p2)
+        ]
+        out[f"seq_det_p2+{d}"] = float(np.mean(hits))
+    fp = [
+        p_logits[i, (centre >= VAL_BEFORE + 100) & (centre <= q - 100)].max(initial=-1e9) > thr
+        for i, q in enumerate(p2)
+    ]
+    out["seq_coda_false_p"] = float(np.mean(fp))
+    return out
 
 
 #: Validation variants of every stream (issue "any real network"): as other networks record it.
@@ -165,6 +212,7 @@ def train(
     init: Path | None = None,
     init_member: int | None = None,
     variants: bool = False,
+    sequences: bool = False,
 ) -> dict:
     import torch
 
@@ -180,7 +228,10 @@ def train(
     train_recs, val_recs = parts["train"], parts["val"]
     log.info("records: train %d, val %d, test %d", len(train_recs), len(val_recs), len(parts["test"]))
     cfg = AugmentConfig(p_acc=0.35, p_rate=0.35) if variants else AugmentConfig()
+    if sequences:
+        cfg = replace(cfg, p_two=SEQ_SHARE)
     val = validation_streams(val_recs, val_recs)
+    seq = sequence_streams(val_recs, val_recs) if sequences else None
     val_wave = torch.from_numpy(val["wave"])
     val_var = {k: torch.from_numpy(v) for k, v in variant_streams(val["wave"]).items()} if variants else {}
 
@@ -222,8 +273,17 @@ def train(
         if it % eval_every == 0 or time.monotonic() >= deadline:
             model.eval()
             with torch.no_grad():
-                v_ev, _, _ = model.forward_logits(val_wave, model.initial_state(val_wave.shape[0]))
+                v_ev, v_p, _ = model.forward_logits(val_wave, model.initial_state(val_wave.shape[0]))
                 m = validation_metrics(v_ev.numpy())
+                if seq is not None:  # + the second P's detection, - false new onsets in the coda
+                    sw = torch.from_numpy(seq["wave"])
+                    _, s_p, _ = model.forward_logits(sw, model.initial_state(sw.shape[0]))
+                    noise_p = v_p.numpy()[:, VAL_WARM // STEP : (VAL_BEFORE - 50) // STEP]
+                    m.update(sequence_metrics(s_p.numpy(), seq["p2"], noise_p.ravel()))
+                    m["first_event_score"] = m["score"]
+                    m["score"] += (
+                        0.5 * (m["seq_det_p2+0.5"] + m["seq_det_p2+1.0"]) - 0.5 * m["seq_coda_false_p"]
+                    )
                 if val_var:  # the score: mean of native and the variants' mean
                     var_scores = {}
                     for name, w in val_var.items():
@@ -234,7 +294,9 @@ def train(
                     m["score"] = 0.5 * (m["native_score"] + float(np.mean(list(var_scores.values()))))
             m.update(it=it, loss=float(loss.detach()), elapsed_s=round(time.monotonic() - t0, 1))
             history.append(m)
-            log.info("it %d loss %.4f val %s", it, float(loss.detach()), {k: round(v, 4) for k, v in m.items()})
+            log.info(
+                "it %d loss %.4f val %s", it, float(loss.detach()), {k: round(v, 4) for k, v in m.items()}
+            )
             if m["score"] >= best["score"]:  # a tie keeps the later (longer-trained) weights
                 bad = 0 if m["score"] > best["score"] else bad + 1
                 best = m
@@ -251,6 +313,7 @@ def train(
         "seed": seed,
         "init": None if init is None else f"{init.name} member {init_member}",
         "variants": variants,
+        "sequences": sequences,
         "iterations": it,
         "train_seconds": round(time.monotonic() - t0, 1),
         "best_val": best,
@@ -296,11 +359,19 @@ def main(argv: list[str]) -> int:
         help="also feed each component's normalised first difference (suppresses microseisms)",
     )
     ap.add_argument("--init", type=Path, default=None, help="start from this model folder's weights.pt")
-    ap.add_argument("--init-member", type=int, default=None, help="member of an ensemble --init to start from")
+    ap.add_argument(
+        "--init-member", type=int, default=None, help="member of an ensemble --init to start from"
+    )
     ap.add_argument(
         "--variants",
         action="store_true",
         help="train and select also on other networks' data: acceleration (+MEMS noise), 20-50 Hz",
+    )
+    ap.add_argument(
+        "--sequences",
+        action="store_true",
+        help="two-event streams (a second real event 3 s or more after the first, amplitude ratio 0.1-10, "
+        "P target at both P's) and selection also on second-P detection (models.sequences)",
     )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -319,5 +390,6 @@ def main(argv: list[str]) -> int:
         a.init,
         a.init_member,
         a.variants,
+        a.sequences,
     )
     return 0
