@@ -90,6 +90,7 @@ from typing import Protocol
 from services.alerting.association import AlertRecord, AssociationConfig, Associator, ScoreRecord
 from services.alerting.association.locate import LocatorConfig
 from services.alerting.association.stations import StationInventory, haversine_km
+from services.common.domain import station_id, station_of
 from services.common.exceptions import ConfigError
 
 NS = 1_000_000_000
@@ -124,7 +125,7 @@ class StreamCoverage:
 
     @property
     def station_id(self) -> str:
-        return ".".join(self.stream.split(".")[:2])
+        return station_of(self.stream)
 
     @property
     def seconds(self) -> float:
@@ -189,7 +190,7 @@ class AlertStation:
 
     @property
     def station_id(self) -> str:
-        return f"{self.network}.{self.station}"
+        return station_id(self.network, self.station)
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,11 +444,6 @@ def _ratio(a: int, b: int) -> float | None:
     return a / b if b else None
 
 
-def stream_of(rec: ScoreRecord) -> str:
-    """The stream key ``NET.STA.LOC.BI?`` of a score (as the archive coverage names it)."""
-    return f"{rec.network}.{rec.station}.{rec.location}.{rec.channel_prefix}?"
-
-
 def _triggered(rec: ScoreRecord, threshold: float | None) -> bool:
     return rec.probability >= threshold if threshold is not None else rec.triggered
 
@@ -456,7 +452,7 @@ def dedupe_scores(scores: Iterable[ScoreRecord]) -> dict[str, list[ScoreRecord]]
     """Scores per stream, sorted by window end, duplicates (same window end) dropped (first kept)."""
     by: dict[str, dict[int, ScoreRecord]] = defaultdict(dict)
     for r in scores:
-        by[stream_of(r)].setdefault(r.window_end_ns, r)
+        by[r.stream].setdefault(r.window_end_ns, r)
     return {k: [v[t] for t in sorted(v)] for k, v in sorted(by.items())}
 
 
@@ -483,7 +479,7 @@ def station_triggers(
     out: list[Trigger] = []
     off = int(detrigger_s * NS)
     cur: list | None = None  # onset, pick, last, max probability
-    stream = stream_of(scores[0]) if scores else ""
+    stream = scores[0].stream if scores else ""
     for r in scores:
         if not _triggered(r, threshold):
             continue
@@ -587,7 +583,7 @@ def _event_windows(
     before, after = int(cfg.window_before_s * NS), int(cfg.window_after_s * NS)
     out = {}
     for s in streams:
-        tp, src = geo.reference_p(".".join(s.split(".")[:2]), ev)
+        tp, src = geo.reference_p(station_of(s), ev)
         if tp is not None:
             out[s] = (tp - before, tp + after, tp, src)
         else:
@@ -647,7 +643,7 @@ def _association_problems(
     if short:
         parts.append(f"{len(short)} trigger(s) shorter than --min-trigger-duration-s "
                      f"{assoc.min_trigger_duration_s:g} (retracted as glitches)")
-    coords = {s: geo.coords(".".join(s.split(".")[:2])) for s, _ in long_}
+    coords = {s: geo.coords(station_of(s)) for s, _ in long_}
     bad_time = bad_spread = pairs = 0
     link: dict[str, set[str]] = {s: set() for s, _ in long_}
     for i, (a, ta) in enumerate(long_):
@@ -794,7 +790,7 @@ def score(
         i = bisect.bisect_left(ends, a)
         return i < len(ends) and ends[i] <= b
 
-    missing = sorted({".".join(s.split(".")[:2]) for s in streams} - {st.id for st in inventory})
+    missing = sorted({station_of(s) for s in streams} - {st.id for st in inventory})
     if missing:
         warn.append(
             f"{len(missing)} station(s) in the archive are not in the inventory (no coordinates: no model P, "
@@ -942,7 +938,7 @@ def score(
         for s in streams:
             a, b, tp, src = inf["win"][s]
             t = inf["triggers"].get(s)
-            sid = ".".join(s.split(".")[:2])
+            sid = station_of(s)
             if s not in rec_streams and t is None and sid not in alert_sta:
                 continue
             arrivals.append(
@@ -964,8 +960,8 @@ def score(
         ref_ps = inf["ref_ps"]
         nth = ref_ps[cfg.nth_p - 1] if len(ref_ps) >= cfg.nth_p else None
         dists = [x.distance_km for x in arrivals if x.recording and x.distance_km is not None]
-        rec_sta = {".".join(s.split(".")[:2]) for s in rec_streams}
-        scored_sta = {".".join(x.stream.split(".")[:2]) for x in arrivals if x.recording and x.scored}
+        rec_sta = {station_of(s) for s in rec_streams}
+        scored_sta = {station_of(x.stream) for x in arrivals if x.recording and x.scored}
         base = dict(
             event=ev,
             recording_streams=len(rec_streams),
@@ -986,7 +982,7 @@ def score(
                    and (first_p - ev.origin_ns) / NS > cfg.outside_network_s)
         if prim is None:
             reasons: list[str] = []
-            trig_sta = {".".join(s.split(".")[:2]) for s in inf["triggers"]}
+            trig_sta = {station_of(s) for s in inf["triggers"]}
             if not scored_sta:
                 rej = sorted({f"{s}: {facts.rejected_streams[s]}" for s in rec_streams if s in facts.rejected_streams})
                 pk = ", ".join(f"{k} {v}" for k, v in sorted(facts.rejected_packets.items()) if v)
@@ -1081,7 +1077,7 @@ def score(
         false_by_stream[t.stream] += 1
     station_results = []
     for s in streams:
-        sid = ".".join(s.split(".")[:2])
+        sid = station_of(s)
         wins = merge_intervals(windows_by_stream.get(s, []))
 
         def in_win(t: int, wins: tuple[tuple[int, int], ...] = wins) -> bool:
@@ -1166,7 +1162,7 @@ def score(
         "reference_p_sources": dict(sorted(p_sources.items())),
         "travel_time_model": travel.label,
         "streams": len(streams),
-        "stations": len({".".join(s.split(".")[:2]) for s in streams}),
+        "stations": len({station_of(s) for s in streams}),
         "stations_not_in_inventory": missing,
         "archive_start_ns": all_iv[0][0] if all_iv else None,
         "archive_end_ns": all_iv[-1][1] if all_iv else None,

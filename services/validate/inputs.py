@@ -32,7 +32,7 @@ from pathlib import Path
 
 from services.alerting.association.stations import StationInventory
 from services.alerting.exceptions import InventoryError
-from services.common.codec import stream_key
+from services.common.domain import nslc, station_id, stream_key
 from services.common.mseed import MSEED_LOCK
 from services.common.streams import scorable
 from services.ingest.replay import expand_paths, sds_files
@@ -129,7 +129,7 @@ def _p_picks(event: object, origin: object) -> tuple[tuple[str, int], ...]:
         w = p.waveform_id
         if p.time is None or w is None or not w.station_code:
             continue
-        sid = f"{w.network_code or ''}.{w.station_code}"
+        sid = station_id(w.network_code or "", w.station_code)
         t = int(p.time.ns)
         best[sid] = min(best.get(sid, t), t)
     return tuple(sorted(best.items()))
@@ -319,7 +319,7 @@ def scan_archive(paths: list[str], start_ns: int | None = None, end_ns: int | No
         for tr in st:
             s = tr.stats
             if not pattern.match(str(s.channel)):
-                index.rejected_channels.append(f"{s.network}.{s.station}.{s.location}.{s.channel}")
+                index.rejected_channels.append(nslc(s.network, s.station, s.location, s.channel))
                 continue
             sr = float(s.sampling_rate)
             if not (math.isfinite(sr) and sr > 0) or int(s.npts) <= 0:

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from services.alerting.association import ScoreRecord
+from services.common.domain import station_of
 from services.common.mseed import MSEED_LOCK
-from services.validate.core import NS, ValidationResult, stream_of
+from services.validate.core import NS, ValidationResult
 from services.validate.inputs import ArchiveIndex
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def map_plot(path: Path, result: ValidationResult) -> None:
     lats, lons = [], []
     seen = set()
     for s in result.stations:
-        sid = ".".join(s.stream.split(".")[:2])
+        sid = station_of(s.stream)
         if s.latitude is None or s.longitude is None or sid in seen:
             continue
         seen.add(sid)
@@ -373,7 +374,7 @@ def make_plots(out: Path, result: ValidationResult, index: ArchiveIndex, scores:
     pdir.mkdir(parents=True, exist_ok=True)
     by: dict[str, list[ScoreRecord]] = defaultdict(list)
     for r in scores:
-        by[stream_of(r)].append(r)
+        by[r.stream].append(r)
     for v in by.values():
         v.sort(key=lambda r: r.window_end_ns)
     paths: dict[str, Any] = {"events": {}}
