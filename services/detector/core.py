@@ -55,6 +55,7 @@ from services.common.codec import Packet
 from services.common.domain import station_id
 from services.common.settings import CoreModel
 from services.common.streams import ACCELERATION, ChannelInfo, classify_channel, resample_ratio
+from services.common.triggers.picks import PICK_MAX_LEAD_S
 from services.detector.displacement import DisplacementBank, integrations_for
 from services.detector.resample import Resampler
 
@@ -131,7 +132,33 @@ class CoreTuning(CoreModel):
         description="A sensor scored within this much data time is live at its site: a site's "
         "accelerometer does not trigger while its velocity sensor is live and unclipped.",
     )
-    pick_lookback_s: float = Field(10.0, gt=0.0, description="How far before a trigger the P onset is searched.")
+    pick_max_lead_s: float = Field(
+        PICK_MAX_LEAD_S,
+        gt=0.0,
+        description="A trigger's P pick lies at most this long before it (services.common.triggers.picks).",
+    )
+    retrigger_threshold: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="P probability of a new onset that re-triggers a station inside an episode "
+        "(default: the P-pick threshold; see services.common.triggers.onset).",
+    )
+    p_rearm_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="P probability must fall below this after an onset before a new one counts "
+        "(default: half the retrigger threshold).",
+    )
+    retrigger_min_separation_s: float = Field(
+        3.0, gt=0.0, description="A new onset lies at least this long after the episode's latest onset."
+    )
+    retrigger_hold_s: float = Field(
+        2.0,
+        ge=0.0,
+        description="A new onset waits at most this long for the event probability to reach detection.",
+    )
     buffer_s: float = Field(
         45.0,
         gt=0.0,
@@ -372,7 +399,7 @@ class CoreDetector:
         self.warmup = cfg.samples(cfg.warmup_s)
         self.rearm = cfg.samples(cfg.rearm_s)
         self.piece = cfg.samples(PIECE_S)
-        self.lookback_steps = max(1, cfg.samples(cfg.pick_lookback_s) // cfg.step_samples)
+        self.lookback_steps = max(1, cfg.samples(cfg.pick_max_lead_s) // cfg.step_samples)
         self.stations: dict[str, StationBuffer] = {}
         self.sites: dict[str, set[str]] = {}  # "NET.STA" -> stream keys (velocity and accelerometers)
         self.site_live = max(1, cfg.samples(cfg.site_live_s) // cfg.chunk_samples)
