@@ -7,6 +7,12 @@ in a comment); when located an Origin (time, latitude, longitude, depth in m, ho
 uncertainty at 95 % confidence, P arrivals referring to the picks) and, with a magnitude, a
 Magnitude referring to it. ObsPy writes the XML (``alert_to_quakeml``); ``obspy.read_events``
 reads it back.
+
+One builder for the alerting (subscribers' QuakeML) and ``eew validate`` (its detections.xml):
+``station_pick`` makes every pick, ``alert_event`` every alert event. Every resource id is stable
+(derived from the event id, version, station and time), comments included, so the same alert gives
+the same document (ObsPy would give a comment without an id a random one); ``creation_times=False``
+leaves the creation times out, for files that must be identical for identical inputs.
 """
 
 from __future__ import annotations
@@ -42,14 +48,48 @@ def _t(ns: int) -> UTCDateTime:
     return UTCDateTime(ns=int(ns))
 
 
-def alert_to_catalog(msg: pb.Alert, authority: str = DEFAULT_AUTHORITY, agency_id: str = "EEW") -> Catalog:
-    """The ObsPy Catalog (one Event) for one alert version."""
+def comment(text: str, resource_id: str) -> Comment:
+    """A comment with a stable id (ObsPy would give it a random one)."""
+    return Comment(text=text, resource_id=ResourceIdentifier(resource_id))
+
+
+def station_pick(
+    pick_id: str,
+    network: str,
+    station: str,
+    location: str,
+    time_ns: int,
+    probability: float,
+    channel: str | None = None,
+    phase_hint: str | None = "P",
+    note: str = "",
+) -> Pick:
+    """An automatic, preliminary pick of one station (its probability in a comment with a stable id);
+    ``phase_hint`` None for a pick that is a trigger onset rather than a P pick."""
+    return Pick(
+        resource_id=ResourceIdentifier(pick_id),
+        time=_t(time_ns),
+        waveform_id=WaveformStreamID(
+            network_code=network, station_code=station, location_code=location, channel_code=channel
+        ),
+        phase_hint=phase_hint,
+        evaluation_mode="automatic",
+        evaluation_status="preliminary",
+        comments=[comment(f"station probability {probability:.3f}" + (f"; {note}" if note else ""),
+                          f"{pick_id}/comment/0")],
+    )
+
+
+def alert_event(
+    msg: pb.Alert, authority: str = DEFAULT_AUTHORITY, agency_id: str = "EEW", creation_times: bool = True
+) -> Event:
+    """The QuakeML Event of one alert version (see the module docstring)."""
     base = f"smi:{authority}"
     eid = msg.event_id
     info = CreationInfo(
         agency_id=agency_id,
         author="eew-alerting",
-        creation_time=_t(msg.created_time_ns),
+        creation_time=_t(msg.created_time_ns) if creation_times else None,
         version=str(msg.version),
     )
     cancel = msg.type == pb.ALERT_TYPE_CANCEL
@@ -60,26 +100,17 @@ def alert_to_catalog(msg: pb.Alert, authority: str = DEFAULT_AUTHORITY, agency_i
         creation_info=info,
     )
     ev.comments.append(
-        Comment(
-            text=f"EEW {_TYPE.get(msg.type, '?')} version {msg.version}, probability "
+        comment(
+            f"EEW {_TYPE.get(msg.type, '?')} version {msg.version}, probability "
             f"{msg.probability:.3f}" + (f": {msg.reason}" if msg.reason else ""),
-            resource_id=ResourceIdentifier(f"{base}/comment/{eid}/{msg.version}"),
+            f"{base}/comment/{eid}/{msg.version}",
         )
     )
     picks: dict[str, Pick] = {}
     for s in msg.stations:
         key = f"{s.network}.{s.station}.{s.location}"
-        pick = Pick(
-            resource_id=ResourceIdentifier(f"{base}/pick/{eid}/{key}"),
-            time=_t(s.p_time_ns),
-            waveform_id=WaveformStreamID(
-                network_code=s.network, station_code=s.station, location_code=s.location
-            ),
-            phase_hint="P",
-            evaluation_mode="automatic",
-            evaluation_status="preliminary",
-            comments=[Comment(text=f"station probability {s.probability:.3f}")],
-        )
+        pick = station_pick(f"{base}/pick/{eid}/{key}", s.network, s.station, s.location, s.p_time_ns,
+                            s.probability)
         picks[key] = pick
         ev.picks.append(pick)
     if msg.has_location and math.isfinite(msg.latitude) and math.isfinite(msg.longitude):
@@ -127,11 +158,18 @@ def alert_to_catalog(msg: pb.Alert, authority: str = DEFAULT_AUTHORITY, agency_i
                 mag.mag_errors = QuantityError(uncertainty=float(msg.magnitude_uncertainty))
             ev.magnitudes.append(mag)
             ev.preferred_magnitude_id = mag.resource_id
+    return ev
+
+
+def alert_to_catalog(msg: pb.Alert, authority: str = DEFAULT_AUTHORITY, agency_id: str = "EEW") -> Catalog:
+    """The ObsPy Catalog (one Event) for one alert version."""
+    base = f"smi:{authority}"
+    ev = alert_event(msg, authority, agency_id)
     return Catalog(
         events=[ev],
-        resource_id=ResourceIdentifier(f"{base}/catalog/{eid}/{msg.version}"),
-        creation_info=info.copy(),
-        description=f"EEW alert {eid} version {msg.version}",
+        resource_id=ResourceIdentifier(f"{base}/catalog/{msg.event_id}/{msg.version}"),
+        creation_info=ev.creation_info.copy(),
+        description=f"EEW alert {msg.event_id} version {msg.version}",
     )
 
 
