@@ -38,8 +38,7 @@ def _load(path: str) -> type[BaseSettings]:
     return getattr(importlib.import_module(module), name)
 
 
-def _default(field: object) -> str:
-    default = getattr(field, "default", None)
+def _default(default: object) -> str:
     if default is None or str(default) == "PydanticUndefined":
         return "—"
     if isinstance(default, Path) and default.is_absolute():
@@ -63,7 +62,7 @@ def render() -> str:
             desc = (knob.field.description or "").replace("|", "\\|").replace("\n", " ")
             if knob.group:
                 desc = f"({knob.group}) {desc}"
-            out.append(f"| `{knob.flag}` | `{knob.env(prefix)}` | {_default(knob.field)} | {desc} |")
+            out.append(f"| `{knob.flag}` | `{knob.env(prefix)}` | {_default(knob.default)} | {desc} |")
         out.append("")
     return "\n".join(out)
 

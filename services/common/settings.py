@@ -14,7 +14,7 @@ The pattern (one declaration per knob)
 
         class SvcSettings(ServiceSettings):            # services/<svc>/settings.py
             group_id: str = Field("eew-svc", description="...")
-            core: CoreConfig = Field(default_factory=CoreConfig, description="...")
+            core: CoreConfig = Field(CoreConfig(), description="...")   # an instance, no factory
 
         settings.core                                  # the core's config, as is
 
@@ -22,7 +22,9 @@ The pattern (one declaration per knob)
     keyword ``SvcSettings(max_gap_s=...)``; pydantic-settings' nested forms (``--core.max-gap-s``,
     ``--core '{"max_gap_s": 12}'``, ``EEW_CORE='{...}'``) work too. So a flat name must be unique
     across the service's own fields and all its groups (checked when the class is defined), and
-    groups are one level deep. ``config_doc`` lists every knob under its flat name.
+    groups are one level deep. A group's default is an instance (``Field(CoreConfig(max_past_s=0),
+    ...)`` may differ per service); a flag or variable overrides one knob of it and keeps the rest.
+    ``config_doc`` lists every knob under its flat name with the service's default.
 
     A core whose configuration also holds facts that are no settings (the detector's model
     contract) splits it: the settings group holds the knobs, and a subclass adds the facts
@@ -69,6 +71,7 @@ class Knob:
     name: str
     group: str
     field: FieldInfo
+    default: Any  # the value when nothing sets it (a group's own default instance decides)
 
     @property
     def flag(self) -> str:
@@ -94,9 +97,9 @@ def knobs(cls: type[BaseModel]) -> Iterator[Knob]:
     for name, field in cls.model_fields.items():
         if name in nested:
             for sub, subfield in nested[name].model_fields.items():
-                yield Knob(sub, name, subfield)
+                yield Knob(sub, name, subfield, getattr(field.default, sub, subfield.default))
         else:
-            yield Knob(name, "", field)
+            yield Knob(name, "", field, field.default)
 
 
 class _FlatGroupEnv(PydanticBaseSettingsSource):
@@ -127,7 +130,9 @@ class _FlatGroupEnv(PydanticBaseSettingsSource):
 class ServiceSettings(BaseSettings):
     """Fields every service has; the flat-name handling of nested groups (see the module docstring)."""
 
-    model_config = SettingsConfigDict(env_prefix="EEW_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="EEW_", frozen=True, extra="ignore", nested_model_default_partial_update=True
+    )
 
     bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port list."
@@ -151,6 +156,9 @@ class ServiceSettings(BaseSettings):
         for group, model in groups(cls).items():
             if groups(model):
                 raise TypeError(f"{cls.__name__}.{group}: groups are one level deep")
+            if not isinstance(cls.model_fields[group].default, model):
+                # pydantic-settings merges a partial override (one flag) into a plain default only.
+                raise TypeError(f"{cls.__name__}.{group}: give the group a default instance, not a default_factory")
 
     @classmethod
     def settings_customise_sources(

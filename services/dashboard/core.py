@@ -23,7 +23,10 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Any
+from typing import Any, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import CliImplicitFlag
 
 from services.alerting.association import ScoreRecord
 from services.alerting.association.intensity import DEFAULT_VP_KM_S, DEFAULT_VS_KM_S, predict_site
@@ -31,32 +34,41 @@ from services.alerting.association.stations import Station
 from services.alerting.formats.messages import alert_to_dict
 from services.common.exceptions import ConfigError, DecodeError
 from services.common.pb.eew.v1 import messages_pb2 as pb
+from services.common.settings import CoreModel
 
 NS = 1_000_000_000
 STATES = ("live", "lagging", "gap", "dead", "rejected")
 STATE_CODE = {name: i for i, name in enumerate(STATES)}
 
 
-@dataclass(frozen=True)
-class CoreConfig:
-    """Thresholds of the station states and how long events stay on the page."""
+class CoreConfig(CoreModel):
+    """Thresholds of the station states and how long events stay on the page: the one declaration,
+    the nested ``core`` group of ``DashboardSettings`` (flags ``--gap-after-s`` ...)."""
 
-    replay: bool = False
-    lag_after_s: float = 10.0
-    gap_after_s: float = 5.0
-    dead_after_s: float = 60.0
-    rejected_hold_s: float = 60.0
-    event_retention_s: float = 900.0
-    max_events: int = 20
-    latency_samples: int = 500
-    vp_km_s: float = DEFAULT_VP_KM_S
-    vs_km_s: float = DEFAULT_VS_KM_S
+    replay: CliImplicitFlag[bool] = Field(
+        False,
+        description="Replay mode: read the topics from their beginning and run the page's clock on the "
+        "data's time (newest scored sample), so a replayed archive plays as if live; flag --replay.",
+    )
+    lag_after_s: float = Field(10.0, description="A station whose newest scored sample is older than this is lagging.")
+    gap_after_s: float = Field(5.0, description="A station without a score for this long is in a gap.")
+    dead_after_s: float = Field(60.0, description="A station without a score for this long is dead.")
+    rejected_hold_s: float = Field(
+        60.0, description="A station stays 'data rejected' this long after a dead-lettered record."
+    )
+    event_retention_s: float = Field(900.0, description="Events leave the page this long after their last alert.")
+    max_events: int = Field(20, description="Most events kept on the page.")
+    latency_samples: int = Field(500, ge=1, description="Latency samples kept per pipeline stage (health panel).")
+    vp_km_s: float = Field(DEFAULT_VP_KM_S, gt=0.0, description="P-wave speed of the countdown, km/s.")
+    vs_km_s: float = Field(DEFAULT_VS_KM_S, gt=0.0, description="S-wave speed of the countdown, km/s.")
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
         if not 0 < self.gap_after_s <= self.dead_after_s:
             raise ConfigError("dashboard: need 0 < gap_after_s <= dead_after_s")
         if self.lag_after_s <= 0 or self.rejected_hold_s < 0 or self.max_events < 1:
             raise ConfigError("dashboard: lag_after_s > 0, rejected_hold_s >= 0 and max_events >= 1 needed")
+        return self
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from services.common.kafka import broker_reachable, wait_for_broker
 from services.common.lifecycle import StopFlag
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import now_ns
-from services.dashboard.core import STATES, CoreConfig, DashboardCore, parse_sites, sites_from_subscribers
+from services.dashboard.core import STATES, DashboardCore, parse_sites, sites_from_subscribers
 from services.dashboard.exceptions import AssetsMissing, DashboardError
 from services.dashboard.health import (
     Scrape,
@@ -116,13 +116,9 @@ class DashboardService:
             inventory = StationInventory.load(s.stations) if s.stations else StationInventory()
         except InventoryError as exc:
             raise DashboardError(str(exc)) from exc
-        cfg = CoreConfig(
-            replay=s.replay, lag_after_s=s.lag_after_s, gap_after_s=s.gap_after_s, dead_after_s=s.dead_after_s,
-            rejected_hold_s=s.rejected_hold_s, event_retention_s=s.event_retention_s, max_events=s.max_events,
-        )
         self.targets = parse_targets(s.metrics_urls)
         self.lag_groups = parse_lag_groups(s.lag_groups)
-        self.state = LiveState(DashboardCore(cfg, inventory, parse_sites(s.sites)))
+        self.state = LiveState(DashboardCore(s.core, inventory, parse_sites(s.sites)))
         app = make_app(self.state, tokens, ASSETS, self.metrics, tick_s=s.tick_s, heartbeat_s=s.stream_heartbeat_s,
                        max_clients=s.max_clients, session_ttl_s=s.session_ttl_s)
         self.server = uvicorn.Server(uvicorn.Config(
@@ -272,7 +268,7 @@ class DashboardService:
                 consumer.topics()  # refresh metadata
                 time.sleep(0.2)
         consumer.assign([tp for tps in parts.values() for tp in tps])
-        if s.replay:
+        if s.core.replay:
             consumer.seek_to_beginning()
         else:
             consumer.seek_to_end(*parts[s.scores_topic], *parts[s.deadletter_topic])
@@ -286,7 +282,7 @@ class DashboardService:
                 else:
                     consumer.seek(tp, hit.offset)
         self._assigned.set()
-        log.info("dashboard: reading %s (%s)", ", ".join(topics), "from the beginning" if s.replay else "live")
+        log.info("dashboard: reading %s (%s)", ", ".join(topics), "from the beginning" if s.core.replay else "live")
 
     def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
         s, core, m = self.settings, self.state.core, self.metrics

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import CliImplicitFlag
 
 from services.common.settings import ServiceSettings
 from services.common.topics import ALERTS, DEADLETTER, SCORES
+from services.dashboard.core import CoreConfig
 
 
 class DashboardSettings(ServiceSettings):
@@ -40,20 +40,11 @@ class DashboardSettings(ServiceSettings):
         "eew-detector:eew.waveforms.v1,eew-alerting:eew.scores.v1",
         description="Consumer groups whose backlog (records not yet consumed) the health panel shows: group:topic,...",
     )
-    replay: CliImplicitFlag[bool] = Field(
-        False, description="Replay mode: read the topics from their beginning and run the page's clock on the "
-        "data's time (newest scored sample), so a replayed archive plays as if live; flag --replay."
-    )
     scores_topic: str = Field(SCORES.name, description="Topic of the station scores.")
     alerts_topic: str = Field(ALERTS.name, description="Topic of the alerts.")
     deadletter_topic: str = Field(DEADLETTER.name, description="Topic of the rejected input (stations shown as rejected).")
     history_s: float = Field(900.0, description="Live mode: alerts from this far back are shown at start.")
-    lag_after_s: float = Field(10.0, description="A station whose newest scored sample is older than this is lagging.")
-    gap_after_s: float = Field(5.0, description="A station without a score for this long is in a gap.")
-    dead_after_s: float = Field(60.0, description="A station without a score for this long is dead.")
-    rejected_hold_s: float = Field(60.0, description="A station stays 'data rejected' this long after a dead-lettered record.")
-    event_retention_s: float = Field(900.0, description="Events leave the page this long after their last alert.")
-    max_events: int = Field(20, description="Most events kept on the page.")
+    core: CoreConfig = Field(CoreConfig(), description="Station states and events (services.dashboard.core).")
     tick_s: float = Field(0.5, description="Interval of the page's live updates (server-sent events).")
     stream_heartbeat_s: float = Field(
         1.0, description="Longest silence on an update stream: a message with the clock goes out at least this often."

@@ -40,7 +40,7 @@ class DetectorSettings(ServiceSettings):
         None, description="Override of the contract's warm-up (no triggers before it)."
     )
     core: CoreTuning = Field(
-        default_factory=CoreTuning, description="The core's knobs (services.detector.core)."
+        CoreTuning(), description="The core's knobs (services.detector.core)."
     )
     station_idle_s: float = Field(
         300.0,

@@ -34,12 +34,14 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from services.common.codec import Packet
 from services.common.domain import nslc
+from services.common.settings import CoreModel
 from services.common.streams import (
     ACCELERATION_INSTRUMENTS,
     COMPONENT_ROW,
@@ -131,23 +133,44 @@ def record_from_trace(trace: Any, sequence: int = 0, source: str = "") -> Record
     )
 
 
-@dataclass(frozen=True)
-class ValidationConfig:
-    """What the core accepts; every limit is a setting of the services that use it."""
+class ValidationConfig(CoreModel):
+    """What the core accepts: the one declaration of each limit; the nested ``validation`` group of
+    the ingest and replay settings (flags ``--max-future-s`` ..., environment ``EEW_MAX_FUTURE_S`` ...)."""
 
-    max_future_s: float = 60.0
-    max_past_s: float = 0.0
-    min_sampling_rate: float = 0.1
-    max_sampling_rate: float = 1000.0
-    max_samples: int = 100_000
-    channel_pattern: str = DEFAULT_CHANNEL_PATTERN
-    nonfinite_policy: str = "repair"
-    gap_tolerance_samples: float = 0.5
+    max_future_s: float = Field(
+        60.0,
+        ge=0.0,
+        description="Reject records ending more than this many seconds after the wall clock (0 disables).",
+    )
+    max_past_s: float = Field(
+        0.0,
+        ge=0.0,
+        description="Reject records ending more than this many seconds before the wall clock (0 disables).",
+    )
+    min_sampling_rate: float = Field(0.1, gt=0.0, description="Lowest accepted sampling rate, Hz.")
+    max_sampling_rate: float = Field(1000.0, gt=0.0, description="Highest accepted sampling rate, Hz.")
+    max_samples: int = Field(100_000, ge=1, description="Reject records with more samples than this (oversized).")
+    channel_pattern: str = Field(
+        DEFAULT_CHANNEL_PATTERN,
+        description="Regular expression of accepted channel codes; others are rejected as unknown_channel "
+        "(the default takes every instrument the detector scores, see services.common.streams).",
+    )
+    nonfinite_policy: Literal["repair", "reject"] = Field(
+        "repair", description="NaN/inf samples: 'repair' (hold the last finite value) or 'reject' the record."
+    )
+    gap_tolerance_samples: float = Field(
+        0.5, ge=0.0, description="Timing jitter tolerated: a record starting within this many samples of the channel's "
+        "expected next sample is continuous (no gap, no overlap)."
+    )
 
-    def __post_init__(self) -> None:
-        if self.nonfinite_policy not in ("repair", "reject"):
-            raise ValueError(f"nonfinite_policy must be 'repair' or 'reject', not {self.nonfinite_policy!r}")
-        re.compile(self.channel_pattern)
+    @field_validator("channel_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"channel_pattern {value!r} is not a regular expression: {exc}") from exc
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ def run_replay(settings: ReplaySettings, registry: CollectorRegistry, stop: Stop
             stop,
             packet_seconds=settings.packet_seconds,
             align=settings.align_packets,
-            validation=settings.validation(),
+            validation=settings.validation,
             metrics=metrics,
             window=window,
             flush_timeout_s=settings.flush_timeout_s,

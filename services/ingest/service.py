@@ -70,7 +70,7 @@ class IngestService:
         self.specs = parse_streams(settings.streams, settings.default_selectors.split())
         self.store = StateStore(settings.state_file or None, settings.server)
         self.tracker = SequenceTracker(self.store.load(), self.store.channels)
-        self.core = IngestCore(settings.validation())
+        self.core = IngestCore(settings.validation)
         self.health: HealthServer | None = None
         self.ingester: SeedLinkIngester | None = None
         self.publisher: Publisher | None = None

@@ -5,48 +5,24 @@ from __future__ import annotations
 from pydantic import Field
 
 from services.common.settings import ServiceSettings
-from services.ingest.core import DEFAULT_CHANNEL_PATTERN, ValidationConfig
+from services.ingest.core import ValidationConfig
+
+#: Live input: records ending more than this before the wall clock are refused (a week).
+LIVE_MAX_PAST_S = 7 * 86400.0
 
 
-class _InputValidation(ServiceSettings):
-    """Validation limits shared by both inputs (see ``services.ingest.core``)."""
+class _InputSettings(ServiceSettings):
+    """What both inputs share: the broker wait and the core's validation limits (``validation`` group)."""
 
     broker_timeout_s: float = Field(
         30.0, description="At start-up, wait this long for the broker (SIGTERM ends the wait at once)."
     )
-    max_future_s: float = Field(
-        60.0,
-        description="Reject records ending more than this many seconds after the wall clock (0 disables).",
-    )
-    max_past_s: float = Field(
-        0.0,
-        description="Reject records ending more than this many seconds before the wall clock (0 disables).",
-    )
-    min_sampling_rate: float = Field(0.1, description="Lowest accepted sampling rate, Hz.")
-    max_sampling_rate: float = Field(1000.0, description="Highest accepted sampling rate, Hz.")
-    max_samples: int = Field(100_000, description="Reject records with more samples than this (oversized).")
-    channel_pattern: str = Field(
-        DEFAULT_CHANNEL_PATTERN,
-        description="Regular expression of accepted channel codes; others are rejected as unknown_channel "
-        "(the default takes every instrument the detector scores, see services.common.streams).",
-    )
-    nonfinite_policy: str = Field(
-        "repair", description="NaN/inf samples: 'repair' (hold the last finite value) or 'reject' the record."
+    validation: ValidationConfig = Field(
+        ValidationConfig(), description="Validation limits (services.ingest.core)."
     )
 
-    def validation(self) -> ValidationConfig:
-        return ValidationConfig(
-            max_future_s=self.max_future_s,
-            max_past_s=self.max_past_s,
-            min_sampling_rate=self.min_sampling_rate,
-            max_sampling_rate=self.max_sampling_rate,
-            max_samples=self.max_samples,
-            channel_pattern=self.channel_pattern,
-            nonfinite_policy=self.nonfinite_policy,
-        )
 
-
-class IngestSettings(_InputValidation):
+class IngestSettings(_InputSettings):
     """``eew ingest``: SeedLink server -> waveform topic."""
 
     client_id: str = Field("eew-ingest", description="Kafka client id.")
@@ -81,9 +57,9 @@ class IngestSettings(_InputValidation):
     )
     reconnect_min_s: float = Field(0.5, description="First reconnect delay; doubles per failed attempt.")
     reconnect_max_s: float = Field(30.0, description="Largest reconnect delay.")
-    max_past_s: float = Field(
-        7 * 86400.0,
-        description="Reject records ending more than this many seconds before the wall clock (0 disables).",
+    validation: ValidationConfig = Field(
+        ValidationConfig(max_past_s=LIVE_MAX_PAST_S),
+        description="Validation limits (services.ingest.core); live data older than a week is refused.",
     )
     ready_max_data_age_s: float = Field(
         60.0, description="/readyz fails when no packet arrived for this long (expected data latency bound)."
@@ -101,7 +77,7 @@ class IngestSettings(_InputValidation):
     )
 
 
-class ReplaySettings(_InputValidation):
+class ReplaySettings(_InputSettings):
     """``eew replay``: miniSEED files or an SDS archive -> waveform topic, as if live."""
 
     client_id: str = Field("eew-replay", description="Kafka client id.")

@@ -16,7 +16,7 @@ class _Core(CoreModel):
 
 class _Settings(ServiceSettings):
     group_id: str = Field("g", description="group")
-    core: _Core = Field(default_factory=_Core, description="the core")
+    core: _Core = Field(_Core(), description="the core")
 
 
 def test_flat_flags_env_and_keywords_reach_the_group(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,9 +47,27 @@ def test_flat_names_must_be_unique() -> None:
 
         class _Clash(ServiceSettings):
             max_gap_s: float = 1.0
-            core: _Core = Field(default_factory=_Core)
+            core: _Core = Field(_Core())
 
 
 def test_knobs_lists_group_members_under_flat_names() -> None:
     names = {k.name: k.group for k in knobs(_Settings)}
     assert names["group_id"] == "" and names["max_gap_s"] == "core" and "core" not in names
+
+
+class _Other(ServiceSettings):
+    core: _Core = Field(_Core(max_gap_s=99.0, names=["x"]), description="a service's own default")
+
+
+def test_one_flag_overrides_one_knob_of_a_service_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EEW_NAMES", '["y"]')
+    assert load_settings(_Other, []).core == _Core(max_gap_s=99.0, names=["y"])
+    assert load_settings(_Other, ["--max-gap-s", "1"]).core == _Core(max_gap_s=1.0, names=["y"])
+    assert {k.name: k.default for k in knobs(_Other)}["max_gap_s"] == 99.0
+
+
+def test_a_group_needs_a_default_instance() -> None:
+    with pytest.raises(TypeError, match="default instance"):
+
+        class _Factory(ServiceSettings):
+            core: _Core = Field(default_factory=_Core)
