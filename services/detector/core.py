@@ -33,6 +33,15 @@ Rates and sensors (``services.common.streams`` decides what is scorable)
     rate changes and restarts reset the resampler (counted); other rates and channels are refused
     with a reason (``services.common.streams.REJECT_HINTS``).
 
+Triggers (``services.common.triggers``: one home for the rule)
+    A station triggers when its event probability reaches the detection threshold after warm-up,
+    which opens an *episode*; its P pick is the latest strong P-curve peak within ``pick_max_lead_s``
+    before the trigger and after the station's latest onset (``triggers.picks``). Inside an episode
+    (the event probability stays high through a coda) a new P-curve onset triggers again with its own
+    pick (``triggers.onset``, "re-arm rules": at ``retrigger_threshold``, ``retrigger_min_separation_s``
+    after the latest onset, after the P curve fell below ``p_rearm_threshold``); the episode closes
+    after ``rearm_s`` below the re-arm level.
+
 Scoring
     A chunk is ready when every live component has data past its end (or the rule above declares
     the stragglers dead/gapped). Ready chunks of many stations go to the scorer in one call (up to
@@ -55,6 +64,7 @@ from services.common.codec import Packet
 from services.common.domain import station_id
 from services.common.settings import CoreModel
 from services.common.streams import ACCELERATION, ChannelInfo, classify_channel, resample_ratio
+from services.common.triggers.onset import OnsetRule, OnsetState, decide, picked
 from services.common.triggers.picks import PICK_MAX_LEAD_S
 from services.detector.displacement import DisplacementBank, integrations_for
 from services.detector.resample import Resampler
@@ -90,6 +100,7 @@ C_FRONT_RESETS = "resampler_resets"  # a component's resampler/integrator restar
 C_RATE_CHANGES = "rate_changes"  # a component's sampling rate changed mid-stream
 C_CLIPPED = "clipped_packets"  # velocity packets with clipped samples
 C_SITE_SUPPRESSED = "site_suppressed_triggers"  # a site's secondary sensor did not trigger
+C_RETRIGGERS = "retriggers"  # new triggers on a new P inside an episode (also counted in C_TRIGGERS)
 
 
 class StepOutput(Protocol):
@@ -296,10 +307,9 @@ class StationBuffer:
     chunks_since_reset: int = 0
     last_ingest_ns: int = 0
     last_fed_mono: int = 0  # caller's clock (ns) at the last packet, for idle eviction
-    episode: bool = False
+    trig: OnsetState = field(default_factory=OnsetState)  # episode, latest onset (triggers.onset)
     onset_ns: int = 0
     onset_prob: float = 0.0
-    below_samples: int = 0
     pending: list[_Pending] = field(default_factory=list)
     tags: deque[tuple[int, int]] = field(default_factory=deque)  # (tag, end index), fed order
     acceleration: bool = False  # an accelerometer (else a velocity sensor)
@@ -397,9 +407,19 @@ class CoreDetector:
         self.max_gap = cfg.samples(cfg.max_gap_s)
         self.wait = cfg.samples(cfg.max_component_wait_s)
         self.warmup = cfg.samples(cfg.warmup_s)
-        self.rearm = cfg.samples(cfg.rearm_s)
         self.piece = cfg.samples(PIECE_S)
         self.lookback_steps = max(1, cfg.samples(cfg.pick_max_lead_s) // cfg.step_samples)
+        retrigger = cfg.p_pick_threshold if cfg.retrigger_threshold is None else cfg.retrigger_threshold
+        self.onset_rule = OnsetRule.from_seconds(
+            detection=cfg.detection_threshold,
+            rearm_level=cfg.rearm_level,
+            rearm_s=cfg.rearm_s,
+            retrigger=retrigger,
+            p_rearm=cfg.p_rearm_threshold,
+            min_separation_s=cfg.retrigger_min_separation_s,
+            hold_s=cfg.retrigger_hold_s,
+            step_s=cfg.step_samples / cfg.sampling_rate_hz,
+        )
         self.stations: dict[str, StationBuffer] = {}
         self.sites: dict[str, set[str]] = {}  # "NET.STA" -> stream keys (velocity and accelerometers)
         self.site_live = max(1, cfg.samples(cfg.site_live_s) // cfg.chunk_samples)
@@ -629,8 +649,7 @@ class CoreDetector:
         st.comps = [_Component() for _ in range(3)]
         st.next_chunk = None
         st.chunks_since_reset = 0
-        st.episode = False
-        st.below_samples = 0
+        st.trig.reset()
         st.pending = []
         st.tags.clear()
         st.data[:] = 0.0
@@ -901,27 +920,26 @@ class CoreDetector:
         st.chunks_since_reset += 1
         warm = st.chunks_since_reset * C >= self.warmup
         above = warm and prob >= cfg.detection_threshold
-        new_trigger = False
-        if above and not st.episode and self._outranked(st, k):
-            above = False  # the site's preferred sensor decides (counted; its probability still goes out)
+        allowed = True
+        if above and not st.trig.episode and self._outranked(st, k):
+            above = allowed = False  # the site's preferred sensor decides (counted; its probability still goes out)
             if not st.held:
                 st.held = True
                 self.counts[C_SITE_SUPPRESSED] += 1
         elif st.held and prob < cfg.rearm_level:
             st.held = False
-        if above and not st.episode:
-            st.episode = True
-            new_trigger = True
-            st.below_samples = 0
-            st.onset_ns, st.onset_prob = self._pick(st, s0 + self.steps_per_chunk, a)
+        d = decide(self.onset_rule, st.trig, prob, pp, s0, warm, allowed)
+        if d.first:
+            st.onset_ns, st.onset_prob, onset_step = self._pick(st, s0 + self.steps_per_chunk, a)
+            picked(st.trig, onset_step)
             self.counts[C_TRIGGERS] += 1
-        elif st.episode:
-            if prob < cfg.rearm_level:
-                st.below_samples += C
-                if st.below_samples >= self.rearm:
-                    st.episode = False
-            else:
-                st.below_samples = 0
+        elif d.retrigger:  # a new P inside the episode (issue 13): its own onset, never an older pick
+            st.onset_ns = self._step_ns(d.onset_step)
+            hit = np.flatnonzero(st.p_step == d.onset_step)
+            st.onset_prob = float(st.p_hist[hit[0]]) if len(hit) else 0.0
+            self.counts[C_TRIGGERS] += 1
+            self.counts[C_RETRIGGERS] += 1
+        new_trigger = d.new_trigger
         # advance: the slots of [a, b) - hist become the slots of [a, b) + ahead
         st.next_chunk = k + 1
         st.clear_span(a + self.ahead, b + self.ahead)
@@ -948,24 +966,29 @@ class CoreDetector:
             model_version=cfg.model_version,
         )
 
-    def _pick(self, st: StationBuffer, end_step: int, chunk_start: int) -> tuple[int, float]:
-        """P onset: centre of the highest step of the latest P-curve peak (a run of consecutive steps
-        >= p_pick within the lookback) that comes within PICK_NEAR_MAX of the highest step, else the
-        chunk start. Of two near-equal peaks the later one is the onset of the signal that triggered;
-        an earlier one that did not trigger is a precursor (a small arrival, a noise burst), and
-        picking it would put the P seconds early."""
-        lo = max(end_step - self.lookback_steps, st.reset_step)
+    def _step_ns(self, step: int) -> int:
+        """Time of the centre of P-curve step ``step``."""
+        n = self.cfg.step_samples
+        return (step * n * 2 + n) * NS_PER_S // (2 * self.fs)  # half-samples -> ns
+
+    def _pick(self, st: StationBuffer, end_step: int, chunk_start: int) -> tuple[int, float, int]:
+        """P onset of a first trigger: centre of the highest step of the latest P-curve peak (a run of
+        consecutive steps >= p_pick within ``pick_max_lead_s``, after the station's latest onset:
+        ``services.common.triggers.picks``) that comes within PICK_NEAR_MAX of the highest step, else
+        the chunk start. Of two near-equal peaks the later one is the onset of the signal that
+        triggered; an earlier one that did not trigger is a precursor (a small arrival, a noise
+        burst), and picking it would put the P seconds early. Returns (ns, probability, step)."""
+        lo = max(end_step - self.lookback_steps, st.reset_step, st.trig.last_onset + 1)
         ok = np.flatnonzero(
             (st.p_step >= lo) & (st.p_step < end_step) & (st.p_hist >= self.cfg.p_pick_threshold)
         )
         if not len(ok):
-            return self.idx_to_ns(chunk_start), 0.0
+            return self.idx_to_ns(chunk_start), 0.0, chunk_start // self.cfg.step_samples
         ok = ok[np.argsort(st.p_step[ok])]  # ring slots in time order
         steps, vals = st.p_step[ok], st.p_hist[ok]
         j = int(np.flatnonzero(vals >= PICK_NEAR_MAX * vals.max())[-1])
         peak = np.cumsum(np.diff(steps, prepend=steps[0] - 2) != 1)  # consecutive steps: one peak
         run = np.flatnonzero(peak == peak[j])
         i = int(ok[run[np.argmax(vals[run])]])
-        step = self.cfg.step_samples
-        centre = int(st.p_step[i]) * step * 2 + step  # in half-samples
-        return centre * NS_PER_S // (2 * self.fs), float(st.p_hist[i])
+        step = int(st.p_step[i])
+        return self._step_ns(step), float(st.p_hist[i]), step

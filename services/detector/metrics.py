@@ -34,6 +34,7 @@ _CORE_COUNTS = {
     dc.C_TIME_JUMP: ("time_jump_discarded", None),
     dc.C_EVICTED: ("stations_evicted", None),
     dc.C_TRIGGERS: ("triggers", None),
+    dc.C_RETRIGGERS: ("retriggers", None),
     dc.C_CHUNKS: ("windows_scored", None),
     dc.C_FORCED: ("forced_drains", None),
     dc.C_FRONT_RESETS: ("resampler_events", "reset"),
@@ -138,6 +139,11 @@ class DetectorMetrics:
         )
         self.windows_scored = Counter("eew_detector_windows_scored", "Station chunks scored.", registry=r)
         self.triggers = Counter("eew_detector_triggers", "New station triggers.", registry=r)
+        self.retriggers = Counter(
+            "eew_detector_retriggers",
+            "New station triggers on a new P onset while the previous event still rings (also in triggers).",
+            registry=r,
+        )
         self.scores_out = Counter("eew_detector_scores_out", "StationScore messages sent.", registry=r)
         self.scores_acked = Counter(
             "eew_detector_scores_acked", "StationScore messages acknowledged by the broker.", registry=r

@@ -348,26 +348,37 @@ def test_component_switching_off_or_on_restarts_the_warm_up() -> None:
 
 
 def test_trigger_pick_warmup_and_rearm() -> None:
-    """An onset at 12.34 s triggers with the pick in its step; a second burst after re-arm triggers again,
-    one during hysteresis does not; nothing triggers during warm-up."""
+    """An onset at 12.34 s triggers with the pick in its step; a new onset 2 s later (inside the minimum
+    separation) does not; a new P onset 5.7 s later triggers anew while the episode is still open
+    (issue 13: re-arm rules of services.common.triggers.onset), with its own pick; a burst after the
+    episode closed triggers again; nothing triggers during warm-up."""
     n = 6000
     rec = np.zeros((3, n))
     rec[:, :] = 10.0 * np.sin(np.arange(n) * 0.3)
     rec[0, 200:250] = 5000.0  # a burst during warm-up (first 5 s): not a trigger
-    rec[0, 1234:1600] = 5000.0  # event 1 (on at 12.34 s)
-    rec[0, 1800:1900] = 5000.0  # within hysteresis: same episode
-    rec[0, 4000:4300] = 5000.0  # re-armed: a second trigger
+    rec[0, 1234:1300] = 5000.0  # event 1 (on at 12.34 s)
+    rec[0, 1450:1600] = 5000.0  # a new onset 2.2 s later: inside the minimum separation (3 s)
+    rec[0, 1800:1900] = 5000.0  # a new onset 5.7 s later, episode still open: a re-trigger
+    rec[0, 4000:4300] = 5000.0  # after the episode closed: a first trigger again
     det = CoreDetector(config(warmup_s=5.0, rearm_s=3.0), FakeScorer())
     scores = run(det, make_packets(rec, size=100))
     new = [s for s in scores if s.new_trigger]
-    assert [s.window_start_ns for s in new] == [T0 + 12 * 10**9, T0 + 40 * 10**9]
+    assert [s.window_start_ns for s in new] == [T0 + 12 * 10**9, T0 + 18 * 10**9, T0 + 40 * 10**9]
     assert new[0].has_p_onset and new[0].p_onset_ns == T0 + 12_350_000_000  # step 12.3-12.4 s, centre
-    assert new[1].p_onset_ns == T0 + 40_050_000_000
+    assert new[1].p_onset_ns == T0 + 18_050_000_000
+    assert new[2].p_onset_ns == T0 + 40_050_000_000
     early = [s for s in scores if s.window_end_ns < T0 + 5 * 10**9]  # warm once 5 s were scored
     assert all(not s.triggered and not s.warmed_up for s in early)
     assert any(s.probability > 0.5 for s in early)
     trig = [s for s in scores if s.triggered]
-    assert all(s.p_onset_ns == new[0].p_onset_ns for s in trig if s.window_start_ns < T0 + 30 * 10**9)
+    assert all(s.p_onset_ns == new[0].p_onset_ns for s in trig if s.window_start_ns < T0 + 18 * 10**9)
+    assert all(
+        s.p_onset_ns == new[1].p_onset_ns
+        for s in trig
+        if T0 + 18 * 10**9 <= s.window_start_ns < T0 + 30 * 10**9
+    )
+    counts, _ = det.take_counts()
+    assert counts[dc.C_TRIGGERS] == 3 and counts[dc.C_RETRIGGERS] == 1
 
 
 def test_peak_amplitude_is_demeaned_vertical() -> None:
