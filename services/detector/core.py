@@ -64,7 +64,7 @@ from services.common.codec import Packet
 from services.common.domain import station_id
 from services.common.settings import CoreModel
 from services.common.streams import ACCELERATION, ChannelInfo, classify_channel, resample_ratio
-from services.common.triggers.onset import OnsetRule, OnsetState, decide, picked
+from services.common.triggers.onset import OnsetRule, OnsetState, decide, first_pick, picked
 from services.common.triggers.picks import PICK_MAX_LEAD_S
 from services.detector.displacement import DisplacementBank, integrations_for
 from services.detector.resample import Resampler
@@ -76,9 +76,6 @@ UNSEEN, ALIVE, DEAD = 0, 1, 2
 PIECE_S = 5.0
 #: Most entries of offset bookkeeping kept per station (oldest dropped beyond it).
 MAX_TAGS = 4096
-#: A P-curve peak this close to the highest one in the lookback (as a fraction) is a pick candidate;
-#: the latest candidate wins (see ``CoreDetector._pick``).
-PICK_NEAR_MAX = 0.9
 
 # Keys of CoreDetector.counts (the service turns them into metrics).
 C_GAPS = "gaps"  # gap episodes inside a component (hold-last filled)
@@ -972,23 +969,11 @@ class CoreDetector:
         return (step * n * 2 + n) * NS_PER_S // (2 * self.fs)  # half-samples -> ns
 
     def _pick(self, st: StationBuffer, end_step: int, chunk_start: int) -> tuple[int, float, int]:
-        """P onset of a first trigger: centre of the highest step of the latest P-curve peak (a run of
-        consecutive steps >= p_pick within ``pick_max_lead_s``, after the station's latest onset:
-        ``services.common.triggers.picks``) that comes within PICK_NEAR_MAX of the highest step, else
-        the chunk start. Of two near-equal peaks the later one is the onset of the signal that
-        triggered; an earlier one that did not trigger is a precursor (a small arrival, a noise
-        burst), and picking it would put the P seconds early. Returns (ns, probability, step)."""
+        """P onset of a first trigger: ``triggers.onset.first_pick`` within ``pick_max_lead_s`` before
+        the trigger and after the station's latest onset (``triggers.picks``), else the chunk start.
+        Returns (ns, probability, step)."""
         lo = max(end_step - self.lookback_steps, st.reset_step, st.trig.last_onset + 1)
-        ok = np.flatnonzero(
-            (st.p_step >= lo) & (st.p_step < end_step) & (st.p_hist >= self.cfg.p_pick_threshold)
-        )
-        if not len(ok):
+        got = first_pick(st.p_step, st.p_hist, lo, end_step, self.cfg.p_pick_threshold)
+        if got is None:
             return self.idx_to_ns(chunk_start), 0.0, chunk_start // self.cfg.step_samples
-        ok = ok[np.argsort(st.p_step[ok])]  # ring slots in time order
-        steps, vals = st.p_step[ok], st.p_hist[ok]
-        j = int(np.flatnonzero(vals >= PICK_NEAR_MAX * vals.max())[-1])
-        peak = np.cumsum(np.diff(steps, prepend=steps[0] - 2) != 1)  # consecutive steps: one peak
-        run = np.flatnonzero(peak == peak[j])
-        i = int(ok[run[np.argmax(vals[run])]])
-        step = int(st.p_step[i])
-        return self._step_ns(step), float(st.p_hist[i]), step
+        return self._step_ns(got[0]), got[1], got[0]

@@ -193,3 +193,80 @@ def picked(st: OnsetState, onset_step: int) -> None:
     """Record the onset the caller chose for a first trigger (the step of its pick, or of the chunk
     start when there is none): the P-curve run at and before it is not a new onset."""
     st.last_onset, st.p_armed, st.pending = onset_step, False, NO_STEP
+
+
+PICK_NEAR_MAX = 0.9
+"""A P-curve peak this close to the highest one in the window (as a fraction) is a pick candidate of a
+first trigger; the latest candidate wins (see :func:`first_pick`)."""
+
+
+def first_pick(
+    steps: np.ndarray, values: np.ndarray, lo: int, end: int, p_pick: float
+) -> tuple[int, float] | None:
+    """The P-curve step (and its value) a first trigger picks among ``steps``/``values`` (any order)
+    in ``[lo, end)``: the highest step of the latest peak (a run of consecutive steps >= ``p_pick``)
+    that comes within PICK_NEAR_MAX of the highest step; None when no step reaches ``p_pick``.
+
+    Of two near-equal peaks the later one is the onset of the signal that triggered; an earlier one
+    that did not trigger is a precursor (a small arrival, a noise burst), and picking it would put the
+    P seconds early. ``lo`` is where the pick window starts: ``pick_max_lead_s`` before the trigger,
+    and never before the station's latest onset (``services.common.triggers.picks``)."""
+    steps = np.asarray(steps)
+    values = np.asarray(values)
+    ok = np.flatnonzero((steps >= lo) & (steps < end) & (values >= p_pick))
+    if not len(ok):
+        return None
+    ok = ok[np.argsort(steps[ok], kind="stable")]  # time order
+    s, v = steps[ok], values[ok]
+    j = int(np.flatnonzero(v >= PICK_NEAR_MAX * v.max())[-1])
+    peak = np.cumsum(np.diff(s, prepend=s[0] - 2) != 1)  # consecutive steps: one peak
+    run = np.flatnonzero(peak == peak[j])
+    i = int(run[np.argmax(v[run])])
+    return int(s[i]), float(v[i])
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """A new trigger of :func:`replay`: decided at the end of chunk ``chunk``, onset at P-curve step
+    ``onset_step`` (a first trigger without a pick: the chunk's first step), ``retrigger`` or first."""
+
+    chunk: int
+    onset_step: int
+    retrigger: bool
+
+
+def replay(
+    rule: OnsetRule,
+    event_prob: np.ndarray,
+    p_prob: np.ndarray,
+    p_pick: float,
+    max_lead_steps: int,
+    warmup_chunks: int = 0,
+) -> list[Trigger]:
+    """The new triggers the detector core makes of one station's model outputs, scored from a zero
+    state: ``event_prob`` per chunk (K,), ``p_prob`` per step (K * steps per chunk,). Same rule as
+    ``CoreDetector`` (which runs :func:`decide` and :func:`first_pick` chunk by chunk), for
+    evaluating whole streams without the I/O."""
+    ev = np.asarray(event_prob, dtype=np.float64)
+    pp = np.asarray(p_prob, dtype=np.float64)
+    k = len(ev)
+    if k == 0:
+        return []
+    n = len(pp) // k
+    if n * k != len(pp):
+        raise ValueError(f"{len(pp)} P-curve steps for {k} chunks: not a whole number per chunk")
+    st = OnsetState()
+    steps = np.arange(len(pp))
+    out: list[Trigger] = []
+    for c in range(k):
+        s0 = c * n
+        d = decide(rule, st, float(ev[c]), pp[s0 : s0 + n], s0, c + 1 >= warmup_chunks)
+        if d.first:
+            lo = max(s0 + n - max_lead_steps, 0, st.last_onset + 1)
+            got = first_pick(steps[: s0 + n], pp[: s0 + n], lo, s0 + n, p_pick)
+            onset = s0 if got is None else got[0]
+            picked(st, onset)
+            out.append(Trigger(c, onset, False))
+        elif d.retrigger:
+            out.append(Trigger(c, d.onset_step, True))
+    return out
