@@ -81,6 +81,7 @@ class Scores:
 
     name: str
     noise: list[float] = field(default_factory=list)
+    noise_pick: list[float] = field(default_factory=list)  # max of the P curve in each noise window
     events: list[list[float]] = field(default_factory=list)  # per record, per delta
     pick_err_s: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -213,9 +214,11 @@ def score_ours(model, prepared: list[Prepared]) -> Scores:
                 sc.pick_err_s.append((_pick(pp, centres, e - 3000, e, step) - pr.p_idx) / FS)
         sc.events.append(ev_scores.tolist())
         if len(pr.noise_ends):
-            ev, _ = _stream(model, pr.hist, 0, int(pr.noise_ends[-1]))
+            ev, pp = _stream(model, pr.hist, 0, int(pr.noise_ends[-1]))
             chunk_end = CHUNK * (np.arange(len(ev)) + 1)
-            sc.noise += ev[np.isin(chunk_end, pr.noise_ends)].tolist()
+            sel = np.isin(chunk_end, pr.noise_ends)
+            sc.noise += ev[sel].tolist()
+            sc.noise_pick += pp.reshape(len(ev), -1).max(axis=1)[sel].tolist()
     sc.seconds = time.perf_counter() - t0
     return sc
 
@@ -323,8 +326,9 @@ def score_peer(peer: Peer, prepared: list[Prepared]) -> Scores:
         noise_w += [pr.hist[:, e - w : e] for e in pr.noise_ends]
         event_w += [pr.hist[:, e - w : e] for e in pr.event_ends()]
     if noise_w:
-        s, _ = peer.curves(np.stack(noise_w))
+        s, pk = peer.curves(np.stack(noise_w))
         sc.noise = s.max(axis=1).tolist()
+        sc.noise_pick = pk.max(axis=1).tolist()
     s, pk = peer.curves(np.stack(event_w))
     nd = len(DELTAS)
     score = s.max(axis=1).reshape(-1, nd)
@@ -433,6 +437,348 @@ def variant_summary(ms: list[dict]) -> list[str]:
     return lines
 
 
+# ---------------------------------------------------------------- sequences (issue 13)
+
+SEQ_DELTAS = (0.5, 1.0, 2.0)
+SEQ_PICK_DELTA = 5.0  # a P2 pick: the detector's first new trigger by P2 + 5 s / a peer's window ending there
+PICK_TOL_S = 1.0  # a trigger detects a P when its pick lies this close to it
+EARLY_S = 0.5  # a trigger decided up to this long before the P still counts (the second event's ramp-in)
+
+
+def _alignment(p: int, delta: float) -> int:
+    """Stream start offset (< CHUNK) that puts a chunk end exactly at ``p + delta``."""
+    return int((p + int(round(delta * FS))) % CHUNK)
+
+
+def stream_batch(model, waves: list[np.ndarray], offsets: list[int], batch: int = 32) -> list[tuple]:
+    """Each wave streamed from a zero state from its offset to its last whole chunk (ends zero-padded
+    within a batch; the model is causal, so padding after a stream's end changes nothing before it):
+    [(event_prob per chunk, p_prob per step)]."""
+    out: list[tuple] = []
+    for i in range(0, len(waves), batch):
+        ws = [w[:, o:] for w, o in zip(waves[i : i + batch], offsets[i : i + batch], strict=True)]
+        ks = [w.shape[1] // CHUNK for w in ws]
+        x = np.zeros((len(ws), 3, max(ks) * CHUNK), np.float32)
+        for j, (w, k) in enumerate(zip(ws, ks, strict=True)):
+            x[j, :, : k * CHUNK] = w[:, : k * CHUNK]
+        ev, pp = model.score_stream(x, CHUNK)
+        steps = CHUNK // model.contract.step_samples
+        out += [(ev[j, :k], pp[j, : k * steps]) for j, k in enumerate(ks)]
+    return out
+
+
+def onset_rule(detection: float, retrigger: float):
+    """The detector's onset rule (``services.common.triggers.onset``) at ``detection`` with the
+    detector's default knobs (``CoreTuning``)."""
+    from services.common.triggers.onset import OnsetRule
+    from services.detector.core import CoreTuning
+
+    t = CoreTuning()
+    return OnsetRule.from_seconds(
+        detection=detection,
+        rearm_level=0.5 * detection if t.rearm_threshold is None else t.rearm_threshold,
+        rearm_s=t.rearm_s,
+        retrigger=retrigger if t.retrigger_threshold is None else t.retrigger_threshold,
+        p_rearm=t.p_rearm_threshold,
+        min_separation_s=t.retrigger_min_separation_s,
+        hold_s=t.retrigger_hold_s,
+    )
+
+
+def detector_triggers(rule, ev: np.ndarray, pp: np.ndarray, offset: int, p_pick: float, warmup_s: float):
+    """(decision sample, onset sample, retrigger) of every new trigger the detector core makes of a stream
+    scored from ``offset`` (``services.common.triggers.onset.replay``)."""
+    from services.common.triggers.onset import replay
+    from services.common.triggers.picks import PICK_MAX_LEAD_S
+
+    step = CHUNK // (len(pp) // max(len(ev), 1)) if len(ev) else 10
+    trig = replay(
+        rule, ev, pp, p_pick, int(PICK_MAX_LEAD_S * FS) // step, int(np.ceil(warmup_s * FS / CHUNK))
+    )
+    return [
+        (offset + (t.chunk + 1) * CHUNK, offset + t.onset_step * step + (step - 1) / 2.0, t.retrigger)
+        for t in trig
+    ]
+
+
+def _detected(trigs, p: int, delta: float) -> bool:
+    """A new trigger decided from P - EARLY_S to P + delta whose pick lies within PICK_TOL_S of P."""
+    lo, hi = p - EARLY_S * FS, p + delta * FS
+    return any(lo <= t <= hi and abs(o - p) <= PICK_TOL_S * FS for t, o, _ in trigs)
+
+
+def _pick_error(trigs, p: int) -> float | None:
+    """Seconds from P to the pick of the first new trigger decided from P - EARLY_S to P + 5 s."""
+    for t, o, _ in trigs:
+        if p - EARLY_S * FS <= t <= p + SEQ_PICK_DELTA * FS:
+            return (o - p) / FS
+    return None
+
+
+def _errors(err: list[float | None]) -> dict:
+    e = np.asarray([x for x in err if x is not None], np.float64)
+    if not len(e):
+        return {"n": 0, "picked": 0.0}
+    med = float(np.median(e))
+    return {
+        "n": int(len(e)),
+        "picked": len(e) / max(len(err), 1),
+        "median": med,
+        "mad": float(np.median(np.abs(e - med))),
+        "within_0.1s": float((np.abs(e) <= 0.1).mean()),
+        "within_0.5s": float((np.abs(e) <= 0.5).mean()),
+    }
+
+
+SEQ_GROUPS = {
+    "all": lambda q: True,
+    "coda (3-15 s after a loud event, 0.1-1x)": lambda q: q.coda,
+    "second P 3-15 s after": lambda q: q.dt_s < 15.0,
+    "second P 15-120 s after": lambda q: q.dt_s >= 15.0,
+    "ratio < 1": lambda q: q.ratio < 1.0,
+    "ratio >= 1": lambda q: q.ratio >= 1.0,
+}
+
+
+def evaluate_sequences(
+    model, prepared: list[Prepared], pool, ours: Scores, peers: list, n: int, seed: int
+) -> dict:
+    """Second-P detection on sequences of held-out records (``models.sequences.build_sequences``) beside
+    the first P's, at the noise FARs of the first-event tables (thresholds from ``ours``/peers' noise
+    windows of the same run). Ours: the detector's own trigger rule (``triggers.onset``) on the model's
+    outputs, and its P head alone (max of the P curve from P - 0.5 s, against the level that the given
+    share of noise windows' P-curve maxima exceed); peers: their P curve the same way."""
+    from models.sequences import build_sequences
+
+    t0 = time.perf_counter()
+    seqs = build_sequences([(p.rec, p.hist, p.p_idx) for p in prepared], pool, n, seed)
+    c = model.contract
+    p_pick = c.thresholds.p_pick
+    # the detector rule: sequences aligned at P2 + 0.5 s and at P2 + 1 s; single events at P + 0.5 / 1 s
+    runs = {}
+    for a in (0.5, 1.0):
+        offs = [_alignment(q.p2, a) for q in seqs]
+        runs[("seq", a)] = (offs, stream_batch(model, [q.wave for q in seqs], offs))
+        offs = [_alignment(p.p_idx, a) for p in prepared]
+        runs[("one", a)] = (offs, stream_batch(model, [p.hist for p in prepared], offs))
+    res: dict = {
+        "n_sequences": len(seqs),
+        "seed": seed,
+        "fars": {},
+        "sequences": [],
+        "n_single": len(prepared),
+    }
+    post_p_hours = sum(max(p.hist.shape[1] - p.p_idx, 0) for p in prepared) / FS / 3600.0
+    for far in FARS:
+        thr = far_threshold(np.asarray(ours.noise), far)
+        rule = onset_rule(thr, p_pick)
+        out: dict = {"threshold": thr, "retrigger_level": rule.retrigger, "groups": {}}
+        trig = {}
+        for key, (offs, streams) in runs.items():
+            trig[key] = [
+                detector_triggers(rule, ev, pp, o, p_pick, c.warmup_s)
+                for o, (ev, pp) in zip(offs, streams, strict=True)
+            ]
+        first = {
+            d: float(
+                np.mean(
+                    [
+                        _detected(t, p.p_idx, d)
+                        for t, p in zip(trig[("one", 0.5 if d == 0.5 else 1.0)], prepared, strict=True)
+                    ]
+                )
+            )
+            for d in SEQ_DELTAS
+        }
+        hits = {
+            d: [
+                _detected(t, q.p2, d)
+                for t, q in zip(trig[("seq", 0.5 if d == 0.5 else 1.0)], seqs, strict=True)
+            ]
+            for d in SEQ_DELTAS
+        }
+        hits1 = {
+            d: [_detected(t, q.p1, d) for t, q in zip(trig[("seq", 1.0)], seqs, strict=True)]
+            for d in (1.0, 2.0)
+        }
+        for name, f in SEQ_GROUPS.items():
+            sel = np.array([f(q) for q in seqs])
+            if not sel.any():
+                continue
+            out["groups"][name] = {
+                "n": int(sel.sum()),
+                **{f"P2+{d:g}s": float(np.mean(np.asarray(hits[d])[sel])) for d in SEQ_DELTAS},
+            }
+        out["first_event_single"] = {f"P+{d:g}s": v for d, v in first.items()}
+        out["first_event_in_sequences"] = {f"P1+{d:g}s": float(np.mean(v)) for d, v in hits1.items()}
+        out["p2_pick_error_s"] = _errors(
+            [_pick_error(t, q.p2) for t, q in zip(trig[("seq", 1.0)], seqs, strict=True)]
+        )
+        # false triggers: singles (before P: noise; after P: a re-trigger on its own S or coda), sequences
+        noise_trig = after_trig = 0
+        for t, p in zip(trig[("one", 1.0)], prepared, strict=True):
+            for when, onset, _ in t:
+                if abs(onset - p.p_idx) <= PICK_TOL_S * FS:
+                    continue
+                if when < p.p_idx - EARLY_S * FS:
+                    noise_trig += when > PAD  # the record's own noise only, not the donor history
+                else:
+                    after_trig += 1
+        seq_false = sum(
+            1
+            for t, q in zip(trig[("seq", 1.0)], seqs, strict=True)
+            for when, onset, _ in t
+            if when > q.p1 - EARLY_S * FS and min(abs(onset - q.p1), abs(onset - q.p2)) > PICK_TOL_S * FS
+        )
+        out["false_triggers"] = {
+            "single_after_p": after_trig,
+            "single_after_p_per_event": after_trig / max(len(prepared), 1),
+            "single_after_p_hours": post_p_hours,
+            "single_noise_before_p": noise_trig,
+            "sequences_not_at_a_p": seq_false,
+            "sequences_not_at_a_p_per_sequence": seq_false / max(len(seqs), 1),
+        }
+        # the P head alone and the peers: P curve from P2 - 0.5 s to P2 + delta vs their noise maxima
+        heads = {}
+        thr_p = far_threshold(np.asarray(ours.noise_pick), far)
+        offs, streams = runs[("seq", 1.0)]
+        step = c.step_samples
+        det = {d: [] for d in SEQ_DELTAS}
+        for q, o, (_, pp) in zip(seqs, offs, streams, strict=True):
+            ends = o + step * (np.arange(len(pp)) + 1)
+            for d in SEQ_DELTAS:
+                sel = (ends > q.p2 - EARLY_S * FS) & (ends <= q.p2 + d * FS)
+                det[d].append(bool(pp[sel].max(initial=0.0) > thr_p))
+        heads[f"{ours.name} P head"] = {f"P2+{d:g}s": float(np.mean(v)) for d, v in det.items()}
+        out["p_curve"] = heads
+        res["fars"][f"far_{far:g}"] = out
+    for peer, psc in peers:
+        _peer_sequences(peer, psc, seqs, res)
+    res["sequences"] = [
+        {
+            "first": q.first,
+            "second": q.second,
+            "dt_s": round(q.dt_s, 2),
+            "ratio": round(q.ratio, 3),
+            "coda": q.coda,
+        }
+        for q in seqs
+    ]
+    res["seconds"] = time.perf_counter() - t0
+    return res
+
+
+def _peer_sequences(peer: Peer, psc: Scores, seqs, res: dict) -> None:
+    """A peer's P curve on the same sequences: detection of the second P at P2 + delta (its maximum from
+    P2 - 0.5 s to the window end above its noise windows' P-curve maxima at each FAR) and its P2 pick
+    (maximum within 1 s of P2 in the window ending at P2 + 5 s)."""
+    w = peer.spec.window
+    ds = (*SEQ_DELTAS, SEQ_PICK_DELTA)
+    wins = []
+    for q in seqs:
+        for d in ds:
+            e = q.p2 + int(round(d * FS))
+            x = q.wave[:, max(e - w, 0) : e]
+            if x.shape[1] < w:
+                x = np.pad(x, ((0, 0), (w - x.shape[1], 0)), mode="edge")
+            wins.append(x)
+    _, pk = peer.curves(np.stack(wins))
+    pk = pk.reshape(len(seqs), len(ds), w)
+    for far in FARS:
+        thr = far_threshold(np.asarray(psc.noise_pick), far)
+        det = {}
+        for i, d in enumerate(SEQ_DELTAS):
+            lo = w - int(round((d + EARLY_S) * FS))
+            det[f"P2+{d:g}s"] = float(np.mean(pk[:, i, lo:].max(axis=1) > thr))
+        res["fars"][f"far_{far:g}"]["p_curve"][peer.name] = det
+    c = w - int(round(SEQ_PICK_DELTA * FS))  # P2's sample in the pick window
+    lo, hi = c - int(PICK_TOL_S * FS), c + int(PICK_TOL_S * FS) + 1
+    err = [(lo + int(np.argmax(pk[j, -1, lo:hi])) - c) / FS for j in range(len(seqs))]
+    res.setdefault("peer_p2_pick_error_s", {})[peer.name] = _errors(err)
+
+
+def sequence_markdown(res: dict, first_tables: dict) -> str:
+    """The sequence section of evaluation.md."""
+    lines = [
+        "## Sequences: a second earthquake at the same station (issue 13)",
+        "",
+        f"{res['n_sequences']} sequences of the evaluated records (seed {res['seed']}; models.sequences: second P "
+        "3-120 s after the first, log-uniform, amplitude ratio 0.1-10; every third a 'coda' sequence, a smaller "
+        "event 3-15 s after one of the louder half); "
+        f"{res['n_single']} single events. Detector = the detector's trigger rule "
+        "(services.common.triggers.onset: first trigger on event_prob, re-trigger on a new P-curve onset) on the "
+        "model's outputs at the detection threshold of the given noise FAR of the first-event tables; a P counts "
+        f"as detected at P+t when a new trigger is decided from P-{EARLY_S:g} s to P+t with its pick within "
+        f"{PICK_TOL_S:g} s of that P.",
+        "",
+        "| noise FAR | group | n | P2+0.5s | P2+1s | P2+2s | first event (single records, detector) P+0.5s / P+1s / P+2s | first event (event_prob, first-event table) P+1s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for far in FARS:
+        f = res["fars"][f"far_{far:g}"]
+        fe = f["first_event_single"]
+        ref = first_tables.get(f"far_{far:g}", {}).get("P+1s", float("nan"))
+        for name, g in f["groups"].items():
+            lines.append(
+                f"| {far:.1%} | {name} | {g['n']} | "
+                + " | ".join(f"{g[f'P2+{d:g}s']:.3f}" for d in SEQ_DELTAS)
+                + f" | {fe['P+0.5s']:.3f} / {fe['P+1s']:.3f} / {fe['P+2s']:.3f} | {ref:.3f} |"
+            )
+    lines += [
+        "",
+        "P curve alone (ours: the P head; peers: their P curve), second P at P2+t: the curve's maximum from "
+        f"P2-{EARLY_S:g} s to P2+t above the level that the given share of the run's noise windows' P-curve maxima exceed:",
+        "",
+        "| model | noise FAR | P2+0.5s | P2+1s | P2+2s |",
+        "|---|---|---|---|---|",
+    ]
+    for far in FARS:
+        for name, d in res["fars"][f"far_{far:g}"]["p_curve"].items():
+            lines.append(
+                f"| {name} | {far:.1%} | " + " | ".join(f"{d[f'P2+{x:g}s']:.3f}" for x in SEQ_DELTAS) + " |"
+            )
+    lines += [
+        "",
+        "P2 pick error (s; ours: the pick of the detector's first new trigger by P2+5 s; peers: P-curve maximum within 1 s of P2 in the window ending at P2+5 s):",
+        "",
+    ]
+    lines += [
+        "| model | noise FAR | picked | median | MAD | within 0.1 s | within 0.5 s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def row(name, far, e):
+        if not e.get("n"):
+            return f"| {name} | {far} | 0 | - | - | - | - |"
+        return (
+            f"| {name} | {far} | {e['picked']:.3f} | {e['median']:+.3f} | {e['mad']:.3f} | "
+            f"{e['within_0.1s']:.3f} | {e['within_0.5s']:.3f} |"
+        )
+
+    for far in FARS:
+        lines.append(row("ours (detector)", f"{far:.1%}", res["fars"][f"far_{far:g}"]["p2_pick_error_s"]))
+    for name, e in res.get("peer_p2_pick_error_s", {}).items():
+        lines.append(row(name, "-", e))
+    lines += [
+        "",
+        "False triggers of the detector rule (a new trigger whose pick is not within 1 s of a P):",
+        "",
+    ]
+    lines += [
+        "| noise FAR | single events: after P (S, coda) | per event | single events: in their own pre-P noise | sequences: not at either P | per sequence |",
+        "|---|---|---|---|---|---|",
+    ]
+    for far in FARS:
+        ft = res["fars"][f"far_{far:g}"]["false_triggers"]
+        lines.append(
+            f"| {far:.1%} | {ft['single_after_p']} ({ft['single_after_p_hours']:.3f} h after P) | "
+            f"{ft['single_after_p_per_event']:.3f} | {ft['single_noise_before_p']} | {ft['sequences_not_at_a_p']} | "
+            f"{ft['sequences_not_at_a_p_per_sequence']:.3f} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
 def markdown(result: dict) -> str:
     ms = result["models"]
     variants = "variants" in result
@@ -533,6 +879,8 @@ def evaluate(
     threads: int = 2,
     screen: bool = True,
     variants: list[Variant] | None = None,
+    sequences: int = 0,
+    sequence_seed: int = 13,
 ) -> dict:
     from models.runtime import StreamingModel
 
@@ -592,6 +940,20 @@ def evaluate(
     if with_variants:
         res["variants"] = [v.name for v in variants]
         res["variant_seconds"] = variant_seconds
+    if sequences > 0:
+        native = [[sc for v, sc, _ in runs_of if v.native][0] for runs_of in by_model]
+        res["sequence_eval"] = evaluate_sequences(
+            model,
+            prepared,
+            chosen,
+            native[0],
+            list(zip(peer_models, native[1:], strict=True)),
+            sequences,
+            sequence_seed,
+        )
+        res["sequence_eval"]["first_event"] = {
+            k: v for k, v in ms[0]["early_detection"].items()
+        }  # ours, first variant = native
     return res
 
 
@@ -642,6 +1004,15 @@ def main(argv: list[str]) -> int:
         help="variants as a comma list of native, HZ, acc, acc@HZ; 'all' = native, 20, 31.25, 40, 50 Hz, "
         "acc, acc@31.25 (native is always included)",
     )
+    ap.add_argument(
+        "--sequences",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N two-event sequences of the evaluated records (second P 3-120 s after the first, amplitude "
+        "ratio 0.1-10, a third inside a loud event's coda): second-P detection and pick beside the first P's",
+    )
+    ap.add_argument("--sequence-seed", type=int, default=13, help="seed of the sequences")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     try:
@@ -661,10 +1032,14 @@ def main(argv: list[str]) -> int:
         a.threads,
         not a.no_screen,
         variants,
+        a.sequences,
+        a.sequence_seed,
     )
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "evaluation.json").write_text(json.dumps(res, indent=1))
     md = markdown(res)
+    if "sequence_eval" in res:
+        md += "\n" + sequence_markdown(res["sequence_eval"], res["sequence_eval"]["first_event"])
     (a.out / "evaluation.md").write_text(md)
     print(md)
     return 0

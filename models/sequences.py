@@ -15,9 +15,11 @@ The second event's own noise comes in scaled with it (its SNR is its own); in a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from models.data import Record
+from models.data import FADE, FS, Record, _crossfade_join, noise_std, real_noise_pad
 
 RAMP = 50  # samples of raised-cosine ramp-in ending at the second event's P
 PEAK_SPAN = 6000  # samples after P over which an event's peak amplitude is taken (60 s)
@@ -67,4 +69,75 @@ def superpose(
     if live is None:
         live = np.abs(base).max(axis=1) > 0
     out[:, lo : lo + n] += np.where(np.asarray(live)[:, None], add, 0.0)
+    return out
+
+
+# ---------------------------------------------------------------- evaluation sequences
+
+SEQ_DT_S = (3.0, 120.0)  # second P this long after the first (log-uniform)
+SEQ_RATIO = (0.1, 10.0)  # second event's peak over the first's (log-uniform)
+CODA_DT_S = (3.0, 15.0)  # "coda" sequences: a smaller event soon after a large one (uniform)
+CODA_RATIO = (0.1, 1.0)
+AFTER_P2_S = 5.0  # the stream runs this long after the second P
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """Two real events at one station: ``wave`` (3, N) float32 holding the first record (with its donor
+    noise history) and the second event added at ``p2``."""
+
+    first: str
+    second: str
+    wave: np.ndarray
+    p1: int
+    p2: int
+    dt_s: float
+    ratio: float
+    coda: bool
+
+
+def snr(rec: Record) -> float:
+    """The event's peak after P over its pre-P noise standard deviation (largest component)."""
+    sd = float(np.max(noise_std(rec)))
+    return event_peak(rec.wave, rec.p) / max(sd, 1e-9)
+
+
+def build_sequences(
+    firsts: list[tuple[Record, np.ndarray, int]], pool: list[Record], n: int, seed: int = 13
+) -> list[Sequence]:
+    """``n`` sequences from held-out records (module doc): ``firsts`` = (record, padded history, P
+    index) as the evaluation prepares them. Each draws a first and a different second record, the
+    second P ``SEQ_DT_S`` after the first and its amplitude ratio ``SEQ_RATIO`` (log-uniform); every
+    third is a "coda" sequence: the first event among the louder half (SNR), the second 3-15 s later
+    and 0.1-1x as large. Where the first recording ends before the second P + 5 s, real noise of other
+    recordings at its station's level continues it (``models.data.real_noise_pad``; a 60 s record's
+    coda has mostly decayed by then). Fixed seed: the same sequences every run."""
+    rng = np.random.default_rng(seed)
+    if len(firsts) < 2:
+        raise ValueError("sequences need at least two records")
+    order = np.argsort([-snr(r) for r, _, _ in firsts])
+    loud = [int(i) for i in order[: max(1, len(order) // 2)]]
+    out: list[Sequence] = []
+    for i in range(n):
+        coda = i % 3 == 2  # every third
+        a = loud[rng.integers(len(loud))] if coda else int(rng.integers(len(firsts)))
+        b = int(rng.integers(len(firsts) - 1))
+        b = b + 1 if b >= a else b
+        rec, hist, p1 = firsts[a]
+        second = firsts[b][0]
+        if coda:
+            dt = float(rng.uniform(*CODA_DT_S))
+            ratio = float(np.exp(rng.uniform(np.log(CODA_RATIO[0]), np.log(CODA_RATIO[1]))))
+        else:
+            dt = float(np.exp(rng.uniform(np.log(SEQ_DT_S[0]), np.log(SEQ_DT_S[1]))))
+            ratio = float(np.exp(rng.uniform(np.log(SEQ_RATIO[0]), np.log(SEQ_RATIO[1]))))
+        p2 = p1 + int(round(dt * FS))
+        need = p2 + int(AFTER_P2_S * FS) - hist.shape[1]
+        base = hist.astype(np.float64)
+        if need > 0:
+            tail = real_noise_pad(rng, rec, pool, need + FADE)
+            base = _crossfade_join(base, tail, FADE)
+        base = base[:, : p2 + int(AFTER_P2_S * FS)]
+        wave = superpose(base, p1, second, p2, ratio, np.array(rec.live), event_peak(rec.wave, rec.p))
+        out.append(Sequence(rec.key, second.key, wave.astype(np.float32), p1, p2, dt, ratio, coda))
     return out
