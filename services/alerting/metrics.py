@@ -30,6 +30,7 @@ _CORE_MAP: dict[str, tuple[str, str]] = {
     "members_swapped_out": ("trigger_outcomes", "swapped_out_of_event"),
     "triggers_without_pick": ("trigger_outcomes", "without_pick"),
     "triggers_without_coordinates": ("trigger_outcomes", "without_coordinates"),
+    "picks_refused": ("picks_refused", ""),
     "associations_time_only": ("trigger_outcomes", "associated_time_only"),
     "events": ("events", "declared"),
     "events_closed": ("events", "closed"),
@@ -79,6 +80,12 @@ class AlertingMetrics:
             registry=r,
         )
         self.triggers = Counter("eew_alerting_triggers", "Station triggers opened.", registry=r)
+        self.picks_refused = Counter(
+            "eew_alerting_picks_refused",
+            "P picks refused for a trigger: older than pick-max-lead-s before it, or before the end of the "
+            "station's previous trigger or the onset that re-triggered it (services.common.triggers.picks).",
+            registry=r,
+        )
         self.trigger_outcomes = Counter(
             "eew_alerting_trigger_outcomes",
             "What happened to station triggers, by outcome.",

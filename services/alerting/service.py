@@ -64,6 +64,7 @@ from services.common.retry import OutageTracker, is_retriable
 from services.common.settings import ServiceSettings
 from services.common.timeutil import now_ns
 from services.common.topics import ALERTS, DEADLETTER, SCORES
+from services.common.triggers.picks import PICK_MAX_LEAD_S
 
 log = logging.getLogger("services.alerting")
 
@@ -166,7 +167,10 @@ class AlertingSettings(ServiceSettings):
         description="Half-width of the location grid around the earliest station; auto: max(150 km, "
         "1.25 x the 90th-percentile link radius).",
     )
-    pick_lookback_s: float = Field(5.0, description="How far before a trigger a P pick is taken from.")
+    pick_max_lead_s: float = Field(
+        PICK_MAX_LEAD_S,
+        description="A trigger's P pick lies at most this long before it (older picks are refused, counted).",
+    )
     trigger_threshold: float | None = Field(
         None, description="Station probability that triggers; unset: the detector's `triggered` flag."
     )
@@ -298,7 +302,7 @@ class AlertingSettings(ServiceSettings):
             max_hold_s=self.max_hold_s,
             station_idle_s=self.station_idle_s,
             express_triggers=self.express_triggers,
-            pick_lookback_s=self.pick_lookback_s,
+            pick_max_lead_s=self.pick_max_lead_s,
             trigger_threshold=self.trigger_threshold,
             correlation=self.correlation,
         )

@@ -327,8 +327,8 @@ def test_second_sensor_of_a_station_counts_once() -> None:
     assert assoc.stats["triggers_duplicate_station"] == 1
 
 
-def test_pick_lookback_and_fallback() -> None:
-    """P time is the latest pick within the lookback; with no pick, the triggering window start."""
+def test_pick_max_lead_and_fallback() -> None:
+    """P time is the latest pick at most pick_max_lead_s before the trigger; with no pick, the triggering window start."""
     st = Station("XA", "P1", "", 35.0, -118.0)
     recs = station_scores(st, T0 + 10_300_000_000, n=20)
     # Move the pick one window earlier than the trigger and drop it from the triggering window.
@@ -337,7 +337,7 @@ def test_pick_lookback_and_fallback() -> None:
     assoc = Associator(AssociationConfig(min_stations=1), StationInventory([st]))
     alerts = run(assoc, recs)
     assert alerts[0].stations[0].p_time_ns == T0 + 9_800_000_000
-    assoc = Associator(AssociationConfig(min_stations=1, pick_lookback_s=0.0), StationInventory([st]))
+    assoc = Associator(AssociationConfig(min_stations=1, pick_max_lead_s=0.0), StationInventory([st]))
     alerts = run(assoc, recs)
     assert alerts[0].stations[0].p_time_ns == T0 + 10 * NS  # start of the window ending at T0+11 s
     assert assoc.stats["triggers_without_pick"] == 1

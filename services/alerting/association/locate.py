@@ -67,6 +67,7 @@ import numpy.typing as npt
 
 NS = 1_000_000_000
 KM_PER_DEG = 111.19
+VS_FACTOR = math.sqrt(3.0)  # S travel time / P travel time (Poisson solid)
 CHI2_95_2DOF = 5.99
 TABLE_STEP_KM = 0.5
 DEFAULT_HALF_WIDTH_KM = 150.0

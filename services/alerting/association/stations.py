@@ -56,7 +56,7 @@ def neighbour_distances_km(stations: Iterable[Station], k: int = 3) -> dict[str,
     in networks of ``k`` stations or fewer); stations alone in the inventory are left out.
 
     The spacing of a network is what its spacing-dependent settings derive from (see
-    ``services.alerting.association.associator.NetworkGeometry``): the k-th neighbour, rather than the nearest, so that
+    ``services.alerting.association.geometry.NetworkGeometry``): the k-th neighbour, rather than the nearest, so that
     two sensors at one site or a tight cluster do not make a sparse network look dense."""
     sts = list({st.id: st for st in stations}.values())
     if len(sts) < 2 or k < 1:

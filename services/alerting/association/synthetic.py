@@ -12,7 +12,7 @@ import math
 import random
 from dataclasses import replace
 
-from services.alerting.association.associator import NS, ScoreRecord
+from services.alerting.association.records import NS, ScoreRecord
 from services.alerting.association.stations import Station, StationInventory, haversine_km
 
 T0 = 1_700_000_000 * NS  # 2023-11-14T22:13:20Z, a round start time

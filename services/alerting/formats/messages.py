@@ -94,6 +94,8 @@ def score_to_record(msg: pb.StationScore) -> ScoreRecord:
         ingest_time_ns=msg.ingest_time_ns,
         scored_time_ns=msg.scored_time_ns,
         peak_displacement=disp,
+        # The detector's trigger on a new P onset (issue 13): read when the schema has the field.
+        new_trigger=bool(getattr(msg, "new_trigger", False)),
     )
 
 
@@ -101,7 +103,7 @@ def record_to_score(
     rec: ScoreRecord, model_id: str = "synthetic", model_version: str = "0"
 ) -> pb.StationScore:
     """A StationScore message for a record (synthetic inputs for tests and demos)."""
-    return pb.StationScore(
+    msg = pb.StationScore(
         schema_version=SCHEMA_VERSION,
         network=rec.network,
         station=rec.station,
@@ -121,6 +123,9 @@ def record_to_score(
         peak_amplitude=rec.peak_amplitude,
         components=3,
     )
+    if rec.new_trigger and "new_trigger" in pb.StationScore.DESCRIPTOR.fields_by_name:
+        msg.new_trigger = True
+    return msg
 
 
 def decode_score(raw: bytes | None) -> ScoreRecord:

@@ -143,7 +143,9 @@ class StreamTriggers:
         """Advance by one score; return the events it caused (in order)."""
         rule, end = self.rule, score.window_end_ns
         onset = score.p_onset_ns
-        if onset is not None and (not self._picks or self._picks[-1][1] != onset):
+        if onset is not None:
+            if self._picks and self._picks[-1][1] == onset:
+                self._picks.pop()  # the same onset carried again: kept as long as scores carry it
             self._picks.append((end, onset))
         while self._picks and self._picks[0][0] < end - self._lead:
             self._picks.popleft()
