@@ -1,7 +1,9 @@
-"""The detector service loop: waveform topic -> CoreDetector (ONNX model) -> scores topic.
+"""The detector stage: waveform topic -> CoreDetector (ONNX model) -> scores topic.
 
-One thread does everything (poll, decode, buffer, score, publish, commit), so the model's
-per-station state needs no locking; ONNX Runtime uses its own intra-op threads for the math.
+``services.common.loop.ConsumeLoop`` drives it (poll, backpressure, flush + commit, broker
+outages, shutdown); this module supplies the stage's hooks: decode and feed a packet, score and
+publish what is ready, the safe offsets, rewinds and rebalances. One thread does everything, so
+the model's per-station state needs no locking; ONNX Runtime uses its own intra-op threads.
 
 Offsets (at-least-once)
     A station's model state is built from its history, so committing the newest consumed offset
@@ -27,22 +29,18 @@ from typing import Any
 
 import numpy as np
 from kafka import TopicPartition
-from kafka.errors import KafkaError
-from kafka.producer.future import FutureRecordMetadata
 from prometheus_client import CollectorRegistry
 
 from models.runtime import StepResult, StreamingModel
 from services.common.codec import SCHEMA_VERSION, decode_packet
 from services.common.exceptions import DecodeError
 from services.common.http import ReadyCheck
-from services.common.kafka import broker_reachable, confirmed, wait_for_broker
 from services.common.lifecycle import StopFlag
+from services.common.loop import ConsumeLoop, KafkaIO, Records
 from services.common.pb.eew.v1 import messages_pb2 as pb
-from services.common.retry import OutageTracker, is_retriable
 from services.common.streams import STREAM_REASONS, hint
 from services.common.timeutil import NS_PER_S, now_ns, ns_to_iso
 from services.detector.core import CoreDetector, Score
-from services.detector.kafka_io import DetectorKafka
 from services.detector.metrics import DetectorMetrics
 from services.detector.settings import DetectorSettings
 
@@ -124,24 +122,20 @@ class DetectorService:
             self.core.cfg.detection_threshold,
             self.core.cfg.p_pick_threshold,
         )
-        self.io: DetectorKafka | None = None
+        self.io: KafkaIO | None = None
         self.tp_of: dict[str, TopicPartition] = {}
         self.keys_of: dict[TopicPartition, set[str]] = {}
         self.next_offset: dict[TopicPartition, int] = {}
-        self.committed: dict[TopicPartition, int] = {}
-        self.unacked: list[tuple[FutureRecordMetadata, str]] = []
-        self._heartbeat = time.monotonic()
+        self.committed_offsets: dict[TopicPartition, int] = {}  # last committed offset per partition
         self._last_data = 0.0
         self._last_rejected = 0.0  # last packet refused for a stream reason (nothing scorable)
         self._rejected_streams: dict[tuple[str, str], int] = {}  # (NSLC, reason) -> packets
-        self._last_commit = time.monotonic()
-        self._last_evict = time.monotonic()
         self._log_budget = _LogBudget()
-        self._broker_cache: tuple[float, bool] = (0.0, False)
-        self._backlog = 0
         self._revoked: set[TopicPartition] = set()
         self._lost: set[TopicPartition] = set()
         self._rebalanced = False
+        self.loop = ConsumeLoop("detector", settings.loop, self, self.stop, self.metrics)
+        self.loop.on_acked = self._acked
 
     # ---- model --------------------------------------------------------------------------------
     def _score(self, wave: np.ndarray, state: np.ndarray) -> StepResult:
@@ -152,18 +146,14 @@ class DetectorService:
 
     # ---- health -------------------------------------------------------------------------------
     def alive(self) -> bool:
-        """The loop turned recently (a poll, scoring or flush never takes this long)."""
-        return time.monotonic() - self._heartbeat < max(30.0, 3 * self.settings.flush_timeout_s)
+        return self.loop.alive()
 
     def checks(self) -> dict[str, ReadyCheck]:
-        return {"broker": self._check_broker, "model": self._check_model, "data": self._check_data}
-
-    def _check_broker(self) -> tuple[bool, str]:
-        at, ok = self._broker_cache
-        if time.monotonic() - at > 5.0:
-            ok = broker_reachable(self.settings.bootstrap_servers, 2.0)
-            self._broker_cache = (time.monotonic(), ok)
-        return ok, "" if ok else f"no broker at {self.settings.bootstrap_servers}"
+        return {
+            "broker": self.loop.broker_check(self.settings.bootstrap_servers),
+            "model": self._check_model,
+            "data": self._check_data,
+        }
 
     def _check_model(self) -> tuple[bool, str]:
         return True, self.model.provider
@@ -211,12 +201,13 @@ class DetectorService:
         elif seen is not None:
             self._rejected_streams[k] = seen + 1
 
-    # ---- loop ---------------------------------------------------------------------------------
+    # ---- the stage's hooks (see services.common.loop) ----------------------------------------
     def run(self) -> int:
+        return self.loop.run(self.settings.bootstrap_servers)
+
+    def open(self) -> KafkaIO:
         s = self.settings
-        if not wait_for_broker(s.bootstrap_servers, s.broker_timeout_s, stop=self.stop):
-            return 0  # stopped (SIGTERM) while waiting for the broker
-        self.io = DetectorKafka(
+        self.io = KafkaIO(
             s.bootstrap_servers,
             s.group_id,
             s.client_id,
@@ -224,71 +215,48 @@ class DetectorService:
             self._on_revoked,
             self._on_assigned,
             self._on_lost,
-            max_poll_records=s.max_poll_records,
+            max_poll_records=s.loop.max_poll_records,
         )
         log.info("detector: %s -> %s (group %s)", s.waveforms_topic, s.scores_topic, s.group_id)
-        code = 0
-        outage = OutageTracker(s.broker_timeout_s, "detector")
-        try:
-            while not self.stop.is_set():
-                try:
-                    self.step()
-                    outage.ok()
-                except KafkaError as exc:
-                    delay = outage.failed(exc) if is_retriable(exc) else None
-                    if delay is None:
-                        raise
-                    self.metrics.broker_errors.inc()
-                    self.stop.wait(delay)
-        except KafkaError:
-            log.exception("detector: Kafka error, stopping")
-            code = 1
-        except Exception:
-            # a bug: the buffers may be inconsistent, so commit nothing (a restart re-reads from the
-            # last safe commit) and exit non-zero for the supervisor to restart us
-            log.exception("detector: unexpected error, stopping without committing")
-            self.io.close(timeout_s=min(5.0, s.flush_timeout_s))
-            self.io = None
-            return 1
-        self._shutdown()
-        return code
+        return self.io
 
-    def step(self) -> None:
-        """One iteration: poll, feed, score, publish, and (periodically) flush + commit."""
-        assert self.io is not None
-        s = self.settings
-        self._heartbeat = time.monotonic()
-        if len(self.unacked) >= s.max_unacked:
-            self._flush_and_commit()
-        records = self.io.poll(0 if self._backlog else s.poll_timeout_ms, s.max_poll_records)
+    def settle(self, records: Records) -> Records:
         if self._lost or self._rebalanced:
-            records = self._settle_rebalance(records)
-        elif self._revoked:  # revoked, new assignment not yet here: hold off on those partitions
-            records = {tp: recs for tp, recs in records.items() if tp not in self._revoked}
-        wall, mono = now_ns(), time.monotonic_ns()
-        for tp, recs in records.items():
-            for r in recs:
-                self._handle(tp, r, wall, mono)
-        self._publish(self.core.score_ready(s.max_rounds_per_poll))
-        self._backlog = self.core.backlog()
-        self.metrics.backlog.set(self._backlog)
-        if self._backlog:  # (re)applied every turn: partitions assigned meanwhile are paused too
-            if not self.io.paused():
-                self.metrics.pauses.inc()
-            self.io.pause(self.io.assignment())
-            self.metrics.paused.set(1)
-        elif not self._backlog and self.io.paused():
-            self.io.resume_all()
-            self.metrics.paused.set(0)
+            return self._settle_rebalance(records)
+        if self._revoked:  # revoked, new assignment not yet here: hold off on those partitions
+            return {tp: recs for tp, recs in records.items() if tp not in self._revoked}
+        return records
+
+    def handle(self, tp: TopicPartition, r: Any, wall: int, mono: int) -> None:
+        self._handle(tp, r, wall, mono)
+
+    def process(self) -> int:
+        """Score and publish up to ``max_rounds_per_poll`` chunks per station; the backlog left."""
+        self._publish(self.core.score_ready(self.settings.max_rounds_per_poll))
+        backlog = self.core.backlog()
+        self.metrics.backlog.set(backlog)
         self.metrics.add_core_counts(*self.core.take_counts())
         self.metrics.stations_active.set(len(self.core.stations))
-        self.metrics.unacked.set(len(self.unacked))
-        now = time.monotonic()
-        if now - self._last_evict > 10.0:
-            self._evict(mono)
-            self._last_evict = now
-        if now - self._last_commit >= s.commit_interval_s:
-            self._flush_and_commit()
+        return backlog
+
+    def housekeeping(self, mono_ns: int) -> None:
+        self._evict(mono_ns)
+
+    def safe_offsets(self, tps: set[TopicPartition] | None) -> dict[TopicPartition, int]:
+        return self.commit_offsets(tps)
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committed_offsets.update(offsets)
+
+    def rewind(self) -> None:
+        self._rewind()
+
+    def drain(self) -> None:
+        self._publish(self.core.score_ready(self.settings.max_rounds_per_poll))
+
+    def _acked(self, topic: str) -> None:
+        if topic == self.settings.scores_topic:
+            self.metrics.scores_acked.inc()
 
     def _handle(self, tp: TopicPartition, r: Any, wall: int, mono: int) -> None:
         m = self.metrics
@@ -343,8 +311,7 @@ class DetectorService:
             ("source_offset", str(r.offset).encode()),
             ("service", b"detector"),
         ]
-        fut = self.io.send(self.settings.deadletter_topic, r.key, r.value or b"", headers)
-        self.unacked.append((fut, self.settings.deadletter_topic))
+        self.loop.send(self.settings.deadletter_topic, r.key, r.value or b"", headers)
         self.metrics.deadletters.labels(reason).inc()
 
     def _publish(self, scores: list[Score]) -> None:
@@ -354,8 +321,7 @@ class DetectorService:
         topic = self.settings.scores_topic
         t = now_ns()
         for s in scores:
-            fut = self.io.send(topic, s.key.encode(), score_message(s, t).SerializeToString())
-            self.unacked.append((fut, topic))
+            self.loop.send(topic, s.key.encode(), score_message(s, t).SerializeToString())
             if s.ingest_time_ns > 0:
                 self.metrics.processing_latency.observe(max(0.0, (t - s.ingest_time_ns) / NS_PER_S))
             if s.new_trigger:
@@ -382,49 +348,15 @@ class DetectorService:
                 need = self.core.earliest_needed(key)
                 if need is not None and need < target:
                     target = need
-            if target > self.committed.get(tp, -1):
+            if target > self.committed_offsets.get(tp, -1):
                 out[tp] = target
         return out
-
-    def _flush_and_commit(self, tps: set[TopicPartition] | None = None) -> bool:
-        """Wait for every sent message's acknowledgement, then commit what is safe."""
-        assert self.io is not None
-        self._last_commit = time.monotonic()
-        if self.unacked:
-            try:
-                self.io.flush(self.settings.flush_timeout_s)
-            except KafkaError as exc:
-                log.error("flush failed: %s", exc)
-            failed: dict[str, int] = {}
-            for fut, topic in self.unacked:
-                if fut.succeeded() and confirmed(fut.value):
-                    if topic == self.settings.scores_topic:
-                        self.metrics.scores_acked.inc()
-                else:
-                    failed[topic] = failed.get(topic, 0) + 1
-            self.unacked = []
-            if failed:
-                for topic, n in failed.items():
-                    self.metrics.delivery_failures.labels(topic).inc(n)
-                log.error("%s messages not acknowledged: rewinding to the committed offsets", failed)
-                self._rewind()
-                return False
-        offsets = self.commit_offsets(tps)
-        if offsets and self.io.commit(offsets):
-            self.committed.update(offsets)
-            self.metrics.commits.inc()
-            log.debug("committed %s", {tp.partition: o for tp, o in offsets.items()})
-        elif offsets:
-            self.metrics.commit_failures.inc()
-            return False
-        return True
 
     def _rewind(self) -> None:
         """Re-read every assigned partition from its committed offset with fresh stations."""
         assert self.io is not None
-        self.metrics.rewinds.inc()
         for tp in self.io.assignment():
-            off = self.committed.get(tp)
+            off = self.committed_offsets.get(tp)
             if off is None:
                 off = self.io.committed(tp)
             if off is not None:
@@ -494,31 +426,16 @@ class DetectorService:
         held = self._revoked | self._lost | set(self.next_offset) | set(self.keys_of)
         for tp in held - current:
             self._forget(tp)
-            self.committed.pop(tp, None)
+            self.committed_offsets.pop(tp, None)
         rewound = self._lost & current
         for tp in rewound:
             self._forget(tp)
             off = self.io.committed(tp)
             if off is not None:
                 self.io.seek(tp, off)
-                self.committed[tp] = off
+                self.committed_offsets[tp] = off
             else:
-                self.committed.pop(tp, None)
+                self.committed_offsets.pop(tp, None)
         self._revoked, self._lost, self._rebalanced = set(), set(), False
         self.metrics.assigned.set(len(current))
         return {tp: recs for tp, recs in records.items() if tp in current and tp not in rewound}
-
-    def _shutdown(self) -> None:
-        """Stop intake, publish what is ready, wait for acknowledgements, commit, close."""
-        if self.io is None:
-            return
-        log.info("detector stopping: flushing and committing")
-        try:
-            self._publish(self.core.score_ready(self.settings.max_rounds_per_poll))
-            self._flush_and_commit()
-        except KafkaError as exc:
-            log.error("final flush/commit failed: %s", exc)
-        finally:
-            self.io.close(timeout_s=min(5.0, self.settings.flush_timeout_s))
-            self.io = None
-        log.info("detector stopped")

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 
 from models.contract import DEFAULT_MODEL_DIR, ModelContract
+from services.common.loop import LoopConfig
 from services.common.settings import ServiceSettings
 from services.common.topics import DEADLETTER, SCORES, WAVEFORMS
 from services.detector.core import CoreConfig, CoreTuning
@@ -46,20 +47,11 @@ class DetectorSettings(ServiceSettings):
         300.0,
         description="A station receiving nothing for this long (wall clock) is dropped; frees its offsets.",
     )
-    max_poll_records: int = Field(2000, description="Most records per consumer poll.")
-    poll_timeout_ms: int = Field(100, description="Consumer poll timeout.")
     max_rounds_per_poll: int = Field(
         30, description="Most chunks scored per station between polls; with more ready, consumption pauses."
     )
-    max_unacked: int = Field(
-        20000, description="Most unacknowledged messages before the loop flushes and waits."
-    )
-    commit_interval_s: float = Field(1.0, description="Seconds between flush-and-commit cycles.")
-    flush_timeout_s: float = Field(
-        5.0, description="Longest wait for the broker to acknowledge sent messages."
-    )
+    loop: LoopConfig = Field(LoopConfig(), description="The consume loop (services.common.loop).")
     data_timeout_s: float = Field(60.0, description="/readyz fails when no waveform arrived for this long.")
-    broker_timeout_s: float = Field(30.0, description="How long to wait for the broker at start-up.")
 
     def provider_list(self) -> list[str] | None:
         names = [p.strip() for p in self.providers.split(",") if p.strip()]
