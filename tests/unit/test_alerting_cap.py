@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from services.alerting.dispatch.subscribers import SiteForecast
+from services.alerting.association.intensity import SiteForecast
 from services.alerting.formats.cap import (
     CAP_NS,
     CapConfig,

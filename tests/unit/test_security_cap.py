@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from signxml.exceptions import InvalidSignature
 
-from services.alerting.dispatch.subscribers import SiteForecast
+from services.alerting.association.intensity import SiteForecast
 from services.alerting.formats.cap import CapConfig, alert_to_cap, verify_cap
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from tests.unit.test_alerting_cap import alert_msg

@@ -66,9 +66,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from services.common.timeutil import ns_to_iso
 
 NS = 1_000_000_000
 EARTH_RADIUS_KM = 6371.0
@@ -318,3 +321,42 @@ def predict_site(
         pgv_cm_s=None if p.pgv_cm_s is None else float(p.pgv_cm_s[0]),
         mmi=None if p.mmi is None else float(p.mmi[0]),
     )
+
+
+@dataclass(frozen=True)
+class SiteForecast:
+    """One event at one subscriber's site (from ``predict_sites``); ``as_dict`` is its JSON ``site`` object."""
+
+    latitude: float
+    longitude: float
+    epicentral_km: float
+    hypocentral_km: float
+    p_arrival_ns: int
+    s_arrival_ns: int
+    warning_time_s: float  # S arrival minus the alert's created time
+    mmi: float | None
+    pga_g: float | None
+    pgv_cm_s: float | None
+    # shortest / longest warning time over the location's (and origin time's) uncertainty
+    warning_time_min_s: float | None = None
+    warning_time_max_s: float | None = None
+
+    def as_dict(self, subscriber_id: str) -> dict[str, Any]:
+        def r(x: float | None, nd: int) -> float | None:
+            return None if x is None or not math.isfinite(x) else round(float(x), nd)
+
+        return {
+            "subscriber_id": subscriber_id,
+            "latitude": r(self.latitude, 6),
+            "longitude": r(self.longitude, 6),
+            "epicentral_km": r(self.epicentral_km, 2),
+            "hypocentral_km": r(self.hypocentral_km, 2),
+            "p_arrival_time": ns_to_iso(self.p_arrival_ns),
+            "s_arrival_time": ns_to_iso(self.s_arrival_ns),
+            "warning_time_s": r(self.warning_time_s, 2),
+            "warning_time_min_s": r(self.warning_time_min_s, 2),
+            "warning_time_max_s": r(self.warning_time_max_s, 2),
+            "expected_intensity_mmi": r(self.mmi, 2),
+            "expected_pga_g": r(self.pga_g, 5),
+            "expected_pgv_cm_s": r(self.pgv_cm_s, 3),
+        }

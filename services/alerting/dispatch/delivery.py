@@ -46,9 +46,9 @@ from typing import Protocol
 
 import httpx
 
+from services.alerting.association.intensity import SiteForecast
 from services.alerting.dispatch.outbox import FEED, Delivery, NewDelivery, Outbox
 from services.alerting.dispatch.subscribers import (
-    SiteForecast,
     Subscriber,
     check_target,
     forecasts,

@@ -50,11 +50,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from services.alerting.association.intensity import REFERENCE_VS30, predict_sites
+from services.alerting.association.intensity import REFERENCE_VS30, SiteForecast, predict_sites
 from services.alerting.exceptions import TargetRefused
 from services.alerting.formats.signing import secret_key
 from services.common.pb.eew.v1 import messages_pb2 as pb
-from services.common.timeutil import NS_PER_S, ns_to_iso
+from services.common.timeutil import NS_PER_S
 
 Format = Literal["json", "cap", "quakeml"]
 CHANNELS = ("webhook", "mqtt", "sse")
@@ -219,45 +219,6 @@ class SubscriberPatch(BaseModel):
 
 def new_subscriber_id() -> str:
     return f"sub-{uuid.uuid4().hex[:16]}"
-
-
-@dataclass(frozen=True)
-class SiteForecast:
-    """One event at one subscriber's site (from ``intensity.predict_sites``)."""
-
-    latitude: float
-    longitude: float
-    epicentral_km: float
-    hypocentral_km: float
-    p_arrival_ns: int
-    s_arrival_ns: int
-    warning_time_s: float  # S arrival minus the alert's created time
-    mmi: float | None
-    pga_g: float | None
-    pgv_cm_s: float | None
-    # shortest / longest warning time over the location's (and origin time's) uncertainty
-    warning_time_min_s: float | None = None
-    warning_time_max_s: float | None = None
-
-    def as_dict(self, subscriber_id: str) -> dict[str, Any]:
-        def r(x: float | None, nd: int) -> float | None:
-            return None if x is None or not math.isfinite(x) else round(float(x), nd)
-
-        return {
-            "subscriber_id": subscriber_id,
-            "latitude": r(self.latitude, 6),
-            "longitude": r(self.longitude, 6),
-            "epicentral_km": r(self.epicentral_km, 2),
-            "hypocentral_km": r(self.hypocentral_km, 2),
-            "p_arrival_time": ns_to_iso(self.p_arrival_ns),
-            "s_arrival_time": ns_to_iso(self.s_arrival_ns),
-            "warning_time_s": r(self.warning_time_s, 2),
-            "warning_time_min_s": r(self.warning_time_min_s, 2),
-            "warning_time_max_s": r(self.warning_time_max_s, 2),
-            "expected_intensity_mmi": r(self.mmi, 2),
-            "expected_pga_g": r(self.pga_g, 5),
-            "expected_pgv_cm_s": r(self.pgv_cm_s, 3),
-        }
 
 
 @dataclass(frozen=True)
