@@ -67,6 +67,8 @@ from services.alerting.association.locate import KM_PER_DEG, LocatorConfig
 from services.alerting.association.magnitude import WU_ZHAO_2006, DisplacementFilter
 from services.alerting.association.stations import Station, StationInventory, haversine_km
 
+pytestmark = pytest.mark.integration
+
 FS = 100
 GAIN = 6.0e8  # counts per m/s: a broadband seismometer (e.g. STS-2 class) on a 24-bit digitiser
 NET = "SX"
