@@ -4,11 +4,14 @@ import time
 import uuid
 
 import numpy as np
+import pytest
 
 from services.common.codec import Packet, decode_packet, encode_packet
 from services.common.kafka import make_consumer, make_producer
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.topics import WAVEFORMS
+
+pytestmark = pytest.mark.integration
 
 
 def test_waveform_packets_round_trip_in_order(broker) -> None:  # noqa: ANN001
