@@ -14,6 +14,8 @@ import pytest
 from services.validate.__main__ import main
 from services.validate.testarchive import write_quakeml
 
+pytestmark = pytest.mark.integration
+
 STATIONS = "network,station,location,latitude,longitude,elevation_m\nXX,S01,,37.8,-122.1,0\n"
 
 
