@@ -131,13 +131,30 @@ def build_sequences(
         else:
             dt = float(np.exp(rng.uniform(np.log(SEQ_DT_S[0]), np.log(SEQ_DT_S[1]))))
             ratio = float(np.exp(rng.uniform(np.log(SEQ_RATIO[0]), np.log(SEQ_RATIO[1]))))
-        p2 = p1 + int(round(dt * FS))
-        need = p2 + int(AFTER_P2_S * FS) - hist.shape[1]
-        base = hist.astype(np.float64)
-        if need > 0:
-            tail = real_noise_pad(rng, rec, pool, need + FADE)
-            base = _crossfade_join(base, tail, FADE)
-        base = base[:, : p2 + int(AFTER_P2_S * FS)]
-        wave = superpose(base, p1, second, p2, ratio, np.array(rec.live), event_peak(rec.wave, rec.p))
-        out.append(Sequence(rec.key, second.key, wave.astype(np.float32), p1, p2, dt, ratio, coda))
+        out.append(make_sequence(rng, rec, hist, p1, second, dt, ratio, pool, coda))
     return out
+
+
+def make_sequence(
+    rng: np.random.Generator,
+    rec: Record,
+    hist: np.ndarray,
+    p1: int,
+    second: Record,
+    dt_s: float,
+    ratio: float,
+    pool: list[Record],
+    coda: bool = False,
+) -> Sequence:
+    """One sequence: ``rec`` (as ``hist`` with its P at ``p1``) with ``second`` added ``dt_s`` after
+    its P at ``ratio`` times its peak, running to the second P + AFTER_P2_S (real donor noise at the
+    station's level continues a first recording that ends before that)."""
+    p2 = p1 + int(round(dt_s * FS))
+    need = p2 + int(AFTER_P2_S * FS) - hist.shape[1]
+    base = hist.astype(np.float64)
+    if need > 0:
+        tail = real_noise_pad(rng, rec, pool, need + FADE)
+        base = _crossfade_join(base, tail, FADE)
+    base = base[:, : p2 + int(AFTER_P2_S * FS)]
+    wave = superpose(base, p1, second, p2, ratio, np.array(rec.live), event_peak(rec.wave, rec.p))
+    return Sequence(rec.key, second.key, wave.astype(np.float32), p1, p2, dt_s, ratio, coda)
