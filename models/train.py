@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 VAL_BEFORE = 3500  # samples of history before P in a validation stream (donor-padded)
 VAL_AFTER = 500
 VAL_WARM = 500  # noise windows start after this many samples
-SEQ_SHARE = 0.3  # ``--sequences``: share of real event streams that get a second event
 
 
 def fixed_split(records: list[Record]) -> dict[str, list[Record]]:
@@ -213,6 +212,7 @@ def train(
     init_member: int | None = None,
     variants: bool = False,
     sequences: bool = False,
+    sequence_share: float = 0.3,
 ) -> dict:
     import torch
 
@@ -229,7 +229,7 @@ def train(
     log.info("records: train %d, val %d, test %d", len(train_recs), len(val_recs), len(parts["test"]))
     cfg = AugmentConfig(p_acc=0.35, p_rate=0.35) if variants else AugmentConfig()
     if sequences:
-        cfg = replace(cfg, p_two=SEQ_SHARE)
+        cfg = replace(cfg, p_two=sequence_share)
     val = validation_streams(val_recs, val_recs)
     seq = sequence_streams(val_recs, val_recs) if sequences else None
     val_wave = torch.from_numpy(val["wave"])
@@ -373,6 +373,12 @@ def main(argv: list[str]) -> int:
         help="two-event streams (a second real event 3 s or more after the first, amplitude ratio 0.1-10, "
         "P target at both P's) and selection also on second-P detection (models.sequences)",
     )
+    ap.add_argument(
+        "--sequence-share",
+        type=float,
+        default=0.3,
+        help="with --sequences: share of real event streams that get a second event",
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train(
@@ -391,5 +397,6 @@ def main(argv: list[str]) -> int:
         a.init_member,
         a.variants,
         a.sequences,
+        a.sequence_share,
     )
     return 0
