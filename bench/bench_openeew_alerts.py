@@ -112,7 +112,7 @@ def run_pipeline(records: list[ScoreRecord], inventory: StationInventory, gains:
     list[AlertRecord], Associator
 ]:
     """Alerts of the association core with ``eew alert``'s default settings."""
-    from services.alerting.service import AlertingSettings
+    from services.alerting.settings import AlertingSettings
 
     st = AlertingSettings()
     assoc = Associator(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from services.alerting.service import AlertingService, AlertingSettings
+from services.alerting.service import AlertingService
+from services.alerting.settings import AlertingSettings
 from services.common.exceptions import ConfigError
 from services.common.lifecycle import run_service
 from services.common.settings import load_settings

@@ -26,7 +26,7 @@ SETTINGS: list[tuple[str, str]] = [
     ("eew ingest", "services.ingest.settings:IngestSettings"),
     ("eew replay", "services.ingest.settings:ReplaySettings"),
     ("eew detect", "services.detector.settings:DetectorSettings"),
-    ("eew alert", "services.alerting.service:AlertingSettings"),
+    ("eew alert", "services.alerting.settings:AlertingSettings"),
     ("eew demo", "services.demo.__main__:DemoSettings"),
     ("eew validate", "services.validate.__main__:ValidateSettings"),
     ("eew dashboard", "services.dashboard.settings:DashboardSettings"),

@@ -19,7 +19,8 @@ from services.alerting.association import NS, ScoreRecord
 from services.alerting.association.stations import Station
 from services.alerting.association.synthetic import p_times, ring_stations, round_robin, station_scores
 from services.alerting.formats.messages import record_to_score
-from services.alerting.service import AlertingService, AlertingSettings
+from services.alerting.service import AlertingService
+from services.alerting.settings import AlertingSettings
 from services.broker.embedded import EmbeddedBroker
 from services.common.codec import stream_key
 from services.common.kafka import make_producer

@@ -358,7 +358,7 @@ def test_webhook_secrets_are_encrypted_at_rest(tmp_path: Path) -> None:
 def test_tokens_from_environment_or_file_and_a_warning_for_the_flag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from services.alerting.service import AlertingSettings
+    from services.alerting.settings import AlertingSettings
     from services.common.settings import load_settings
 
     tokens = tmp_path / "tokens"

@@ -310,7 +310,7 @@ def test_event_closes_after_ttl() -> None:
     open_cfg = AssociationConfig(max_spread_s=60.0, event_ttl_s=60.0, max_link_km=0.0)  # the far one may join
     alerts = run(Associator(open_cfg, inv), round_robin(streams))
     assert [a.kind for a in alerts] == [AlertKind.NEW, AlertKind.UPDATE]
-    assoc = Associator(replace(open_cfg, event_ttl_s=5.0), inv)
+    assoc = Associator(open_cfg.replace(event_ttl_s=5.0), inv)
     alerts = run(assoc, round_robin(streams))
     assert [a.kind for a in alerts] == [AlertKind.NEW]
     assert assoc.stats["events_closed"] == 1
@@ -580,7 +580,7 @@ def test_express_triggers_alert_without_waiting_for_the_slowest_station() -> Non
     station's triggered score arrived, and the event ends with the same stations."""
     cfg = AssociationConfig(max_hold_s=10.0, max_lateness_s=5.0)
     ordered_steps, ordered = _feed_with_a_lagging_station(cfg)
-    express_steps, express = _feed_with_a_lagging_station(replace(cfg, express_triggers=True))
+    express_steps, express = _feed_with_a_lagging_station(cfg.replace(express_triggers=True))
     assert ordered[0].kind is AlertKind.NEW and express[0].kind is AlertKind.NEW
     third_trigger_step = (express[0].event_time_ns - T0) // NS - 1  # score k ends at T0 + (k+1) s
     assert express_steps[0] == third_trigger_step

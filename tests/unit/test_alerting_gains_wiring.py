@@ -4,7 +4,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from services.alerting.service import AlertingService, AlertingSettings
+from services.alerting.service import AlertingService
+from services.alerting.settings import AlertingSettings
 
 
 def test_gains_from_the_station_csv_reach_the_associator(tmp_path: Path) -> None:

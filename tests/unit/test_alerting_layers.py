@@ -24,8 +24,9 @@ ALLOWED = {
         "services.common.",
     ),
 }
-# Third-party packages the pure association core may use (obspy only inside the StationXML readers).
-ASSOCIATION_THIRD_PARTY = {"numpy", "scipy", "obspy"}
+# Third-party packages the pure association core may use (obspy only inside the StationXML readers;
+# pydantic for its settings model, services.common.settings.CoreModel).
+ASSOCIATION_THIRD_PARTY = {"numpy", "scipy", "obspy", "pydantic"}
 
 
 def _imports(path: Path) -> list[str]:

@@ -140,12 +140,13 @@ def test_s_wave_retriggers_that_the_location_explains_do_not_make_a_second_event
 
 def test_flags_override_the_geometry_and_auto_is_the_default() -> None:
     """``eew alert`` defaults are ``auto`` (derived from --stations); explicit flags win."""
-    from services.alerting.service import AlertingSettings
+    from services.alerting.settings import AlertingSettings
     from services.common.settings import load_settings
 
     inv = StationInventory(grid(150.0))
     auto = load_settings(AlertingSettings, [])
-    assert auto.max_link_km == auto.max_spread_s == auto.locate_half_width_km == "auto"
+    assert auto.association.max_link_km is None and auto.association.max_spread_s is None
+    assert auto.locate_half_width_km == "auto"
     a = Associator(auto.association_config(), inv, locator=auto.locator_config())
     assert a.config.max_link_km is None and a.config.max_spread_s == pytest.approx(2 * 300.0 / 5.5, rel=0.01)
     assert a.locator is not None and a.locator.half_width_km is not None and a.locator.half_width_km > 300

@@ -56,7 +56,7 @@ class Associator:
         self.geometry = NetworkGeometry.of(self.inventory)
         config = config or AssociationConfig()
         if config.max_spread_s is None:
-            config = replace(config, max_spread_s=self.geometry.max_spread_s(config.vp_min_km_s))
+            config = config.replace(max_spread_s=self.geometry.max_spread_s(config.vp_min_km_s))
         self.config = config
         if locator is not None and locator.half_width_km is None:
             locator = replace(locator, half_width_km=self.geometry.half_width_km())
