@@ -3,17 +3,23 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test proto lint web
+.PHONY: demo test test-fast install install-test proto lint web
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# Every service (pyproject.toml: the core is the detector's runtime, `services` adds the others).
 install: $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[services]'
 
+# `test` includes `services`; `train` brings torch for the model's tests.
 install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,train]'
+	@touch $(VENV)/.test-installed
+
+$(VENV)/.test-installed: pyproject.toml
+	$(MAKE) install-test
 
 # The dashboard's front end: npm packages (package-lock.json) bundled into services/dashboard/web/dist.
 WEB := services/dashboard/web
@@ -28,6 +34,12 @@ demo: install web
 test: install-test web
 	$(BIN)/ruff check services models tests bench
 	$(BIN)/python -m pytest -q -rs tests
+
+# The development loop: ruff and the unit tests not marked `slow` (installs only when pyproject.toml
+# changed since the last install; CI runs `make test`).
+test-fast: $(VENV)/.test-installed
+	$(BIN)/ruff check services models tests bench
+	$(BIN)/python -m pytest -q -m "not slow" tests/unit
 
 proto: install-test
 	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=services/common/pb --pyi_out=services/common/pb proto/eew/v1/messages.proto

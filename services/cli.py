@@ -17,6 +17,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("services.dashboard.__main__", "the operator's live web page: stations, events, alerts, health"),
 }
 
+# The pyproject extra each command needs beyond the core (the detector's runtime), so that a lean
+# install names what is missing instead of failing on an import; tests/unit/test_packaging.py checks it.
+EXTRAS: dict[str, str] = {
+    "broker": "broker",
+    "ingest": "ingest",
+    "replay": "ingest",
+    "detect": "",
+    "alert": "alerting",
+    "demo": "services",
+    "model": "train",
+    "validate": "services",
+    "dashboard": "dashboard",
+}
+
 
 def usage() -> str:
     lines = ["usage: eew <command> [options]   (eew <command> --help for its options)", "", "commands:"]
@@ -33,8 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"eew: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.main(rest) or 0)
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.split(".")[0] in ("services", "models", "bench"):
+            raise
+        extra = EXTRAS[name]
+        print(
+            f"eew {name}: module {exc.name!r} is not installed; "
+            + (f"install the {extra!r} extra: pip install 'eew[{extra}]'" if extra else "reinstall: pip install eew"),
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":
