@@ -421,7 +421,7 @@ def run_once(n: int, a: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     from services.broker.embedded import EmbeddedBroker, free_port
     from services.common.pb.eew.v1 import messages_pb2 as pb
     from services.common.topics import ALERTS, SCORES, WAVEFORMS
-    from services.demo.pipeline import ServiceProcess
+    from services.pipeline.processes import ServiceProcess
 
     run_dir.mkdir(parents=True, exist_ok=True)
     plan = Plan(n, a.seconds, a.seed, a.event_every, a.event_stations)

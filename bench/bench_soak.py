@@ -86,7 +86,7 @@ def slope_per_hour(ts: list[float], ys: list[float]) -> float:
 def run(a: argparse.Namespace) -> dict[str, Any]:
     from services.broker.embedded import EmbeddedBroker, free_port
     from services.common.topics import SCORES, WAVEFORMS
-    from services.demo.pipeline import ServiceProcess
+    from services.pipeline.processes import ServiceProcess
 
     run_dir = a.run_dir or Path(tempfile.mkdtemp(prefix="eew-soak-"))
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -29,12 +29,11 @@ from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.settings import ServiceSettings, load_settings
 from services.common.timeutil import ns_to_iso
 from services.common.topics import ALERTS
-from services.demo import archive
-from services.demo.pipeline import LocalPipeline, wait_quiet
-from services.demo.receiver import WebhookReceiver
+from services.pipeline import archives as archive
+from services.pipeline.local import LocalPipeline, wait_quiet
+from services.pipeline.receiver import WebhookReceiver
 
 log = logging.getLogger("eew.demo")
-SHIPPED = Path(__file__).parent / "data" / "synthetic"
 
 
 class DemoSettings(ServiceSettings):
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eew demo: {settings.shared_dir} has no data/nc_phasenet; use --source synthetic", file=sys.stderr)
         return 2
     if source in ("openeew", "synthetic"):
-        arch = archive.SHIPPED_OPENEEW if source == "openeew" else SHIPPED
+        arch = archive.SHIPPED_OPENEEW if source == "openeew" else archive.SHIPPED_SYNTHETIC
         event = json.loads((arch / "event.json").read_text())
     else:
         arch = run_dir / "archive"

@@ -28,14 +28,16 @@ from pathlib import Path
 from pydantic import Field
 
 from services.alerting.exceptions import InventoryError
-from services.alerting.service import AlertingSettings
 from services.common.exceptions import ConfigError
 from services.common.lifecycle import StopFlag, setup_logging
 from services.common.settings import ServiceSettings, load_settings
+from services.pipeline.exceptions import PipelineError
+from services.pipeline.run import RunConfig, RunOutput, run_pipeline
+from services.pipeline.settings import alerting_settings, detection_threshold, detector_max_gap_s
 from services.validate import core
-from services.validate.exceptions import CatalogError, PipelineError
+from services.validate.alerts import alert_from_pb
+from services.validate.exceptions import CatalogError
 from services.validate.inputs import load_catalog, load_inventory, scan_archive
-from services.validate.runner import RunConfig, RunOutput, run_pipeline
 from services.validate.traveltime import TauPTravelTimes
 
 log = logging.getLogger("services.validate")
@@ -136,10 +138,6 @@ class ValidateSettings(ServiceSettings):
     log_level: str = Field("WARNING", description="Logging level of the validate process.")
 
 
-def _alerting_settings(args: list[str]) -> AlertingSettings:
-    return load_settings(AlertingSettings, args)
-
-
 def _time(text: str, name: str) -> int | None:
     if not text.strip():
         return None
@@ -163,28 +161,6 @@ def _band(text: str) -> tuple[float, float] | None:
     return lo, hi
 
 
-def _detection_threshold(args: list[str], assoc_threshold: float | None) -> float | None:
-    """The threshold a station triggers at: the alerting's, else the detector's (flag or model contract)."""
-    if assoc_threshold is not None:
-        return assoc_threshold
-    from models.contract import load_contract
-    from services.detector.settings import DetectorSettings
-
-    ds = load_settings(DetectorSettings, args)
-    if ds.detection_threshold is not None:
-        return float(ds.detection_threshold)
-    try:
-        return float(load_contract(ds.model_dir).thresholds.detection)
-    except Exception:  # noqa: BLE001 -- the plot then has no threshold line; the detector reports the error
-        return None
-
-
-def _detector_max_gap_s(args: list[str]) -> float:
-    from services.detector.settings import DetectorSettings
-
-    return float(load_settings(DetectorSettings, args).core.max_gap_s)
-
-
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings(ValidateSettings, sys.argv[1:] if argv is None else argv)
     setup_logging(settings.log_level)
@@ -201,24 +177,23 @@ def main(argv: list[str] | None = None) -> int:
         catalog, notes = load_catalog(settings.catalog, settings.default_depth_km)  # type: ignore[arg-type]
         alerting_argv = ["--max-lateness-s", str(settings.alerting_max_lateness_s),
                          *shlex.split(settings.alerting_args)]
-        alerting = _alerting_settings(alerting_argv)
+        alerting = alerting_settings(alerting_argv)
         assoc, locator = alerting.association_config(), alerting.locator_config()
         detector_argv = shlex.split(settings.detector_args)
-        detector_max_gap_s = _detector_max_gap_s(detector_argv)
+        max_gap_s = detector_max_gap_s(detector_argv)
         cfg = core.ScoringConfig(
             time_tolerance_s=settings.time_tolerance_s,
             distance_tolerance_km=settings.distance_tolerance_km,
             window_before_s=settings.window_before_s,
             window_after_s=settings.window_after_s,
             no_coords_travel_s=settings.no_coords_travel_s,
-            detrigger_s=assoc.detrigger_s,
-            trigger_threshold=assoc.trigger_threshold,
+            trigger=assoc.trigger_rule(),
             min_stations=assoc.min_stations,
             p_tolerance_s=settings.p_tolerance_s,
             outside_network_s=settings.outside_network_s,
         )
         travel = TauPTravelTimes(settings.travel_model)
-        threshold = _detection_threshold(detector_argv, assoc.trigger_threshold)
+        threshold = detection_threshold(detector_argv, assoc.trigger_threshold)
         band = _band(settings.plot_band_hz)
         start_ns, end_ns = _time(settings.start, "start"), _time(settings.end, "end")
         if start_ns is not None and end_ns is not None and start_ns >= end_ns:
@@ -249,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
               "catalogue", file=sys.stderr)
     else:
         blocks = [(start_ns if a is None else a, end_ns if b is None else b)
-                  for a, b in core.replay_blocks(coverage, 0.5 * detector_max_gap_s)]
+                  for a, b in core.replay_blocks(coverage, 0.5 * max_gap_s)]
         rc = RunConfig(
             run_dir=settings.run_dir or out / "run",
             stations_file=Path(settings.stations),  # type: ignore[arg-type]
@@ -265,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             packet_seconds=settings.packet_seconds,
             dashboard_port=settings.dashboard_port,
             dashboard_tokens=settings.dashboard_tokens,
+            alert_of=alert_from_pb,
         )
         print(f"eew validate: replaying {len(index.files)} files ({data_hours:.3f} data hours, "
               f"{len(coverage)} streams, {len(blocks)} block(s)) through broker -> detector -> alerting; "

@@ -47,11 +47,17 @@ Latency
     Primary alert's first decision time minus the origin time, and minus the first P.
 
 Station triggers
-    Per stream, a trigger is a run of triggered scores (the detector's flag, or probability >=
-    ``trigger_threshold``) that ends after ``detrigger_s`` without one. Its P pick is the detector's
-    P onset on its first triggered score, unless that onset is not later than the stream's previous
-    trigger: a re-trigger (on S or coda) whose window still holds the earlier P has no P pick of
-    its own (its P time is then its onset). A trigger whose onset lies
+    Per stream, the alerting's own trigger rule (``services.common.triggers.hysteresis``, settings
+    ``ScoringConfig.trigger`` from the alerting's flags): a triggered score (the detector's flag, or
+    probability >= the trigger threshold) opens a trigger, which stays on while scores stay at or
+    above the detrigger level and ends ``detrigger_s`` after the last of them; one that ends before
+    lasting ``min_trigger_duration_s`` is retracted (a glitch, as the alerting retracts it) and is
+    not a trigger here either. Its onset is the window end of its first triggered score. Its P pick
+    is the one ``services.common.triggers.picks.pick_for_trigger`` chooses among the detector's P
+    onsets (at most ``pick_max_lead_s`` before the onset, never before the stream's previous trigger
+    ended): a re-trigger (on S or coda) whose windows still hold the earlier P has no P pick of its
+    own, and its P time is the rule's coarse P (the start of its triggering window); refused picks
+    are counted (``picks_refused``). A trigger whose onset lies
     in an event window of a covered event (reference P - ``window_before_s`` to reference P +
     ``window_after_s``; stations without a reference P: origin - before to origin +
     ``no_coords_travel_s`` + after) belongs to at most one event: the one whose reference P is
@@ -92,6 +98,8 @@ from services.alerting.association.locate import LocatorConfig
 from services.alerting.association.stations import StationInventory, haversine_km
 from services.common.domain import station_id, station_of
 from services.common.exceptions import ConfigError
+from services.common.triggers.hysteresis import TriggerRule
+from services.common.triggers.hysteresis import station_triggers as rule_triggers
 
 NS = 1_000_000_000
 NEW, UPDATE, CANCEL = "NEW", "UPDATE", "CANCEL"
@@ -234,8 +242,8 @@ class ScoringConfig:
     window_before_s: float = 10.0
     window_after_s: float = 60.0
     no_coords_travel_s: float = 30.0
-    detrigger_s: float = 2.0
-    trigger_threshold: float | None = None
+    #: The alerting's trigger rule (its threshold, detrigger level and time, minimum duration, pick lead).
+    trigger: TriggerRule = field(default_factory=TriggerRule)
     min_stations: int = 3
     p_tolerance_s: float = 3.0
     outside_network_s: float = 30.0
@@ -243,14 +251,12 @@ class ScoringConfig:
 
     def __post_init__(self) -> None:
         for name in ("time_tolerance_s", "distance_tolerance_km", "window_before_s", "window_after_s",
-                     "no_coords_travel_s", "detrigger_s", "p_tolerance_s", "outside_network_s"):
+                     "no_coords_travel_s", "p_tolerance_s", "outside_network_s"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, not {v}")
         if self.nth_p < 1:
             raise ConfigError(f"nth_p must be >= 1, not {self.nth_p}")
-        if self.trigger_threshold is not None and not 0.0 < self.trigger_threshold <= 1.0:
-            raise ConfigError("trigger_threshold must be in (0, 1]")
 
 
 # --------------------------------------------------------------------------- outputs
@@ -444,10 +450,6 @@ def _ratio(a: int, b: int) -> float | None:
     return a / b if b else None
 
 
-def _triggered(rec: ScoreRecord, threshold: float | None) -> bool:
-    return rec.probability >= threshold if threshold is not None else rec.triggered
-
-
 def dedupe_scores(scores: Iterable[ScoreRecord]) -> dict[str, list[ScoreRecord]]:
     """Scores per stream, sorted by window end, duplicates (same window end) dropped (first kept)."""
     by: dict[str, dict[int, ScoreRecord]] = defaultdict(dict)
@@ -458,44 +460,31 @@ def dedupe_scores(scores: Iterable[ScoreRecord]) -> dict[str, list[ScoreRecord]]
 
 @dataclass(frozen=True, slots=True)
 class Trigger:
-    """One station trigger: onset (window end of its first triggered score), P pick, last window end."""
+    """One station trigger: onset (window end of its first triggered score), P pick, last window end
+    at or above the detrigger level, highest score, P time (the pick, else the rule's coarse P)."""
 
     stream: str
     onset_ns: int
     pick_ns: int | None
     last_ns: int
-    probability: float = 0.0  # highest score of the trigger
+    probability: float = 0.0
+    p_time_ns: int | None = None  # None: the pick, else the onset
+    picks_refused: int = 0  # picks the pick rule refused for it (stale or too early)
 
     @property
     def p_ns(self) -> int:
-        """The trigger's P time: its pick, else its onset."""
+        """The trigger's P time: its pick, else the rule's coarse P (else its onset)."""
+        if self.p_time_ns is not None:
+            return self.p_time_ns
         return self.pick_ns if self.pick_ns is not None else self.onset_ns
 
 
-def station_triggers(
-    scores: Sequence[ScoreRecord], detrigger_s: float, threshold: float | None = None
-) -> list[Trigger]:
-    """Trigger episodes of one stream's time-sorted scores (see the module docstring)."""
-    out: list[Trigger] = []
-    off = int(detrigger_s * NS)
-    cur: list | None = None  # onset, pick, last, max probability
+def station_triggers(scores: Sequence[ScoreRecord], rule: TriggerRule | None = None) -> list[Trigger]:
+    """The triggers of one stream's time-sorted scores by the shared rule (see the module docstring);
+    retracted ones (shorter than the minimum duration) are left out."""
     stream = scores[0].stream if scores else ""
-    for r in scores:
-        if not _triggered(r, threshold):
-            continue
-        if cur is not None and r.window_end_ns - int(cur[2]) <= off:
-            cur[2] = r.window_end_ns
-            cur[3] = max(cur[3], r.probability)
-            continue
-        if cur is not None:
-            out.append(Trigger(stream, cur[0], cur[1], cur[2], cur[3]))
-        pick = r.p_onset_ns
-        if pick is not None and out and pick <= out[-1].last_ns:
-            pick = None  # the previous trigger's P still in the window: not this trigger's pick
-        cur = [r.window_end_ns, pick, r.window_end_ns, r.probability]
-    if cur is not None:
-        out.append(Trigger(stream, cur[0], cur[1], cur[2], cur[3]))
-    return out
+    return [Trigger(stream, t.trigger_ns, t.pick_ns, t.last_on_ns, t.probability, t.p_time_ns, t.picks_refused)
+            for t in rule_triggers(scores, rule)]
 
 
 def reassociate(
@@ -636,13 +625,8 @@ def _association_problems(
     """Which association rule keeps these triggers (one per station) apart, and how many."""
     if assoc is None:
         return "the association was not run"
-    items = sorted(trigs.items())
-    short = [s for s, t in items if (t.last_ns - t.onset_ns) / NS < assoc.min_trigger_duration_s]
-    long_ = [(s, t) for s, t in items if s not in short]
-    parts = []
-    if short:
-        parts.append(f"{len(short)} trigger(s) shorter than --min-trigger-duration-s "
-                     f"{assoc.min_trigger_duration_s:g} (retracted as glitches)")
+    long_ = sorted(trigs.items())  # triggers shorter than the minimum duration were retracted by the rule
+    parts: list[str] = []
     coords = {s: geo.coords(station_of(s)) for s, _ in long_}
     bad_time = bad_spread = pairs = 0
     link: dict[str, set[str]] = {s: set() for s, _ in long_}
@@ -781,7 +765,7 @@ def score(
     cov = {c.stream: c for c in sorted(coverage, key=lambda c: c.stream)}
     by_stream = dedupe_scores(scores)
     streams = sorted(set(cov) | set(by_stream))
-    trig = {s: station_triggers(by_stream.get(s, []), cfg.detrigger_s, cfg.trigger_threshold) for s in streams}
+    trig = {s: station_triggers(by_stream.get(s, []), cfg.trigger) for s in streams}
     onsets = {s: [t.onset_ns for t in ts] for s, ts in trig.items()}
     score_ends = {s: [r.window_end_ns for r in v] for s, v in by_stream.items()}
 
@@ -1173,6 +1157,7 @@ def score(
         "station_triggers": sum(s.triggers for s in station_results),
         "false_triggers": false_t,
         "false_triggers_per_station_hour": false_t / noise_h if noise_h > 0 else None,
+        "picks_refused": sum(t.picks_refused for ts in trig.values() for t in ts),
         "scores": sum(len(v) for v in by_stream.values()),
     }
     return ValidationResult(

@@ -9,7 +9,3 @@ class ValidateError(EEWError):
 
 class CatalogError(ConfigError):
     """The catalogue file is missing, unreadable or has no usable event."""
-
-
-class PipelineError(ValidateError):
-    """The broker, detector, alerting or replay process failed during a validation run."""

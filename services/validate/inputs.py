@@ -35,15 +35,11 @@ from services.alerting.exceptions import InventoryError
 from services.common.domain import nslc, station_id, stream_key
 from services.common.mseed import MSEED_LOCK
 from services.common.streams import scorable
-from services.ingest.core import ValidationConfig
-from services.ingest.replay import expand_paths, sds_files
+from services.pipeline.publish import CHANNEL_PATTERN, expand_paths, sds_files
 from services.validate.core import NS, CatalogEvent, StreamCoverage, merge_intervals
 from services.validate.exceptions import CatalogError
 
 log = logging.getLogger(__name__)
-
-#: Channel codes the replay accepts by default (the ingest's own rule).
-CHANNEL_PATTERN: str = ValidationConfig().channel_pattern
 
 
 def _time_ns(text: str, where: str) -> int:

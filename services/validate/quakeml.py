@@ -5,8 +5,9 @@ Alert events and picks are built by the one QuakeML builder (``services.alerting
 each alert event's last version that is not a CANCEL; the validation adds a comment with its versions and classification, and an alert that
 ended in a CANCEL gets event type "not existing". Every station trigger of the run that is not
 already a pick of an alert is a pick of one more event, ``smi:local.eew/validate/station-picks``
-(type "not reported"): time = the detector's P pick (phase hint "P"), or, for a trigger without
-one of its own (e.g. a re-trigger on S or coda), its trigger onset with no phase hint and the
+(type "not reported"; triggers by the shared rule, ``services.validate.core.station_triggers``):
+time = its P pick (phase hint "P"), or, for a trigger without one of its own (e.g. a re-trigger on
+S or coda), the rule's coarse P (the start of its triggering window) with no phase hint and the
 comment "no P pick: trigger onset"; the trigger's highest station probability is both in a comment
 and as ``eew:probability`` (namespace ``NAMESPACE``). An alert's pick stands for at most one
 trigger (same station, P within ``SAME_PICK_S``, the first such trigger), so the file holds at least
@@ -32,7 +33,7 @@ def write_detections(path: Path, result: ValidationResult, scores: Sequence[Scor
     from obspy.core.event import Catalog, Event, ResourceIdentifier
 
     from services.alerting.formats.quakeml import alert_event, comment, station_pick
-    from services.validate.runner import alert_to_pb
+    from services.validate.alerts import alert_to_pb
 
     cat = Catalog(resource_id=ResourceIdentifier(f"{BASE}/validate/detections"),
                   description="eew validate: alert events and station picks")
@@ -55,12 +56,12 @@ def write_detections(path: Path, result: ValidationResult, scores: Sequence[Scor
     picks_ev = Event(resource_id=ResourceIdentifier(f"{BASE}/validate/station-picks"), event_type="not reported")
     picks_ev.comments.append(comment(
         "Every station trigger of the run that is not a pick of an alert above (an alert's pick stands for "
-        "one trigger): time = the detector's P pick (phase P), else the trigger onset (no phase: a trigger "
-        "without a P pick of its own, e.g. on S or coda); the trigger's highest station probability in "
+        "one trigger): time = the detector's P pick (phase P), else the trigger's coarse P, the start of its "
+        "triggering window (no phase: a trigger without a P pick of its own, e.g. on S or coda); the trigger's highest station probability in "
         "eew:probability.", f"{BASE}/validate/comment/station-picks"))
     for stream, recs in dedupe_scores(scores).items():
         sid = StreamId.parse(stream)
-        for t in station_triggers(recs, cfg.detrigger_s, cfg.trigger_threshold):
+        for t in station_triggers(recs, cfg.trigger):
             mine = in_alert.get(sid.station_id, [])
             hit = next((i for i, p in enumerate(mine) if abs(t.p_ns - p) <= SAME_PICK_S * NS), None)
             if hit is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import html
 import json
 import math
@@ -18,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from services.common.timeutil import ns_to_iso
+from services.pipeline.run import RunOutput
 from services.validate.core import NS, ValidationResult
 from services.validate.inputs import ArchiveIndex
-from services.validate.runner import RunOutput
 
 SCHEMA = "eew.validate.v1"
 
@@ -545,10 +546,14 @@ def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str
         "Alert time: the data time of the score that made the alerting issue the alert (from a re-run of the "
         "association core on the collected scores, else the latest trigger onset of its stations); telemetry "
         "and processing delays are excluded (the processing delay measured in this run is under Run).",
-        f"Station triggers: runs of triggered scores ending after {cfg.detrigger_s:g} s without one; a trigger's P "
-        "pick is the detector's P onset at its first score, none when that onset is the stream's previous trigger's "
-        "(a re-trigger on S or coda: its P time is its onset). detections.xml holds a pick for every trigger "
-        "(phase P; a trigger without a P pick: its onset, no phase). Event window at "
+        f"Station triggers: the alerting's trigger rule (services.common.triggers): on at a triggered score"
+        f"{'' if cfg.trigger.threshold is None else f' (probability >= {cfg.trigger.threshold:g})'}, on while scores "
+        f"stay >= {cfg.trigger.detrigger_threshold:g}, off {cfg.trigger.detrigger_s:g} s after the last; triggers "
+        f"shorter than {cfg.trigger.min_trigger_duration_s:g} s are retracted (not counted). A trigger's P pick is "
+        f"the latest detector P onset at most {cfg.trigger.pick_max_lead_s:g} s before it and not before the "
+        "stream's previous trigger ended (a re-trigger on S or coda has none: its P time is the start of its "
+        "triggering window). detections.xml holds a pick for every trigger (phase P; a trigger without a P pick: "
+        "that time, no phase). Event window at "
         f"a station: reference P - {cfg.window_before_s:g} s to + {cfg.window_after_s:g} s (no coordinates: origin "
         f"- {cfg.window_before_s:g} s to + {cfg.no_coords_travel_s + cfg.window_after_s:g} s). Triggers outside "
         "every event window are false; noise hours are the scored hours outside them.",
@@ -647,7 +652,7 @@ def write_report(out: Path, result: ValidationResult, inputs: ReportInputs, run:
             "alerting_args": inputs.alerting_args, "detector_args": inputs.detector_args,
             "live_alerting": inputs.live_alerting, "window": inputs.window,
         },
-        "config": {k: getattr(result.config, k) for k in result.config.__dataclass_fields__},
+        "config": dataclasses.asdict(result.config),  # the trigger rule nested under "trigger"
         "summary": {**result.summary, "archive_start": iso(result.summary["archive_start_ns"]),
                     "archive_end": iso(result.summary["archive_end_ns"])},
         "status": status,

@@ -34,7 +34,7 @@ from pathlib import Path
 from obspy import UTCDateTime
 
 from services.alerting.association.stations import haversine_km
-from services.demo import archive
+from services.pipeline import archives as archive
 
 ORIGIN = archive.ORIGIN
 FS = archive.FS

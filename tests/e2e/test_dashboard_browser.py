@@ -23,7 +23,7 @@ from services.broker.embedded import EmbeddedBroker, free_port
 from services.common.kafka import make_producer
 from services.common.timeutil import now_ns
 from services.dashboard import synthetic as syn
-from services.demo.pipeline import ServiceProcess
+from services.pipeline.processes import ServiceProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from services.demo.pipeline import LocalPipeline
+from services.pipeline.local import LocalPipeline
 from tests.e2e.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, DOCS_SHOT, SHIPPED, _chromium, _wait
 
 pytestmark = pytest.mark.e2e

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from services.demo import archive
-from services.demo.pipeline import LocalPipeline, wait_quiet
-from services.demo.receiver import WebhookReceiver
+from services.pipeline import archives as archive
+from services.pipeline.local import LocalPipeline, wait_quiet
+from services.pipeline.receiver import WebhookReceiver
 from tests.e2e.test_openeew_pipeline import assert_located_near_catalogue, run_archive
 
 pytestmark = pytest.mark.e2e
@@ -72,7 +72,7 @@ def test_real_noise_archive_gives_no_alert(shared: Path, tmp_path: Path) -> None
 
 
 def test_shipped_synthetic_archive_alerts_without_shared(tmp_path: Path) -> None:
-    arch = Path(archive.__file__).parent / "data" / "synthetic"
+    arch = archive.SHIPPED_SYNTHETIC
     event = json.loads((arch / "event.json").read_text())
     _assert_one_event(_run(arch, tmp_path, expect_alert=True), event)
 

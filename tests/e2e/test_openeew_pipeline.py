@@ -2,7 +2,7 @@
 
 One earthquake of ``../shared/data/openeew_mx`` (2020-01-29 M5.1, a ``dev`` file of
 ``models/splits/openeew_mx.txt``; the ``test`` files stay held out), cut by
-``services.demo.archive.build_openeew`` to origin -60 s .. +60 s and its 15 devices with data within
+``services.pipeline.archives.build_openeew`` to origin -60 s .. +60 s and its 15 devices with data within
 300 km (31.25 Hz, acceleration in gal, MX.<dev>.00.HN[Z12], gains in stations.csv), is replayed by
 ``eew replay`` into a real embedded broker and scored by ``eew detect`` (resampled to the model rate
 by the detector itself), associated and located by ``eew alert``, delivered to a webhook: the same
@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 
 from services.alerting.association.stations import haversine_km
-from services.demo import archive
-from services.demo.pipeline import LocalPipeline, wait_quiet
-from services.demo.receiver import WebhookReceiver
+from services.pipeline import archives as archive
+from services.pipeline.local import LocalPipeline, wait_quiet
+from services.pipeline.receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 SPEED = 4.0

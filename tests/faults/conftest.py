@@ -4,7 +4,7 @@
 Every service runs as its own process (``ServiceProcess``), so a fault is a real ``kill -9``.
 The earthquake: six real 3-component recordings (P at 30 s in each file) placed at stations
 around a hypocentre with their P onsets at the straight-ray travel times (constant Vp), as
-``services.demo.archive`` builds it, but timed just behind the wall clock (so the live checks of
+``services.pipeline.archives`` builds it, but timed just behind the wall clock (so the live checks of
 the services accept it) and with two far stations whose P arrives ~10 s after the near ones (so
 a test can hold the feed between the first alert and a due update). The feeder appends the data
 to the SeedLink server one second per channel at a time, faster than real time.
@@ -38,9 +38,9 @@ from services.broker.exceptions import BrokerStartError
 from services.common.codec import decode_packet
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.topics import ALERTS, SCORES, WAVEFORMS, TopicSpec
-from services.demo.archive import REAL_FILES, _load_real
-from services.demo.pipeline import ServiceProcess
-from services.demo.receiver import WebhookReceiver
+from services.pipeline.archives import REAL_FILES, _load_real
+from services.pipeline.processes import ServiceProcess
+from services.pipeline.receiver import WebhookReceiver
 from tests.support.seedlink_server import SeedLinkFeed, SeedLinkServer, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ class Quake:
 
 
 def build_quake(shared: Path, out_dir: Path) -> Quake:
-    """Place the real recordings (``services.demo.archive.REAL_FILES``) at the six stations."""
+    """Place the real recordings (``services.pipeline.archives.REAL_FILES``) at the six stations."""
     t0 = (time.time_ns() // NS - LAG_S) * NS
     origin = t0 + PRE_S * NS
     lat0, lon0, depth = HYPO

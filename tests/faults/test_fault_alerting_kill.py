@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
-from services.demo.receiver import WebhookReceiver
+from services.pipeline.receiver import WebhookReceiver
 from tests.faults.conftest import (
     FAR,
     PRE_S,

@@ -17,7 +17,7 @@ import pytest
 
 from services.common.codec import decode_packet
 from services.common.topics import WAVEFORMS
-from services.demo.receiver import WebhookReceiver
+from services.pipeline.receiver import WebhookReceiver
 from tests.faults.conftest import (
     NET,
     PRE_S,

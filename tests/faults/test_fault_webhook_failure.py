@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 
 from services.alerting.dispatch.outbox import DELIVERED, Outbox
-from services.demo.receiver import WebhookReceiver
+from services.pipeline.receiver import WebhookReceiver
 from tests.faults.conftest import (
     FaultPipeline,
     Quake,

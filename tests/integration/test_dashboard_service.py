@@ -14,7 +14,7 @@ from services.broker.embedded import EmbeddedBroker, free_port
 from services.common.kafka import make_producer
 from services.common.timeutil import now_ns
 from services.dashboard import synthetic as syn
-from services.demo.pipeline import ServiceProcess
+from services.pipeline.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +129,7 @@ def test_a_run_that_starts_its_own_broker_gets_the_dashboard_when_asked(
 ) -> None:
     """``eew validate`` builds its run on LocalPipeline but starts the broker itself: with
     ``--dashboard-port`` (here 0) the dashboard joins at the run's first liveness check."""
-    from services.demo.pipeline import LocalPipeline
+    from services.pipeline.local import LocalPipeline
 
     pipe = LocalPipeline(tmp_path / "run", STATIONS, dashboard_port=0, dashboard_token=f"viewer:{SECRET}:read")
     pipe.broker.start()

@@ -52,7 +52,7 @@ from services.common.codec import Packet, encode_packet, stream_key
 from services.common.kafka import ensure_topics, make_producer
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.topics import TopicSpec
-from services.demo.pipeline import ServiceProcess
+from services.pipeline.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 

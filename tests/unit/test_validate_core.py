@@ -14,6 +14,7 @@ import pytest
 from services.alerting.association import AlertKind, AlertRecord, AssociationConfig, Contribution, ScoreRecord
 from services.alerting.association.stations import Station, StationInventory, haversine_km
 from services.common.exceptions import ConfigError
+from services.common.triggers.hysteresis import TriggerRule
 from services.validate.core import (
     NS,
     AlertStation,
@@ -227,32 +228,38 @@ def test_result_does_not_depend_on_input_order(scenario: dict) -> None:
     assert got == ref
 
 
-def test_station_triggers_detrigger_rule() -> None:
-    """Triggered windows closer than detrigger_s belong to one trigger; a longer pause starts a new one."""
-    def s(end_s: int, trig: bool) -> ScoreRecord:
-        return ScoreRecord("XX", "A", "", "HH", (end_s - 1) * NS, end_s * NS, 0.99 if trig else 0.1, trig,
-                           p_onset_ns=(end_s - 1) * NS if trig else None)
+def test_station_triggers_follow_the_shared_rule() -> None:
+    """The alerting's rule (services.common.triggers.hysteresis): a dip shorter than detrigger_s does
+    not end a trigger, a trigger shorter than min_trigger_duration_s is retracted (not counted), and
+    scores at or above the detrigger level keep a trigger on. (validate's old rule counted the
+    one-window glitch at 4 s and split 2-4 s at the dip; the shared rule does not.)"""
+    def s(end_s: int, p: float) -> ScoreRecord:
+        return ScoreRecord("XX", "A", "", "HH", (end_s - 1) * NS, end_s * NS, p, p >= 0.9,
+                           p_onset_ns=(end_s - 1) * NS if p >= 0.9 else None)
 
-    flags = [0, 1, 0, 1, 0, 0, 0, 1, 1, 0]  # windows ending at 1..10 s
-    trs = station_triggers([s(i + 1, bool(f)) for i, f in enumerate(flags)], detrigger_s=2.0)
-    assert [(t.onset_ns // NS, t.last_ns // NS) for t in trs] == [(2, 4), (8, 9)]
-    assert trs[0].pick_ns == 1 * NS
-    thr = station_triggers([s(i + 1, bool(f)) for i, f in enumerate(flags)], 2.0, threshold=0.995)
-    assert thr == []
+    probs = [0.1, 0.99, 0.1, 0.99, 0.6, 0.1, 0.1, 0.1, 0.1, 0.1,  # 2-5 s: on (dip at 3 s, 0.6 >= 0.5 at 5 s)
+             0.99, 0.1, 0.1, 0.1, 0.1]  # 11 s: one window only, retracted
+    rule = TriggerRule(detrigger_s=2.0, min_trigger_duration_s=2.0)
+    trs = station_triggers([s(i + 1, p) for i, p in enumerate(probs)], rule)
+    assert [(t.onset_ns // NS, t.last_ns // NS) for t in trs] == [(2, 5)]
+    assert trs[0].pick_ns == 1 * NS and trs[0].p_ns == 1 * NS
+    assert station_triggers([s(i + 1, p) for i, p in enumerate(probs)], TriggerRule(threshold=0.995)) == []
 
 
 def test_station_retrigger_keeps_no_stale_p_pick() -> None:
-    """A re-trigger (S, coda) whose first score still carries the earlier trigger's P onset has no
-    P pick of its own: its P time is its onset, not the earlier P."""
+    """A re-trigger (S, coda) whose scores still carry the earlier trigger's P onset has no P pick of
+    its own (the pick rule refuses a pick before the previous trigger ended, and counts it): its P
+    time is the rule's coarse P, the start of its triggering window, not the earlier P."""
     def s(end_s: int, trig: bool, onset_s: int | None) -> ScoreRecord:
         return ScoreRecord("XX", "A", "", "HH", (end_s - 1) * NS, end_s * NS, 0.99 if trig else 0.1, trig,
                            p_onset_ns=None if onset_s is None else onset_s * NS)
 
-    recs = [s(1, True, 0), s(2, True, 0), s(3, False, 0), s(4, False, 0), s(5, False, 0),
-            s(6, True, 0), s(7, False, None), s(8, False, None), s(9, False, None), s(10, True, 9)]
-    trs = station_triggers(recs, detrigger_s=2.0)
-    assert [(t.onset_ns // NS, t.pick_ns) for t in trs] == [(1, 0), (6, None), (10, 9 * NS)]
-    assert trs[1].p_ns == 6 * NS
+    on = {1, 2, 3, 8, 9, 10, 16, 17, 18}
+    onset = {k: 0 for k in range(1, 12)} | {k: 15 for k in (16, 17, 18)}
+    recs = [s(k, k in on, onset.get(k) if k in on else None) for k in range(1, 22)]
+    trs = station_triggers(recs, TriggerRule(detrigger_s=2.0, min_trigger_duration_s=2.0))
+    assert [(t.onset_ns // NS, t.pick_ns) for t in trs] == [(1, 0), (8, None), (16, 15 * NS)]
+    assert trs[1].p_ns == 7 * NS and trs[1].picks_refused == 1
 
 
 def test_replay_blocks_cut_every_long_gap_once() -> None:
@@ -312,7 +319,7 @@ def test_config_validation() -> None:
     with pytest.raises(ConfigError):
         ScoringConfig(time_tolerance_s=math.nan)
     with pytest.raises(ConfigError):
-        ScoringConfig(trigger_threshold=1.5)
+        ScoringConfig(trigger=TriggerRule(threshold=1.5))
 
 
 def test_catalogue_picks_are_the_reference_p_and_named() -> None:

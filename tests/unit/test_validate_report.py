@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.alerting.association.stations import Station, StationInventory
+from services.pipeline.run import RunOutput
 from services.validate.core import (
     NS,
     AlertStation,
@@ -24,7 +25,6 @@ from services.validate.core import (
 )
 from services.validate.inputs import ArchiveIndex
 from services.validate.report import ReportInputs, summary_lines, write_report
-from services.validate.runner import RunOutput
 
 T0 = 1_700_000_000 * NS
 
@@ -158,7 +158,9 @@ def test_detections_carry_every_station_pick_without_an_alert(tmp_path: Path) ->
 
 def test_detections_retrigger_without_p_pick_is_an_onset_pick(tmp_path: Path) -> None:
     """A re-trigger (S, coda) whose windows still carry the first trigger's P is not that P again:
-    it is its own pick at its onset, without a phase hint, so every station trigger has a pick."""
+    it is its own pick at the shared rule's coarse P (the start of its triggering window), without a
+    phase hint, so every station trigger has a pick. (The re-trigger lasts 2 s: the shared rule
+    retracts shorter ones, which the old validate rule counted.)"""
     from obspy import read_events
 
     from services.alerting.association import ScoreRecord
@@ -166,12 +168,12 @@ def test_detections_retrigger_without_p_pick_is_an_onset_pick(tmp_path: Path) ->
 
     inv = StationInventory([Station("XX", "A", "", 0.0, 0.1)])
     cov = [StreamCoverage("XX.A..HH?", ((T0, T0 + 60 * NS),))]
-    pick, on = T0 + 20 * NS + NS // 4, {21, 22, 23, 31, 32}
+    pick, on = T0 + 20 * NS + NS // 4, {21, 22, 23, 31, 32, 33}
     sc = [ScoreRecord("XX", "A", "", "HH", T0 + (k - 1) * NS, T0 + k * NS, 0.97 if k in on else 0.01,
                       k in on, p_onset_ns=pick if k > 20 else None) for k in range(1, 61)]
     res = score([], cov, inv, sc, [], ScoringConfig())
     assert res.summary["station_triggers"] == 2
     write_detections(tmp_path / "a.xml", res, sc)
     picks = sorted(read_events(str(tmp_path / "a.xml"))[0].picks, key=lambda p: p.time)
-    assert [(p.time.ns, p.phase_hint) for p in picks] == [(pick, "P"), (T0 + 31 * NS, None)]
+    assert [(p.time.ns, p.phase_hint) for p in picks] == [(pick, "P"), (T0 + 30 * NS, None)]
     assert "no P pick: trigger onset" in picks[1].comments[0].text

@@ -1,4 +1,5 @@
-"""Pure helpers of the validation runner: Alert message conversion, the progress line, metrics scraping."""
+"""Pure helpers of a validation run: Alert message conversion (``services.validate.alerts``), the
+progress line, metrics scraping and the failed-services rule (``services.pipeline``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import math
 
 from services.broker.embedded import free_port
 from services.common.pb.eew.v1 import messages_pb2 as pb
-from services.validate.runner import Progress, alert_from_pb, alert_to_pb, scrape
+from services.pipeline.metrics import scrape
+from services.pipeline.run import Progress
+from services.validate.alerts import alert_from_pb, alert_to_pb
 
 
 def test_alert_from_pb_keeps_every_field_and_unknown_coordinates() -> None:
@@ -52,7 +55,7 @@ def test_scrape_of_nothing_is_none() -> None:
 def test_failed_services_rule() -> None:
     """A service that exited on its own, or stopped with an error code, fails the run; one the run's
     SIGTERM ended (-15) or killed after ignoring it for 10 s (-9), its output collected, does not."""
-    from services.validate.runner import RunOutput
+    from services.pipeline.run import RunOutput
 
     run = RunOutput([], [], {}, services={
         "detector": {"code": -9, "exited_early": False},

@@ -1,13 +1,15 @@
-"""Run an archive through the live path and collect what it produced.
+"""Run an archive through the live path and collect what it produced (``eew validate``, benchmarks).
 
 ``run_pipeline`` starts an embedded broker and ``eew detect`` (and ``eew alert``) as processes,
 exactly as in operation (``LocalPipeline``'s broker and ``ServiceProcess``), and publishes the
-archive with the replay library of ``eew replay`` (``services.ingest.replay.replay_files``),
-while it reads the scores and alerts topics from the beginning with its own consumer (no group).
+archive with the replay library of ``eew replay`` (``publish.ArchivePublisher``), while it reads
+the scores and alerts topics from the beginning with its own consumer (``collect.TopicCollector``,
+no group); alerts are kept as ``RunConfig.alert_of`` makes them.
 
 Event-time semantics, whatever the replay speed and the machine load:
 
-- The archive is replayed in blocks cut inside long data gaps (``core.replay_blocks``); after
+- The archive is replayed in blocks cut inside long data gaps (``RunConfig.blocks``, e.g.
+  ``services.validate.core.replay_blocks``); after
   each block the runner waits until the detector has scored everything it can. A station's data
   before a gap longer than the detector's ``max_gap_s`` are thus scored before the data after it
   arrive (the detector resets a station on such a jump and drops what it has not scored yet).
@@ -29,228 +31,43 @@ rate (data hours per wall minute).
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
-from kafka import KafkaConsumer, TopicPartition
-from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
-
 from services.alerting.association import ScoreRecord
-from services.alerting.formats.messages import PB_TO_KIND, decode_score
 from services.broker.embedded import free_port
-from services.common.exceptions import DecodeError
-from services.common.kafka import make_producer
 from services.common.pb.eew.v1 import messages_pb2 as pb
-from services.common.topics import ALERTS, SCORES
-from services.demo.pipeline import LocalPipeline, ServiceProcess
-from services.ingest.metrics import IngestMetrics
-from services.ingest.publisher import Publisher
-from services.ingest.replay import ReplayStats, Stopper, replay_files
-from services.validate.core import AlertStation, AlertVersion
-from services.validate.exceptions import PipelineError
+from services.pipeline.collect import TopicCollector
+from services.pipeline.exceptions import PipelineError
+from services.pipeline.local import LocalPipeline
+from services.pipeline.metrics import (
+    ALERTING_DONE,
+    DETECTOR_DONE,
+    DETECTOR_REJECTED,
+    DETECTOR_REJECTED_STREAMS,
+    by_label,
+    scrape,
+    scrape_samples,
+)
+from services.pipeline.processes import ServiceProcess
+from services.pipeline.publish import ArchivePublisher, ReplayStats, Stopper
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
-
-
-def alert_from_pb(msg: pb.Alert) -> AlertVersion:
-    """An Alert message as the scoring core's AlertVersion (NaN coordinates mean unknown)."""
-    kind = PB_TO_KIND.get(msg.type)
-
-    def coord(x: float) -> float | None:
-        return None if not math.isfinite(x) else float(x)
-
-    return AlertVersion(
-        event_id=msg.event_id,
-        version=int(msg.version),
-        kind=kind.value if kind else "UPDATE",
-        origin_time_ns=int(msg.origin_time_ns),
-        first_p_time_ns=int(msg.first_p_time_ns),
-        probability=float(msg.probability),
-        stations=tuple(
-            AlertStation(s.network, s.station, s.location, int(s.p_time_ns), float(s.probability),
-                         coord(s.latitude), coord(s.longitude))
-            for s in msg.stations
-        ),
-        has_location=bool(msg.has_location),
-        latitude=float(msg.latitude) if msg.has_location else math.nan,
-        longitude=float(msg.longitude) if msg.has_location else math.nan,
-        depth_km=float(msg.depth_km) if msg.has_location else math.nan,
-        location_uncertainty_km=float(msg.location_uncertainty_km) if msg.has_location else math.nan,
-        has_magnitude=bool(msg.has_magnitude),
-        magnitude=float(msg.magnitude) if msg.has_magnitude else math.nan,
-        magnitude_type=msg.magnitude_type,
-        created_time_ns=int(msg.created_time_ns),
-        latest_ingest_time_ns=int(msg.latest_ingest_time_ns),
-        reason=msg.reason,
-        decision_time_ns=int(msg.decision_time_ns),
-        magnitude_uncertainty=float(msg.magnitude_uncertainty) if msg.has_magnitude else math.nan,
-        location_uncertain=bool(msg.location_uncertain),
-        magnitude_lower_bound=bool(msg.magnitude_lower_bound),
-    )
-
-
-def alert_to_pb(v: AlertVersion) -> pb.Alert:
-    """The Alert message of an AlertVersion (inverse of ``alert_from_pb``; NaN for unknown coordinates)."""
-    kind = {"NEW": pb.ALERT_TYPE_NEW, "UPDATE": pb.ALERT_TYPE_UPDATE, "CANCEL": pb.ALERT_TYPE_CANCEL}
-    msg = pb.Alert(
-        schema_version=1, event_id=v.event_id, version=v.version, type=kind.get(v.kind, pb.ALERT_TYPE_UPDATE),
-        origin_time_ns=v.origin_time_ns, probability=v.probability, has_location=v.has_location,
-        latitude=v.latitude, longitude=v.longitude, depth_km=v.depth_km,
-        location_uncertainty_km=v.location_uncertainty_km, has_magnitude=v.has_magnitude,
-        magnitude=v.magnitude, magnitude_uncertainty=v.magnitude_uncertainty, magnitude_type=v.magnitude_type,
-        created_time_ns=v.created_time_ns, first_p_time_ns=v.first_p_time_ns,
-        latest_ingest_time_ns=v.latest_ingest_time_ns, reason=v.reason, decision_time_ns=v.decision_time_ns,
-        location_uncertain=v.location_uncertain, magnitude_lower_bound=v.magnitude_lower_bound,
-    )
-    for s in v.stations:
-        msg.stations.add(network=s.network, station=s.station, location=s.location, p_time_ns=s.p_time_ns,
-                         probability=s.probability,
-                         latitude=math.nan if s.latitude is None else s.latitude,
-                         longitude=math.nan if s.longitude is None else s.longitude)
-    return msg
-
-
-class TopicCollector:
-    """Reads the scores and alerts topics from the beginning (no group, no commits)."""
-
-    def __init__(self, bootstrap: str, scores_topic: str = SCORES.name, alerts_topic: str = ALERTS.name,
-                 partitions_timeout_s: float = 20.0, client_id: str = "eew-validate-collector") -> None:
-        self.scores_topic, self.alerts_topic = scores_topic, alerts_topic
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=[b.strip() for b in bootstrap.split(",") if b.strip()],
-            client_id=client_id,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-        )
-        tps: list[TopicPartition] = []
-        deadline = time.monotonic() + partitions_timeout_s
-        for topic in (scores_topic, alerts_topic):
-            parts = None
-            while not parts and time.monotonic() < deadline:
-                parts = self.consumer.partitions_for_topic(topic)
-                if not parts:
-                    time.sleep(0.2)
-            if not parts:
-                self.consumer.close()
-                raise PipelineError(f"topic {topic} not found on {bootstrap}")
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_beginning(*tps)
-        self.scores: dict[tuple[str, int], ScoreRecord] = {}
-        self.alerts: dict[tuple[str, int], AlertVersion] = {}
-        self.score_messages = 0
-        self.alert_messages = 0
-        self.errors: Counter[str] = Counter()
-        self.scored_seconds = 0.0  # unique station-seconds scored
-        self.last_new = time.monotonic()
-
-    def poll(self, timeout_ms: int = 200) -> int:
-        """One poll; returns the number of records read."""
-        batch = self.consumer.poll(timeout_ms=timeout_ms, max_records=5000)
-        n = 0
-        for tp, msgs in batch.items():
-            for m in msgs:
-                n += 1
-                if tp.topic == self.scores_topic:
-                    self.score_messages += 1
-                    try:
-                        rec = decode_score(m.value)
-                    except DecodeError as exc:
-                        self.errors[f"score_{exc.reason}"] += 1
-                        log.warning("undecodable score at %s[%d]@%d: %s", tp.topic, tp.partition, m.offset, exc)
-                        continue
-                    key = (rec.stream, rec.window_end_ns)
-                    if key not in self.scores:
-                        self.scores[key] = rec
-                        self.scored_seconds += (rec.window_end_ns - rec.window_start_ns) / NS
-                else:
-                    self.alert_messages += 1
-                    msg = pb.Alert()
-                    try:
-                        msg.ParseFromString(m.value or b"")
-                    except Exception as exc:  # noqa: BLE001 -- protobuf raises several types
-                        self.errors["alert_malformed_protobuf"] += 1
-                        log.warning("undecodable alert at %s[%d]@%d: %s", tp.topic, tp.partition, m.offset, exc)
-                        continue
-                    if not msg.event_id:
-                        self.errors["alert_missing_id"] += 1
-                        continue
-                    self.alerts.setdefault((msg.event_id, int(msg.version)), alert_from_pb(msg))
-        if n:
-            self.last_new = time.monotonic()
-        return n
-
-    def close(self) -> None:
-        self.consumer.close(autocommit=False)
-
-
-def scrape_samples(port: int, timeout_s: float = 2.0,
-                   names: tuple[str, ...] | None = None) -> list[tuple[str, dict[str, str], float]] | None:
-    """Samples (name, labels, value) of a service's /metrics, only those whose name starts with one
-    of ``names`` when given (parsing the whole exposition costs the run CPU); None when unreachable."""
-    try:
-        r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s)
-        r.raise_for_status()
-    except httpx.HTTPError:
-        return None
-    text = r.text
-    if names is not None:
-        text = "\n".join(line for line in text.splitlines() if line.startswith(names)) + "\n"
-    return [(s.name, dict(s.labels), float(s.value)) for fam in text_string_to_metric_families(text)
-            for s in fam.samples]
-
-
-def scrape(port: int, timeout_s: float = 2.0, names: tuple[str, ...] | None = None) -> dict[str, float] | None:
-    """Sample sums by sample name from a service's /metrics (None when unreachable)."""
-    samples = scrape_samples(port, timeout_s, names)
-    if samples is None:
-        return None
-    out: dict[str, float] = {}
-    for name, _labels, value in samples:
-        out[name] = out.get(name, 0.0) + value
-    return out
-
-
-#: The metrics the "done" checks read.
-DETECTOR_DONE = ("eew_detector_packets_in_total", "eew_detector_backlog_stations", "eew_detector_unacked_messages",
-                 "eew_detector_scores_acked_total")
-ALERTING_DONE = ("eew_alerting_scores_in_total", "eew_alerting_pending_scores", "eew_alerting_unsent_alerts",
-                 "eew_alerts_out_total")
-
-
-def by_label(samples: list[tuple[str, dict[str, str], float]], name: str, label: str) -> dict[str, int]:
-    """One labelled counter's values by label value (zeros left out)."""
-    out: dict[str, int] = {}
-    for n, labels, value in samples:
-        if n == name and label in labels and value:
-            out[labels[label]] = out.get(labels[label], 0) + int(value)
-    return dict(sorted(out.items()))
-
-
-#: The detector's Prometheus counter of refused packets (label ``reason``), services/detector/metrics.py.
-DETECTOR_REJECTED = "eew_detector_rejected_packets_total"
-#: Streams the detector refused for their channel code or rate, by ``reason`` (once per stream).
-DETECTOR_REJECTED_STREAMS = "eew_detector_rejected_streams_total"
 
 
 class Progress:
     """Plain-text progress on stderr: data hours scored, percent, rate in data hours per wall minute."""
 
     def __init__(self, total_station_s: float, data_hours: float, stream: TextIO | None = None,
-                 interval_s: float = 1.0) -> None:
+                 interval_s: float = 1.0, label: str = "validate") -> None:
+        self.label = label
         self.total = max(total_station_s, 1e-9)
         self.data_hours = data_hours
         self.stream = stream or sys.stderr
@@ -266,7 +83,7 @@ class Progress:
         minutes = max((time.monotonic() - self.t0) / 60.0, 1e-9)
         width = 24
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        return (f"[validate] [{bar}] {done:.3f}/{self.data_hours:.3f} data h ({100 * frac:.0f}%) "
+        return (f"[{self.label}] [{bar}] {done:.3f}/{self.data_hours:.3f} data h ({100 * frac:.0f}%) "
                 f"at {done / minutes:.2f} data h/wall min, {alerts} alert versions")
 
     def update(self, scored_station_s: float, alerts: int, force: bool = False) -> None:
@@ -294,7 +111,7 @@ class RunOutput:
     """What one pipeline run produced, plus its run-dependent (wall-clock) figures."""
 
     scores: list[ScoreRecord]
-    alerts: list[AlertVersion]
+    alerts: list[Any]  # as RunConfig.alert_of makes them (default: the Alert messages)
     errors: dict[str, int]
     wall: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -334,6 +151,9 @@ class RunConfig:
     packet_seconds: float = 10.0
     dashboard_port: int | None = None  # eew dashboard beside the run (replay mode); None: none
     dashboard_tokens: str = ""
+    #: How an Alert message is kept (eew validate: its scoring core's AlertVersion).
+    alert_of: Callable[[pb.Alert], Any] = lambda msg: msg
+    progress_label: str = "validate"
 
 
 class _Run:
@@ -346,8 +166,8 @@ class _Run:
         self.pipe = LocalPipeline(cfg.run_dir, cfg.stations_file, detector_args=cfg.detector_args,
                                   alerting_args=cfg.alerting_args, dashboard_port=cfg.dashboard_port,
                                   dashboard_token=cfg.dashboard_tokens)
-        self.progress = Progress(total_station_s, data_hours, progress_stream)
-        self.collector: TopicCollector | None = None
+        self.progress = Progress(total_station_s, data_hours, progress_stream, label=cfg.progress_label)
+        self.collector: TopicCollector[Any] | None = None
         self.detector: ServiceProcess | None = None
         self.alerting: ServiceProcess | None = None
         self.warnings: list[str] = []
@@ -386,7 +206,7 @@ class _Run:
         self.pipe.alerting = self.alerting
         self.pipe.services.append(self.alerting.start())
 
-    def replay_block(self, publisher: Publisher, block: tuple[int | None, int | None]) -> ReplayStats | None:
+    def replay_block(self, publisher: ArchivePublisher, block: tuple[int | None, int | None]) -> ReplayStats | None:
         """Publish one block (in a thread, reading the topics meanwhile); None when it has no file."""
         files = self.cfg.files_for_block(*block)
         if not files:
@@ -395,13 +215,13 @@ class _Run:
 
         def work() -> None:
             try:
-                result.append(replay_files(files, publisher, self.cfg.speed, self.stop, window=block,
-                                           packet_seconds=self.cfg.packet_seconds,
-                                           flush_timeout_s=self.cfg.replay_flush_timeout_s))
+                result.append(publisher.publish(files, self.cfg.speed, self.stop, window=block,
+                                                packet_seconds=self.cfg.packet_seconds,
+                                                flush_timeout_s=self.cfg.replay_flush_timeout_s))
             except Exception as exc:  # noqa: BLE001 -- reported by the caller
                 result.append(exc)
 
-        th = threading.Thread(target=work, name="validate-replay", daemon=True)
+        th = threading.Thread(target=work, name="pipeline-replay", daemon=True)
         th.start()
         while th.is_alive():
             self.tick()
@@ -492,7 +312,7 @@ def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
     t0 = time.monotonic()
     run = _Run(cfg, total_station_s, data_hours, stop, progress_stream)
     interrupted = False
-    producer: Any = None
+    publisher: ArchivePublisher | None = None
     result: RunOutput | None = None
     try:
         try:
@@ -502,9 +322,8 @@ def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
         run.start_detector()
         if cfg.live_alerting:
             run.start_alerting([])
-        run.collector = TopicCollector(run.bootstrap, client_id=f"{cfg.client_id}-collector")
-        producer = make_producer(run.bootstrap, f"{cfg.client_id}-replay")
-        publisher = Publisher(producer, IngestMetrics(CollectorRegistry()))
+        run.collector = TopicCollector(run.bootstrap, cfg.alert_of, client_id=f"{cfg.client_id}-collector")
+        publisher = ArchivePublisher(run.bootstrap, f"{cfg.client_id}-replay")
         run.wall["startup_s"] = time.monotonic() - t0
         t_replay = time.monotonic()
         run.progress.t0 = t_replay
@@ -558,14 +377,14 @@ def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
         run.wall["score_messages"] = col.score_messages
         run.wall["alert_messages"] = col.alert_messages
         scores = sorted(col.scores.values(), key=lambda r: (r.stream, r.window_end_ns))
-        alerts = sorted(col.alerts.values(), key=lambda a: a.key)
+        alerts = [col.alerts[k] for k in sorted(col.alerts)]
         result = RunOutput(scores, alerts, dict(col.errors), run.wall, run.warnings, interrupted, cfg.live_alerting)
         if run.not_done:
             result.failure = "the run did not finish: " + "; ".join(run.not_done)
         return result
     finally:
-        if producer is not None:
-            producer.close(timeout=2)
+        if publisher is not None:
+            publisher.close()
         if run.collector is not None:
             run.collector.close()
         early = {s.name: s.proc.returncode for s in run.pipe.services if not s.running()}

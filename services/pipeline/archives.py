@@ -1,9 +1,11 @@
-"""Build a small multi-station miniSEED archive with one earthquake at known stations and times.
+"""Archives to replay through the pipeline: the demo's, and the pieces the tests' archives use.
+
+Build a small multi-station miniSEED archive with one earthquake at known stations and times.
 
 ``build_openeew`` cuts one real earthquake of ``../shared/data/openeew_mx`` (a MEMS accelerometer
 network, 31.25 Hz, acceleration in gal) to the devices near it and a window around it, unchanged
 (native rate, FLOAT32 samples): the copy shipped in ``services/demo/data/openeew_mx`` is made
-with it (``python -m services.demo.archive openeew``) and is what ``eew demo`` replays.
+with it (``python -m services.pipeline.archives openeew``) and is what ``eew demo`` replays.
 
 ``build`` makes the older archives:
 - ``real``: real 3-component recordings from ``../shared/data/nc_phasenet`` (P onset at 30.00 s in
@@ -52,7 +54,10 @@ OPENEEW_FILE = "2020_1_29.mseed"
 OPENEEW_BEFORE_S = 60.0
 OPENEEW_AFTER_S = 60.0
 OPENEEW_MAX_KM = 150.0
-SHIPPED_OPENEEW = Path(__file__).parent / "data" / "openeew_mx" / "2020_01_29"
+#: The archives shipped with ``eew demo`` (its data folder; ``main`` regenerates them).
+DEMO_DATA = Path(__file__).resolve().parents[1] / "demo" / "data"
+SHIPPED_OPENEEW = DEMO_DATA / "openeew_mx" / "2020_01_29"
+SHIPPED_SYNTHETIC = DEMO_DATA / "synthetic"
 
 
 @dataclass(frozen=True)
@@ -224,12 +229,12 @@ def build_openeew(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Regenerate a shipped archive: ``python -m services.demo.archive [synthetic|openeew [SHARED]]``."""
+    """Regenerate a shipped archive: ``python -m services.pipeline.archives [synthetic|openeew [SHARED]]``."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     which = args[0] if args else "synthetic"
-    target = SHIPPED_OPENEEW if which == "openeew" else Path(__file__).parent / "data" / "synthetic"
+    target = SHIPPED_OPENEEW if which == "openeew" else SHIPPED_SYNTHETIC
     target.mkdir(parents=True, exist_ok=True)
     for old in target.glob("*"):
         old.unlink()
