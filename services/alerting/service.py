@@ -3,9 +3,9 @@
 Loop: poll scores (group ``eew-alerting``) -> decode (bad input: metric + dead-letter with its
 topic/partition/offset) -> core -> for each new alert: produce to the alerts topic keyed by event
 id and wait for the acknowledgement -> commit the scores offsets the core no longer needs ->
-hand the alert to delivery (``delivery.py``: fan-out into the durable outbox, then webhooks /
+hand the alert to delivery (``dispatch/delivery.py``: fan-out into the durable outbox, then webhooks /
 MQTT / SSE on their own threads; never blocks this loop). The subscriber API and the SSE feed
-(``api.py``) run on their own port when ``--api-port`` is set.
+(``dispatch/api.py``) run on their own port when ``--api-port`` is set.
 
 Restart safety: at start the service reads the whole alerts topic (own consumer, no group; it
 reads until a poll returns nothing for ``restore_idle_s``, because Tansu's high watermark is

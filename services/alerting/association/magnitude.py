@@ -43,7 +43,7 @@ is flagged as a lower bound (``MagnitudeEstimate.saturated``; JSON ``magnitude.l
 whenever saturation is *possible*: when its value plus twice its uncertainty reaches M_sat of the
 shortest window behind it -- not only once it has reached 6.5. The value itself is not inflated: a
 flagged estimate says "at least this", and later versions with full windows (and more stations) can
-raise it. When a full-window (3 s) estimate is flagged, the associator (``core.Associator._magnitude``)
+raise it. When a full-window (3 s) estimate is flagged, the associator (``emission.Emitter._magnitude``)
 lets each station's P window grow up to its predicted S arrival, at most 8 s (the expanding P-wave
 time window of Colombelli, Zollo, Festa & Kanamori 2012, GRL 39, L22306: Pd keeps growing with the
 window while the rupture goes on), and publishes the larger estimate, flagged against M_sat of those

@@ -24,7 +24,7 @@ restart resumes them, and one unreachable subscriber holds back only its own lan
 Webhook requests: ``POST`` with ``Content-Type`` of the format, ``Idempotency-Key:
 <event_id>:<version>`` (the same on every retry and after restarts: receivers deduplicate on it),
 ``X-EEW-Event-Id``, ``X-EEW-Version``, ``X-EEW-Delivery`` (outbox row id) and, when the subscriber
-has a secret, the Standard Webhooks headers of ``signing.py`` (``webhook-id`` = the idempotency
+has a secret, the Standard Webhooks headers of ``formats/signing.py`` (``webhook-id`` = the idempotency
 key; signed afresh per attempt). Redirects are not followed. Before every attempt the host is
 resolved once and, for API-made subscribers (unless private targets are allowed), every address
 is checked; the request then goes to a checked address itself (``pinned``: the URL's host

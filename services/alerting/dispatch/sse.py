@@ -2,7 +2,7 @@
 
 Two streams, both read from the outbox database (so they survive restarts and can be resumed):
 
-* the alert feed: every alert version as the documented JSON (``messages.py``), event id = the
+* the alert feed: every alert version as the documented JSON (``formats/messages.py``), event id = the
   alert-log ``seq``;
 * ``?subscriber=<id>``: that subscriber's own SSE rows (personalised JSON with ``site``), event id
   = the outbox row id; only for subscribers with the ``sse`` channel, for their owner (or admin).

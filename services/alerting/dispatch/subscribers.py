@@ -4,7 +4,7 @@ A subscriber has a **site** (latitude, longitude, optional Vs30), **thresholds**
 
 * ``min_probability`` (default 0.5): the event probability an alert must reach;
 * ``min_magnitude`` (optional): the alert must carry a magnitude at least this large;
-* ``min_intensity`` (optional, MMI): the intensity expected at the site (``intensity.py``:
+* ``min_intensity`` (optional, MMI): the intensity expected at the site (``association/intensity.py``:
   Boore & Atkinson 2008 + Worden et al. 2012) must reach this; it needs a located event with a
   magnitude, so an alert without them does not pass an intensity threshold;
 * channels: ``webhook`` (URL, HMAC secret, format json|cap|quakeml), ``mqtt`` (topic, format,
@@ -62,7 +62,7 @@ MQTT_TOPIC_RE = re.compile(r"^[^#+\x00]{1,200}$")
 
 
 class WebhookChannel(BaseModel):
-    """POST every alert to ``url``, signed with ``secret`` (see ``signing.py``)."""
+    """POST every alert to ``url``, signed with ``secret`` (see ``formats/signing.py``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 

@@ -22,11 +22,11 @@ JSON schema of a webhook body (``alert_to_json``), schema id ``eew.alert.v1``::
     }
 
 Field notes: ``location.uncertainty_km`` is the radius of the 95 % region of the grid search
-(``locate.py``); ``magnitude`` is present once the event is located and at least one station with a
-known gain has >= 1 s of P (``magnitude.py``): ``value`` the mean station Pd magnitude (Wu & Zhao
+(``association/locate.py``); ``magnitude`` is present once the event is located and at least one station with a
+known gain has >= 1 s of P (``association/magnitude.py``): ``value`` the mean station Pd magnitude (Wu & Zhao
 2006), ``uncertainty`` one standard deviation, ``type`` "Mpd" (calibrated gains) or "Mpd_uncal"
 (a configured nominal gain, no per-station calibration), ``lower_bound`` true whenever the P windows
-behind it are too short for the rupture of an earthquake that large (``magnitude.py``: saturation):
+behind it are too short for the rupture of an earthquake that large (``association/magnitude.py``: saturation):
 the event may be larger. ``location.uncertain`` is true when the location is published although its
 95 % uncertainty exceeds ``--locate-max-uncertainty-km`` (or its 95 % region reaches the grid edge):
 subscribers get it, with that uncertainty, rather than no location.
