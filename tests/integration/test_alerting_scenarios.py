@@ -225,6 +225,7 @@ def detector_scores(b: Built, model: object) -> list[ScoreRecord]:
                 p_onset_ns=s.p_onset_ns if s.has_p_onset else None,
                 p_onset_probability=s.p_onset_probability,
                 peak_amplitude=s.peak_amplitude,
+                new_trigger=s.new_trigger,
                 ingest_time_ns=s.window_end_ns,
                 peak_displacement=_peak_disp(b, sid, s.window_start_ns, s.window_end_ns),
             )
