@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
-# One image for every service: `docker run eew-eew <subcommand> [flags]`, e.g. `detect`, `alert`, `replay`.
-#   docker build -t eew:0.1.0 .
+# One Dockerfile, one image per set of services: `docker run IMAGE <subcommand> [flags]`.
+#   docker build -t eew:0.1.0 .                                   # every service (extra `services`)
+#   docker build --build-arg EXTRAS= -t eew-detector:0.1.0 .      # the detector alone: the lean core
+#   docker build --build-arg EXTRAS=alerting -t eew-alerting:0.1.0 .   # (or ingest, broker, dashboard)
 #   docker run --rm -p 8000:8000 eew:0.1.0 detect --bootstrap-servers kafka:9092
 # Stage 1 installs the package (with the trained model as package data) into a venv;
 # stage 2 copies only that venv onto a slim Python and runs it as an unprivileged user.
@@ -21,12 +23,15 @@ COPY models ./models
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null \
     && cd services/dashboard/web && rm -rf node_modules dist && npm ci --no-audit --no-fund --loglevel=error \
     && npm run --silent build && rm -rf node_modules && test -f dist/index.html
+# Which services the image runs: the pyproject extra installed beside the core (the detector's
+# runtime). Empty: the detector alone, without ObsPy, matplotlib, the web stack, PostgreSQL or MQTT.
+ARG EXTRAS=services
 # A regular (non-editable) install: the code and models/eew_cnnlstm_v1 land in the venv's site-packages.
-RUN /opt/eew/bin/pip install .
+RUN /opt/eew/bin/pip install ".${EXTRAS:+[$EXTRAS]}"
 # Fail the build unless the installed package carries a loadable model that matches its contract
 # (run from / so that /src/models cannot stand in for the installed copy).
 RUN cd / && /opt/eew/bin/python -c "from models.runtime import StreamingModel; m = StreamingModel(providers=['CPUExecutionProvider']); print('model ok:', m.model_dir)" \
-    && /opt/eew/bin/eew --help
+    && /opt/eew/bin/python -c "import services.detector.service" && /opt/eew/bin/eew --help
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="eew" \

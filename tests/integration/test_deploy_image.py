@@ -227,3 +227,20 @@ def test_image_build_stage_reproduced(tmp_path: Path) -> None:
         timeout=120,
     )
     assert res.returncode == 0 and "detect" in res.stdout, res.stdout + res.stderr
+
+
+def test_image_installs_the_extra_it_is_built_with() -> None:
+    """`ARG EXTRAS` picks the pyproject extra installed beside the core: its default (every service)
+    is an extra, and `--build-arg EXTRAS=` installs the core alone (the lean detector image)."""
+    body = dict(stages())[stages()[0][0]]
+    defaults = [a.split("=", 1)[1] for ins, a in body if ins == "ARG" and a.startswith("EXTRAS=")]
+    assert defaults, "builder stage declares ARG EXTRAS=<default>"
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert defaults[0] in extras, defaults
+    (install,) = [a for ins, a in body if ins == "RUN" and "pip install" in a and "EXTRAS" in a]
+    for value, want in (("", "."), (defaults[0], f".[{defaults[0]}]"), ("alerting", ".[alerting]")):
+        target = shlex.split(install)[-1]
+        got = subprocess.run(
+            ["sh", "-c", f'printf %s "{target}"'], env={"EXTRAS": value}, capture_output=True, text=True
+        ).stdout
+        assert got == want, (value, got)
