@@ -12,13 +12,10 @@ The service itself is ``services.ingest.service.IngestService``.
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from prometheus_client import CollectorRegistry
-
-from services.common.exceptions import BrokerUnavailable, ConfigError
-from services.common.lifecycle import StopFlag, setup_logging
+from services.common.exceptions import ConfigError
+from services.common.lifecycle import run_service
 from services.common.settings import load_settings
 from services.ingest.exceptions import StateFileError
 from services.ingest.service import IngestService
@@ -26,22 +23,10 @@ from services.ingest.settings import IngestSettings
 
 __all__ = ["IngestService", "main"]
 
-log = logging.getLogger("services.ingest")
-
 
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings(IngestSettings, sys.argv[1:] if argv is None else argv)
-    setup_logging(settings.log_level)
-    stop = StopFlag().install_signal_handlers()
-    try:
-        service = IngestService(settings, CollectorRegistry(), stop)
-        return service.run()
-    except ConfigError as exc:
-        log.error("configuration: %s", exc)
-        return 2
-    except (BrokerUnavailable, StateFileError) as exc:
-        log.error("%s", exc)
-        return 1
+    return run_service("ingest", settings, IngestService, (ConfigError,), fatal_errors=(StateFileError,))
 
 
 if __name__ == "__main__":

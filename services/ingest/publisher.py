@@ -51,9 +51,11 @@ class Publisher:
         waveform_topic: str = WAVEFORMS.name,
         deadletter_topic: str = DEADLETTER.name,
         producer_factory: Callable[[], Any] | None = None,
+        close_timeout_s: float = 1.0,
     ) -> None:
         self.producer = producer
         self.producer_factory = producer_factory
+        self.close_timeout_s = close_timeout_s  # how long a replaced producer may hand over what it holds
         self.metrics = metrics
         self.waveform_topic = waveform_topic
         self.deadletter_topic = deadletter_topic
@@ -186,7 +188,7 @@ class Publisher:
             return False
         old, self.producer = self.producer, fresh
         try:
-            old.close(timeout=1.0)
+            old.close(timeout=self.close_timeout_s)
         except KafkaError as exc:
             log.warning("closing the old producer: %r", exc)
         log.info("producer renewed after delivery failures")

@@ -81,7 +81,7 @@ def run_replay(settings: ReplaySettings, registry: CollectorRegistry, stop: Stop
             flush_timeout_s=settings.flush_timeout_s,
         )
     finally:
-        publisher.close(2.0)
+        publisher.close(settings.close_timeout_s)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -291,6 +291,8 @@ class SeedLinkIngester:
         keepalive_s: float = 0.0,
         stall_timeout_s: float = 30.0,
         state_save_interval_s: float = 1.0,
+        settle_timeout_s: float = 10.0,
+        watchdog_interval_s: float = 0.1,
         backoff: Backoff | None = None,
     ) -> None:
         self.server = server
@@ -306,6 +308,8 @@ class SeedLinkIngester:
         self.network_timeout_s = network_timeout_s
         self.keepalive_s = keepalive_s
         self.state_save_interval_s = state_save_interval_s
+        self.settle_timeout_s = settle_timeout_s
+        self.watchdog_interval_s = watchdog_interval_s
         self.backoff = backoff or Backoff()
         self.stall = StallWatch(stall_timeout_s)
         self._lock = threading.Lock()
@@ -394,13 +398,13 @@ class SeedLinkIngester:
                 self.stop.wait(delay)
         finally:
             self._watchdog_stop.set()
-            watchdog.join(5)
+            watchdog.join(max(1.0, 10 * self.watchdog_interval_s))
             self._running = False
 
     def _rewind_after_failures(self) -> None:
         """Deliveries failed: wait for the producer to settle, then resume from acknowledged data."""
         publisher = self.emitter.publisher
-        while not publisher.flush(10.0) and not self.stop.is_set():
+        while not publisher.flush(self.settle_timeout_s) and not self.stop.is_set():
             log.warning("waiting for %d deliveries to settle before resuming", publisher.in_flight)
         failures = self.tracker.failures
         refetch = self.tracker.rewind()
@@ -654,7 +658,7 @@ class SeedLinkIngester:
 
     def _watchdog(self) -> None:
         last_save = time.monotonic()
-        while not self._watchdog_stop.wait(0.1):
+        while not self._watchdog_stop.wait(self.watchdog_interval_s):
             now = time.monotonic()
             with self._lock:
                 conn = self._conn

@@ -1,4 +1,10 @@
-"""The wired ``eew ingest`` service: live SeedLink -> Kafka waveform topic (``__main__`` adds flags and signals)."""
+"""The wired ``eew ingest`` service: live SeedLink -> Kafka waveform topic.
+
+A producer loop, so of the service harness it takes what fits: ``services.common.lifecycle.run_service``
+(signals, metrics/health server, exit codes; ``__main__``), the broker wait, and an ExitStack
+shutdown (flush, save the state, close, in that order however the link ends). The loop itself is
+the SeedLink session (``SeedLinkIngester.run``), not ``ConsumeLoop``: there is nothing to poll or commit.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from contextlib import ExitStack
 
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
@@ -23,20 +29,6 @@ from services.ingest.settings import IngestSettings
 from services.ingest.state import SequenceTracker, StateStore
 
 log = logging.getLogger("services.ingest")
-
-
-class _IngestHealth(HealthServer):
-    """The shared health server plus notes: /readyz details that never fail it (stalled stations)."""
-
-    def __init__(self, *args: Any, notes: dict[str, Callable[[], str]], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.notes = notes
-
-    def readiness(self) -> tuple[bool, dict[str, str]]:
-        ok, detail = super().readiness()
-        for name, note in self.notes.items():
-            detail[name] = note()
-        return ok, detail
 
 
 class CachedProbe:
@@ -71,9 +63,26 @@ class IngestService:
         self.store = StateStore(settings.state_file or None, settings.server)
         self.tracker = SequenceTracker(self.store.load(), self.store.channels)
         self.core = IngestCore(settings.validation)
-        self.health: HealthServer | None = None
+        self.health: HealthServer | None = None  # set by services.common.lifecycle.serve_health
         self.ingester: SeedLinkIngester | None = None
         self.publisher: Publisher | None = None
+        self._broker_probe = CachedProbe(self._check_broker, settings.broker_check_interval_s)
+
+    # ---- health ----------------------------------------------------------------------------------
+    def alive(self) -> bool:
+        """The SeedLink loop is running (and its watchdog turning); true while starting up."""
+        return self.ingester is None or self.ingester.alive
+
+    def checks(self) -> dict[str, Callable[[], tuple[bool, str]]]:
+        return {"broker": self._broker_probe, "data": self._ready_data, "stations": self._ready_stations}
+
+    def notes(self) -> dict[str, Callable[[], str]]:
+        return {"stalled_stations": self._stalled_note}
+
+    def _check_broker(self) -> tuple[bool, str]:
+        s = self.settings
+        ok = broker_reachable(s.bootstrap_servers, s.broker_check_timeout_s)
+        return (True, "ok") if ok else (False, "broker unreachable")
 
     def _ready_data(self) -> tuple[bool, str]:
         ing = self.ingester
@@ -124,12 +133,14 @@ class IngestService:
                 max_block_ms=int(s.max_block_s * 1000),
             )
 
-        self.publisher = Publisher(new_producer(), self.metrics, producer_factory=new_producer)
-        self.ingester = SeedLinkIngester(
+        publisher = self.publisher = Publisher(
+            new_producer(), self.metrics, producer_factory=new_producer, close_timeout_s=s.close_timeout_s
+        )
+        ingester = self.ingester = SeedLinkIngester(
             s.server,
             self.specs,
             self.core,
-            Emitter(self.publisher, self.metrics),
+            Emitter(publisher, self.metrics),
             self.tracker,
             self.store,
             self.metrics,
@@ -139,22 +150,10 @@ class IngestService:
             keepalive_s=s.keepalive_s,
             stall_timeout_s=s.stall_timeout_s,
             state_save_interval_s=s.state_save_interval_s,
+            settle_timeout_s=s.flush_timeout_s,
+            watchdog_interval_s=s.watchdog_interval_s,
             backoff=Backoff(s.reconnect_min_s, s.reconnect_max_s),
         )
-        broker_probe = CachedProbe(
-            lambda: (
-                (True, "ok") if broker_reachable(s.bootstrap_servers, 1.0) else (False, "broker unreachable")
-            )
-        )
-        ingester = self.ingester
-        self.health = _IngestHealth(
-            self.registry,
-            s.http_host,
-            s.http_port,
-            alive=lambda: ingester.alive,
-            checks={"broker": broker_probe, "data": self._ready_data, "stations": self._ready_stations},
-            notes={"stalled_stations": self._stalled_note},
-        ).start()
         log.info(
             "ingesting %s from %s into %s (state file %s)",
             ",".join(x.key for x in self.specs),
@@ -162,19 +161,27 @@ class IngestService:
             s.bootstrap_servers,
             s.state_file or "disabled",
         )
-        try:
-            ingester.run()
-        finally:
+        t0 = 0.0
+        flushed = False
+
+        def flush() -> None:
+            nonlocal t0, flushed
             t0 = time.monotonic()
-            flushed = self.publisher.flush(s.flush_timeout_s)
-            ingester.save_state()
-            self.publisher.close(1.0)
-            self.health.stop()
+            flushed = publisher.flush(s.flush_timeout_s)
+
+        def report() -> None:
             log.info(
                 "stopped: flushed=%s in %.2f s, %d acknowledged, %d failed, state saved",
                 flushed,
                 time.monotonic() - t0,
-                self.publisher.acked,
-                self.publisher.failed,
+                publisher.acked,
+                publisher.failed,
             )
+
+        with ExitStack() as exits:  # unwound last-in first-out: flush, save, close, report
+            exits.callback(report)
+            exits.callback(publisher.close, s.close_timeout_s)
+            exits.callback(ingester.save_state)
+            exits.callback(flush)
+            ingester.run()
         return 0

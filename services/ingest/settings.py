@@ -20,6 +20,9 @@ class _InputSettings(ServiceSettings):
     validation: ValidationConfig = Field(
         ValidationConfig(), description="Validation limits (services.ingest.core)."
     )
+    close_timeout_s: float = Field(
+        2.0, ge=0.0, description="At exit, longest wait for the producer to hand over what it still holds."
+    )
 
 
 class IngestSettings(_InputSettings):
@@ -65,7 +68,20 @@ class IngestSettings(_InputSettings):
         60.0, description="/readyz fails when no packet arrived for this long (expected data latency bound)."
     )
     flush_timeout_s: float = Field(
-        5.0, description="At shutdown, wait this long for the broker to acknowledge."
+        5.0,
+        description="At shutdown, wait this long for the broker to acknowledge; after delivery failures, "
+        "the link resumes once a flush of this length completes.",
+    )
+    close_timeout_s: float = Field(
+        1.0,
+        ge=0.0,
+        description="At exit (after the flush), and when a producer is replaced after delivery failures, "
+        "longest wait for the producer to hand over what it still holds.",
+    )
+    broker_check_timeout_s: float = Field(1.0, gt=0.0, description="Timeout of the /readyz broker check (a TCP connect).")
+    broker_check_interval_s: float = Field(5.0, ge=0.0, description="The /readyz broker check is cached this long.")
+    watchdog_interval_s: float = Field(
+        0.1, gt=0.0, description="How often the link watchdog checks stalls, keep-alives and the state file."
     )
     request_timeout_s: float = Field(30.0, description="Kafka produce request timeout.")
     delivery_timeout_s: float = Field(

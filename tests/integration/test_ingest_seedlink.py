@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from services.broker.embedded import EmbeddedBroker, free_port
 from services.common.codec import Packet, decode_packet, stream_key
 from services.common.kafka import make_consumer
+from services.common.lifecycle import serve_health
 from services.common.topics import DEADLETTER, WAVEFORMS
 from services.ingest.service import IngestService
 from services.ingest.settings import IngestSettings
@@ -152,6 +153,7 @@ def running(settings: IngestSettings, server: SeedLinkServer) -> Iterator[Ingest
     only for the TCP connection let a loaded machine write the first records before ``END``).
     """
     svc = IngestService(settings, CollectorRegistry())
+    health = serve_health(svc, svc.registry, settings.http_host, settings.http_port)
     th = threading.Thread(target=svc.run, name="ingest-under-test", daemon=True)
     th.start()
     try:
@@ -161,6 +163,7 @@ def running(settings: IngestSettings, server: SeedLinkServer) -> Iterator[Ingest
     finally:
         svc.stop.set()
         th.join(15)
+        health.stop()
         assert not th.is_alive(), "ingest did not stop"
 
 
