@@ -210,7 +210,11 @@ class Association:
         trigger is that earthquake's P seen late, its S wave or its coda, not a second earthquake: it
         must not seed one (issue: one M 5.2 became two events 72 km apart). Uncertain locations
         count too, with their larger slack. A second earthquake elsewhere, or at the same place
-        but at other times, does not fit and still makes its own event."""
+        but at other times, does not fit and still makes its own event. The coda clause does not
+        apply to a re-trigger on a new P onset (the detector picked a fresh P inside the shaking,
+        ``Trigger.on_new_onset``), and its S clause is held to the pick tolerance: an aftershock
+        seconds after its main shock arrives in that coda at every station, and near the main
+        shock's S at some of them (those stay explained; the rest seed its event; issue 13)."""
         cfg = self.locator
         if cfg is None or trig.coords is None:
             return None
@@ -224,6 +228,13 @@ class Association:
             t_s = loc.origin_time_ns + VS_FACTOR * tt * NS
             slack = self._tol + (loc.uncertainty_km / self.config.vp_min_km_s + loc.origin_time_uncertainty_s) * NS
             t = trig.p_time_ns
+            if trig.rule.on_new_onset:
+                # The detector picked a new P inside that shaking: a late P of this event only near
+                # its predicted P, its S only within the pick tolerance of the predicted S (a P
+                # head firing on S is picked on it); otherwise maybe a second earthquake.
+                if abs(t - t_p) <= slack or abs(t - t_s) <= self._tol:
+                    return ev
+                continue
             if abs(t - t_p) <= slack or abs(t - t_s) <= VS_FACTOR * slack:
                 return ev
             member = ev.members.get(trig.station_id)

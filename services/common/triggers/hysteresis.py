@@ -99,6 +99,7 @@ class Trigger:
     confirmed: bool = False
     end_ns: int | None = None  # when it ended (window_end of the ending score, or the re-trigger's onset)
     retracted: bool = False
+    on_new_onset: bool = False  # opened by a re-trigger on a new P onset inside the previous trigger
 
     @property
     def p_from_pick(self) -> bool:
@@ -155,7 +156,10 @@ class StreamTriggers:
         if getattr(score, "new_trigger", False) and onset is not None and onset > trig.p_time_ns + self._sep:
             if not trig.confirmed and onset >= trig.trigger_ns + self._min_dur:
                 trig.confirmed = True
-            return [self._end(trig, onset, end), self._open(score, onset)]
+            ended = self._end(trig, onset, end)
+            opened = self._open(score, onset)
+            opened.trigger.on_new_onset = opened.trigger.pick_ns is not None
+            return [ended, opened]
         if rule.is_triggered(score) or score.probability >= rule.detrigger_threshold:
             trig.last_on_ns = end
             trig.probability = max(trig.probability, score.probability)
