@@ -11,63 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from pydantic import Field
-from pydantic_settings import CliImplicitFlag
 
 from services.broker.embedded import EmbeddedBroker
 from services.broker.retention import parse_overrides
+from services.broker.settings import BrokerSettings
 from services.common.exceptions import ConfigError
 from services.common.http import HealthServer
 from services.common.lifecycle import StopFlag, setup_logging
-from services.common.settings import ServiceSettings, load_settings
+from services.common.settings import load_settings
 
 log = logging.getLogger("eew.broker")
 MB = 1024 * 1024
-
-
-class BrokerSettings(ServiceSettings):
-    """Settings of ``eew broker``."""
-
-    port: int = Field(9092, description="Port Tansu listens on, on 127.0.0.1.")
-    durable: CliImplicitFlag[bool] = Field(
-        False,
-        description="Keep data across restarts (Tansu s3:// on a local SeaweedFS) and enforce retention; "
-        "flag --durable. Without it every message stays in memory: for bounded runs only.",
-    )
-    data_dir: Path = Field(Path(".eew-run/broker"), description="Where durable mode keeps its data.")
-    create_topics: CliImplicitFlag[bool] = Field(
-        True, description="Create the pipeline's topics with their final partitions (--no-create-topics)."
-    )
-    retention_ms: list[str] = Field(
-        default_factory=list,
-        description="Durable mode: per-topic retention override TOPIC=MILLISECONDS (-1 keeps forever), "
-        "repeatable; defaults from services/common/topics.py (waveforms 24 h, scores 7 d, dead letters 14 d, "
-        "alerts kept).",
-    )
-    retention_interval_s: float = Field(
-        60.0, description="Durable mode: how often expired batches are removed (0 turns retention off)."
-    )
-    storage_timeout_s: float = Field(
-        10.0, description="Durable mode: timeout of each request to SeaweedFS's filer/master (retention)."
-    )
-    storage_memory_mb: int = Field(
-        256, description="Durable mode: SeaweedFS's soft memory limit (Go GOMEMLIMIT), MiB."
-    )
-    max_partition_objects: int = Field(
-        500,
-        description="Durable mode: /readyz turns not ready while a partition holds more batch objects than "
-        "this (Tansu 0.6.0's fetches slow down with the count, see bench/RESULTS.md); shorten --retention-ms.",
-    )
-    memory_limit_mb: float = Field(
-        1024.0,
-        description="Memory mode: /readyz turns not ready once Tansu's resident memory passes this (MiB).",
-    )
-    footprint_interval_s: float = Field(
-        10.0, description="How often the broker's memory and disk gauges are refreshed."
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             storage_timeout_s=settings.storage_timeout_s,
             storage_memory_mb=settings.storage_memory_mb,
             max_partition_objects=settings.max_partition_objects,
+            start_timeout_s=settings.start_timeout_s,
+            stop_timeout_s=settings.stop_timeout_s,
             registry=registry,
         )
     except ConfigError as exc:
@@ -128,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"broker ready: --bootstrap-servers {b.bootstrap}", flush=True)
         next_fp = 0.0
         try:
-            while not stop.wait(0.5):
+            while not stop.wait(settings.watch_interval_s):
                 if b.proc is not None and b.proc.poll() is not None:
                     log.error("tansu exited with code %s", b.proc.returncode)
                     return 1

@@ -155,11 +155,17 @@ class SeaweedS3:
     )
 
     def __init__(
-        self, data_dir: Path, s3_port: int | None = None, cache_mb: int = 0, memory_limit_mb: int = 256
+        self,
+        data_dir: Path,
+        s3_port: int | None = None,
+        cache_mb: int = 0,
+        memory_limit_mb: int = 256,
+        stop_timeout_s: float = 10.0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.cache_mb = cache_mb
         self.memory_limit_mb = memory_limit_mb
+        self.stop_timeout_s = stop_timeout_s
         self.ports = self._choose_ports(s3_port)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -272,7 +278,7 @@ class SeaweedS3:
         raise BrokerStartError(f"S3 bucket {self.BUCKET!r} not ready after {timeout_s:.0f} s: {last}")
 
     def stop(self) -> None:
-        _stop(self.proc, "weed")
+        _stop(self.proc, "weed", self.stop_timeout_s)
         self.proc = None
 
     def kill(self) -> None:
@@ -301,6 +307,8 @@ class EmbeddedBroker:
         storage_timeout_s: float = 10.0,
         storage_memory_mb: int = 256,
         max_partition_objects: int = 500,
+        start_timeout_s: float = 60.0,
+        stop_timeout_s: float = 10.0,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.port = port or free_port()
@@ -312,6 +320,8 @@ class EmbeddedBroker:
         self.storage_timeout_s = storage_timeout_s
         self.storage_memory_mb = storage_memory_mb
         self.max_partition_objects = max_partition_objects
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
         self.metrics = BrokerMetrics(registry or CollectorRegistry())
         self.proc: subprocess.Popen[bytes] | None = None
         self.s3: SeaweedS3 | None = None
@@ -333,13 +343,17 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 60.0) -> EmbeddedBroker:
+    def start(self, timeout_s: float | None = None) -> EmbeddedBroker:
+        """Start and wait until ready (``timeout_s``, default ``start_timeout_s``)."""
+        timeout_s = self.start_timeout_s if timeout_s is None else timeout_s
         env = dict(os.environ)
         if self.durable_dir is not None:
             if self.s3 is None:
                 self.s3 = SeaweedS3(
-                    self.durable_dir / "seaweedfs", memory_limit_mb=self.storage_memory_mb
-                ).start()
+                    self.durable_dir / "seaweedfs",
+                    memory_limit_mb=self.storage_memory_mb,
+                    stop_timeout_s=self.stop_timeout_s,
+                ).start(timeout_s)
             env.update(self.s3.env())
             engine = "s3://tansu/"
         else:
@@ -391,7 +405,7 @@ class EmbeddedBroker:
 
     def stop_broker_only(self) -> None:
         """Stop Tansu but keep durable storage running (to test a broker restart)."""
-        _stop(self.proc, "tansu")
+        _stop(self.proc, "tansu", self.stop_timeout_s)
         self.proc = None
 
     def kill(self) -> None:
@@ -403,9 +417,9 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         if self.janitor is not None:
-            self.janitor.stop()
+            self.janitor.stop(self.stop_timeout_s)
             self.janitor = None
-        _stop(self.proc, "tansu")
+        _stop(self.proc, "tansu", self.stop_timeout_s)
         self.proc = None
         if self.s3 is not None:
             self.s3.stop()

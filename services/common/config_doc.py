@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # (command, "module:Class") in the order the README lists them.
 SETTINGS: list[tuple[str, str]] = [
-    ("eew broker", "services.broker.__main__:BrokerSettings"),
+    ("eew broker", "services.broker.settings:BrokerSettings"),
     ("eew ingest", "services.ingest.settings:IngestSettings"),
     ("eew replay", "services.ingest.settings:ReplaySettings"),
     ("eew detect", "services.detector.settings:DetectorSettings"),

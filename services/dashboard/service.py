@@ -266,7 +266,7 @@ class DashboardService:
                 if time.monotonic() > deadline or self.stop.is_set():
                     raise DashboardError(f"topics {sorted(set(topics) - set(parts))} not found on {s.bootstrap_servers}")
                 consumer.topics()  # refresh metadata
-                time.sleep(0.2)
+                self.stop.wait(s.metadata_retry_s)
         consumer.assign([tp for tps in parts.values() for tp in tps])
         if s.core.replay:
             consumer.seek_to_beginning()
@@ -321,7 +321,8 @@ class DashboardService:
 
     def _run(self) -> int:
         s = self.settings
-        wait_for_broker(s.bootstrap_servers, s.broker_timeout_s)
+        if not wait_for_broker(s.bootstrap_servers, s.broker_timeout_s, stop=self.stop):
+            return 0  # stopped (SIGTERM) while waiting for the broker
         self._broker_ok = True
         web = threading.Thread(target=self.server.run, name="dashboard-web", daemon=True)
         web.start()
@@ -347,11 +348,11 @@ class DashboardService:
                 except KafkaError as exc:
                     self.metrics.broker_errors.inc()
                     self._warn("poll", "dashboard: Kafka poll failed (%s); retrying", exc)
-                    self.stop.wait(1.0)
+                    self.stop.wait(s.retry_backoff_s)
                     continue
                 if batch:
                     self._apply(batch)
-                if time.monotonic() - gauges_at >= 1.0:  # silence changes states too
+                if time.monotonic() - gauges_at >= s.gauge_interval_s:  # silence changes states too
                     self._update_gauges()
                     gauges_at = time.monotonic()
             return 0

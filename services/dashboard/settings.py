@@ -54,5 +54,10 @@ class DashboardSettings(ServiceSettings):
     health_interval_s: float = Field(5.0, description="How often the services' metrics and the broker are checked.")
     scrape_timeout_s: float = Field(2.0, description="Timeout of one /metrics scrape and of the broker check.")
     poll_timeout_s: float = Field(0.2, description="Longest wait of one Kafka poll.")
-    broker_timeout_s: float = Field(30.0, description="At start, wait this long for the broker.")
+    broker_timeout_s: float = Field(
+        30.0, description="At start, wait this long for the broker, its topics and the web server."
+    )
+    metadata_retry_s: float = Field(0.2, gt=0.0, description="At start, pause between looks for the topics.")
+    retry_backoff_s: float = Field(1.0, gt=0.0, description="Pause after a failed Kafka poll before the next.")
+    gauge_interval_s: float = Field(1.0, gt=0.0, description="How often the station-state and event gauges are refreshed.")
     shutdown_timeout_s: float = Field(3.0, description="At shutdown, give open pages this long to be closed.")
