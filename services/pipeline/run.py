@@ -40,9 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import ConfigDict, Field
+
 from services.alerting.association import ScoreRecord
 from services.broker.embedded import free_port
 from services.common.pb.eew.v1 import messages_pb2 as pb
+from services.common.settings import CoreModel
 from services.pipeline.collect import TopicCollector
 from services.pipeline.exceptions import PipelineError
 from services.pipeline.local import LocalPipeline
@@ -60,6 +63,10 @@ from services.pipeline.publish import ArchivePublisher, ReplayStats, Stopper
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
+
+
+def _as_is(msg: pb.Alert) -> pb.Alert:
+    return msg
 
 
 class Progress:
@@ -129,31 +136,60 @@ class RunOutput:
                       if v.get("exited_early") or v.get("code") not in (0, None, -signal.SIGKILL, -signal.SIGTERM))
 
 
-@dataclass
-class RunConfig:
-    """How to run the pipeline (see ``run_pipeline``)."""
+class RunTuning(CoreModel):
+    """The run's knobs, declared once: the ``run`` group of ``eew validate``'s settings (flags
+    ``--speed``, ``--drain-timeout-s`` ..., environment ``EEW_SPEED`` ...)."""
+
+    speed: float = Field(0.0, ge=0.0, description="Replay speed: 0 = as fast as possible, 1 = real time.")
+    packet_seconds: float = Field(
+        10.0, gt=0.0, description="Replay packet length in seconds (as `eew replay`); the scores do not depend "
+        "on it (same scores and alerts with 1 s and 10 s), and longer packets cut the per-record Kafka cost."
+    )
+    live_alerting: bool = Field(
+        False, description="Start the alerting together with the detector (as in operation; measures the "
+        "processing delay, but a fast replay may deliver scores out of event-time order). Default: start it "
+        "once the detector is done, so it associates the scores in event-time order."
+    )
+    replay_timeout_s: float = Field(3600.0, gt=0.0, description="Give up the replay after this many wall seconds.")
+    replay_flush_timeout_s: float = Field(
+        60.0, gt=0.0, description="Wait this long for the broker to acknowledge a replayed block's packets."
+    )
+    drain_timeout_s: float = Field(
+        300.0, gt=0.0, description="Give up waiting for the detector and alerting after this long without any "
+        "new output (the run then fails)."
+    )
+    settle_s: float = Field(
+        0.6, ge=0.0, description="A service is done when its metrics say so and nothing new came for this long."
+    )
+    quiet_s: float = Field(
+        15.0, gt=0.0, description="When a service's metrics cannot be read: done after this long without new output."
+    )
+    check_interval_s: float = Field(1.0, gt=0.0, description="How often the done checks read the metrics.")
+    dashboard_port: int | None = Field(
+        None, ge=0, description="Start `eew dashboard` beside the run on this port (0: a free one) to watch the "
+        "replay; its address is printed. Unset: no dashboard."
+    )
+    dashboard_tokens: str = Field(
+        "", description="Tokens of that dashboard, name:token[:role] (read is enough; tokens >= 16 characters); "
+        "prefer the environment variable over the flag."
+    )
+
+
+class RunConfig(RunTuning):
+    """The tuning and the run's facts (see ``run_pipeline``), built with ``RunTuning.model_dump()``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     run_dir: Path
     stations_file: Path
     blocks: list[tuple[int | None, int | None]]
     files_for_block: Callable[[int | None, int | None], list[Path]]
-    speed: float = 0.0
-    detector_args: list[str] = field(default_factory=list)
-    alerting_args: list[str] = field(default_factory=list)
-    live_alerting: bool = False
-    replay_timeout_s: float = 3600.0
-    drain_timeout_s: float = 300.0
-    settle_s: float = 0.6
-    check_interval_s: float = 1.0
-    quiet_s: float = 15.0
-    replay_flush_timeout_s: float = 60.0
-    client_id: str = "eew-validate"
-    packet_seconds: float = 10.0
-    dashboard_port: int | None = None  # eew dashboard beside the run (replay mode); None: none
-    dashboard_tokens: str = ""
+    detector_args: list[str] = []
+    alerting_args: list[str] = []
+    client_id: str = "eew-pipeline"
     #: How an Alert message is kept (eew validate: its scoring core's AlertVersion).
-    alert_of: Callable[[pb.Alert], Any] = lambda msg: msg
-    progress_label: str = "validate"
+    alert_of: Callable[[pb.Alert], Any] = _as_is
+    progress_label: str = "pipeline"
 
 
 class _Run:

@@ -32,10 +32,11 @@ from services.common.exceptions import ConfigError
 from services.common.lifecycle import StopFlag, setup_logging
 from services.common.settings import ServiceSettings, load_settings
 from services.pipeline.exceptions import PipelineError
-from services.pipeline.run import RunConfig, RunOutput, run_pipeline
+from services.pipeline.run import RunConfig, RunOutput, RunTuning, run_pipeline
 from services.pipeline.settings import alerting_settings, detection_threshold, detector_max_gap_s
 from services.validate import core
 from services.validate.alerts import alert_from_pb
+from services.validate.core import ScoringTuning
 from services.validate.exceptions import CatalogError
 from services.validate.inputs import load_catalog, load_inventory, scan_archive
 from services.validate.traveltime import TauPTravelTimes
@@ -66,14 +67,6 @@ class ValidateSettings(ServiceSettings):
     out: Path | None = Field(None, description="Report folder (created).")
     start: str = Field("", description="Only data from this time on, ISO-8601 UTC (empty: all).")
     end: str = Field("", description="Only data before this time, ISO-8601 UTC (empty: all).")
-    time_tolerance_s: float = Field(
-        30.0, description="Largest |alert first P - reference first P| (|origin difference| when located) "
-        "for a match."
-    )
-    distance_tolerance_km: float = Field(
-        100.0, description="Largest distance, alert epicentre (else its first station) to the catalogue "
-        "epicentre, for a match."
-    )
     travel_model: str = Field(
         "iasp91", description="ObsPy TauP Earth model of the reference P times where the catalogue gives no P "
         "pick (iasp91, ak135, prem, ... or a .npz model file)."
@@ -82,56 +75,23 @@ class ValidateSettings(ServiceSettings):
         10.0, description="Depth of catalogue events that give none (for their TauP travel times; named in the "
         "report)."
     )
-    p_tolerance_s: float = Field(
-        3.0, description="A station trigger whose P pick lies within this of the reference P is a P detection."
-    )
-    outside_network_s: float = Field(
-        30.0, description="An event whose first P comes later than this after the origin is reported as outside "
-        "the network."
-    )
     plot_band_hz: str = Field(
         "1,20", description="Band-pass of the plotted waveforms, 'low,high' Hz (empty: unfiltered)."
     )
-    window_before_s: float = Field(10.0, description="Event window at a station starts this long before its P.")
-    window_after_s: float = Field(
-        60.0, description="Event window at a station ends this long after its P (triggers outside are false)."
-    )
-    no_coords_travel_s: float = Field(
-        30.0, description="Stations without coordinates: P assumed within this long after the origin."
-    )
-    speed: float = Field(0.0, description="Replay speed: 0 = as fast as possible, 1 = real time.")
-    packet_seconds: float = Field(
-        10.0, description="Replay packet length in seconds (as `eew replay`); the scores do not depend on it "
-        "(same scores and alerts with 1 s and 10 s), and longer packets cut the per-record Kafka cost."
-    )
     run_dir: Path | None = Field(None, description="Logs of broker and services (default OUT/run).")
-    dashboard_port: int | None = Field(
-        None,
-        description="Start `eew dashboard` beside the run on this port (0: a free one) to watch the replay; "
-        "its address is printed. Unset: no dashboard.",
-    )
-    dashboard_tokens: str = Field(
-        "",
-        description="Tokens of that dashboard, name:token[:role] (read is enough; tokens >= 16 characters); "
-        "prefer the environment variable over the flag.",
-    )
     detector_args: str = Field("", description="Extra flags for `eew detect`, e.g. '--detection-threshold 0.9'.")
     alerting_args: str = Field(
         "", description="Extra flags for `eew alert`, e.g. '--min-stations 4' (also used by the scoring)."
-    )
-    live_alerting: bool = Field(
-        False, description="Start the alerting together with the detector (as in operation; measures the "
-        "processing delay, but a fast replay may deliver scores out of event-time order). Default: start it "
-        "once the detector is done, so it associates the scores in event-time order."
     )
     alerting_max_lateness_s: float = Field(
         600.0, description="The alerting's reorder window for this run (large: a fast replay is associated "
         "in event-time order whatever the partitions' progress)."
     )
-    replay_timeout_s: float = Field(3600.0, description="Give up the replay after this many wall seconds.")
-    drain_timeout_s: float = Field(
-        300.0, description="Give up waiting for the detector and alerting after this long without any new output "
-        "(the run then fails)."
+    scoring: ScoringTuning = Field(
+        ScoringTuning(), description="Matching tolerances and event windows (services.validate.core)."
+    )
+    run: RunTuning = Field(
+        RunTuning(), description="The replay through the pipeline and its waits (services.pipeline.run)."
     )
     plots: bool = Field(True, description="Draw the PNG plots (matplotlib).")
     plot_max_stations: int = Field(12, description="Most stations per event waveform plot (nearest first).")
@@ -181,17 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         assoc, locator = alerting.association_config(), alerting.locator_config()
         detector_argv = shlex.split(settings.detector_args)
         max_gap_s = detector_max_gap_s(detector_argv)
-        cfg = core.ScoringConfig(
-            time_tolerance_s=settings.time_tolerance_s,
-            distance_tolerance_km=settings.distance_tolerance_km,
-            window_before_s=settings.window_before_s,
-            window_after_s=settings.window_after_s,
-            no_coords_travel_s=settings.no_coords_travel_s,
-            trigger=assoc.trigger_rule(),
-            min_stations=assoc.min_stations,
-            p_tolerance_s=settings.p_tolerance_s,
-            outside_network_s=settings.outside_network_s,
-        )
+        cfg = core.ScoringConfig(**settings.scoring.model_dump(), trigger=assoc.trigger_rule(),
+                                 min_stations=assoc.min_stations)
         travel = TauPTravelTimes(settings.travel_model)
         threshold = detection_threshold(detector_argv, assoc.trigger_threshold)
         band = _band(settings.plot_band_hz)
@@ -226,21 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         blocks = [(start_ns if a is None else a, end_ns if b is None else b)
                   for a, b in core.replay_blocks(coverage, 0.5 * max_gap_s)]
         rc = RunConfig(
+            **settings.run.model_dump(),
             run_dir=settings.run_dir or out / "run",
             stations_file=Path(settings.stations),  # type: ignore[arg-type]
             blocks=blocks,
             files_for_block=index.files_in,
-            speed=settings.speed,
             detector_args=detector_argv,
             alerting_args=alerting_argv,
-            live_alerting=settings.live_alerting,
-            replay_timeout_s=settings.replay_timeout_s,
-            drain_timeout_s=settings.drain_timeout_s,
             client_id=settings.client_id,
-            packet_seconds=settings.packet_seconds,
-            dashboard_port=settings.dashboard_port,
-            dashboard_tokens=settings.dashboard_tokens,
             alert_of=alert_from_pb,
+            progress_label="validate",
         )
         print(f"eew validate: replaying {len(index.files)} files ({data_hours:.3f} data hours, "
               f"{len(coverage)} streams, {len(blocks)} block(s)) through broker -> detector -> alerting; "
@@ -290,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         skipped_files=len(index.skipped),
         alerting_args=alerting_argv,
         detector_args=detector_argv,
-        speed=settings.speed,
-        live_alerting=settings.live_alerting,
+        speed=settings.run.speed,
+        live_alerting=settings.run.live_alerting,
         window=f"{settings.start or 'start'} .. {settings.end or 'end'}" if settings.start or settings.end else "",
     )
     run.wall["wall_total_s"] = time.monotonic() - t0

@@ -93,11 +93,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pydantic import Field
+
 from services.alerting.association import AlertRecord, AssociationConfig, Associator, ScoreRecord
 from services.alerting.association.locate import LocatorConfig
 from services.alerting.association.stations import StationInventory, haversine_km
 from services.common.domain import station_id, station_of
-from services.common.exceptions import ConfigError
+from services.common.settings import CoreModel
 from services.common.triggers.hysteresis import TriggerRule
 from services.common.triggers.hysteresis import station_triggers as rule_triggers
 
@@ -233,30 +235,49 @@ class AlertVersion:
         return (self.event_id, self.version)
 
 
-@dataclass(frozen=True)
-class ScoringConfig:
-    """Tolerances and windows of the scoring (seconds, km, km/s)."""
+class ScoringTuning(CoreModel):
+    """The scoring's knobs, declared once (seconds, km): the ``scoring`` group of ``eew validate``'s
+    settings (flags ``--time-tolerance-s`` ..., environment ``EEW_TIME_TOLERANCE_S`` ...)."""
 
-    time_tolerance_s: float = 30.0
-    distance_tolerance_km: float = 100.0
-    window_before_s: float = 10.0
-    window_after_s: float = 60.0
-    no_coords_travel_s: float = 30.0
+    time_tolerance_s: float = Field(
+        30.0, ge=0.0, allow_inf_nan=False,
+        description="Largest |alert first P - reference first P| (|origin difference| when located) for a match.",
+    )
+    distance_tolerance_km: float = Field(
+        100.0, ge=0.0, allow_inf_nan=False,
+        description="Largest distance, alert epicentre (else its first station) to the catalogue epicentre, "
+        "for a match.",
+    )
+    window_before_s: float = Field(
+        10.0, ge=0.0, allow_inf_nan=False, description="Event window at a station starts this long before its P."
+    )
+    window_after_s: float = Field(
+        60.0, ge=0.0, allow_inf_nan=False,
+        description="Event window at a station ends this long after its P (triggers outside are false).",
+    )
+    no_coords_travel_s: float = Field(
+        30.0, ge=0.0, allow_inf_nan=False,
+        description="Stations without coordinates: P assumed within this long after the origin.",
+    )
+    p_tolerance_s: float = Field(
+        3.0, ge=0.0, allow_inf_nan=False,
+        description="A station trigger whose P pick lies within this of the reference P is a P detection.",
+    )
+    outside_network_s: float = Field(
+        30.0, ge=0.0, allow_inf_nan=False,
+        description="An event whose first P comes later than this after the origin is reported as outside "
+        "the network.",
+    )
+    nth_p: int = Field(4, ge=1, description="Alert times are also reported after the n-th station's reference P.")
+
+
+class ScoringConfig(ScoringTuning):
+    """The tuning and what the alerting's settings decide: its trigger rule and its minimum station
+    count (built with ``ScoringTuning.model_dump()`` and those facts, never field by field)."""
+
     #: The alerting's trigger rule (its threshold, detrigger level and time, minimum duration, pick lead).
-    trigger: TriggerRule = field(default_factory=TriggerRule)
-    min_stations: int = 3
-    p_tolerance_s: float = 3.0
-    outside_network_s: float = 30.0
-    nth_p: int = 4
-
-    def __post_init__(self) -> None:
-        for name in ("time_tolerance_s", "distance_tolerance_km", "window_before_s", "window_after_s",
-                     "no_coords_travel_s", "p_tolerance_s", "outside_network_s"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ConfigError(f"{name} must be a finite number >= 0, not {v}")
-        if self.nth_p < 1:
-            raise ConfigError(f"nth_p must be >= 1, not {self.nth_p}")
+    trigger: TriggerRule = TriggerRule()
+    min_stations: int = Field(3, ge=1)
 
 
 # --------------------------------------------------------------------------- outputs

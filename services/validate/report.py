@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import dataclasses
 import html
 import json
 import math
@@ -652,7 +651,7 @@ def write_report(out: Path, result: ValidationResult, inputs: ReportInputs, run:
             "alerting_args": inputs.alerting_args, "detector_args": inputs.detector_args,
             "live_alerting": inputs.live_alerting, "window": inputs.window,
         },
-        "config": dataclasses.asdict(result.config),  # the trigger rule nested under "trigger"
+        "config": result.config.model_dump(),  # the trigger rule nested under "trigger"
         "summary": {**result.summary, "archive_start": iso(result.summary["archive_start_ns"]),
                     "archive_end": iso(result.summary["archive_end_ns"])},
         "status": status,

@@ -10,6 +10,7 @@ import math
 from functools import partial
 
 import pytest
+from pydantic import ValidationError
 
 from services.alerting.association import AlertKind, AlertRecord, AssociationConfig, Contribution, ScoreRecord
 from services.alerting.association.stations import Station, StationInventory, haversine_km
@@ -314,9 +315,10 @@ def test_reassociate_runs_the_alerting_core_in_event_time_order(scenario: dict) 
 
 
 def test_config_validation() -> None:
-    with pytest.raises(ConfigError):
+    """The knobs are validated where they are declared (ScoringTuning), the rule by TriggerRule."""
+    with pytest.raises(ValidationError, match="nth_p"):
         ScoringConfig(nth_p=0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValidationError, match="time_tolerance_s"):
         ScoringConfig(time_tolerance_s=math.nan)
     with pytest.raises(ConfigError):
         ScoringConfig(trigger=TriggerRule(threshold=1.5))
