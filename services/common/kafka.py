@@ -152,6 +152,12 @@ class _MetadataAttempt:
             self.done.set()
 
 
+#: Pacing of ``wait_for_broker`` inside the caller's deadline (not timeouts of their own): the
+#: longest TCP probe, the longest metadata attempt, the pause between attempts, and how often a
+#: running attempt looks at ``stop``.
+TCP_PROBE_S, METADATA_ATTEMPT_S, ATTEMPT_PAUSE_S, STOP_POLL_S = 1.0, 5.0, 0.3, 0.1
+
+
 def wait_for_broker(bootstrap: str, timeout_s: float = 30.0, stop: Waitable | None = None) -> bool:
     """Block until a metadata request succeeds (True), ``stop`` is set (False), or raise BrokerUnavailable.
 
@@ -175,17 +181,18 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0, stop: Waitable | No
         while time.monotonic() < deadline:
             if stop is not None and stop.is_set():
                 return False
-            if not _tcp_open(bootstrap, min(1.0, max(0.05, deadline - time.monotonic()))):
+            if not _tcp_open(bootstrap, min(TCP_PROBE_S, max(0.05, deadline - time.monotonic()))):
                 last = "connection refused or timed out"
             else:
-                attempt = _MetadataAttempt(bootstrap, min(5.0, max(0.5, deadline - time.monotonic())), quiet)
-                while not attempt.done.wait(0.1):
+                left = deadline - time.monotonic()
+                attempt = _MetadataAttempt(bootstrap, min(METADATA_ATTEMPT_S, max(0.5, left)), quiet)
+                while not attempt.done.wait(STOP_POLL_S):
                     if stop is not None and stop.is_set():
                         return False  # the attempt's daemon thread ends at its own request timeout
                 if attempt.error is None:
                     return True
                 last = attempt.error
-            pause = min(0.3, max(0.0, deadline - time.monotonic()))
+            pause = min(ATTEMPT_PAUSE_S, max(0.0, deadline - time.monotonic()))
             if stop is not None:
                 if stop.wait(pause):
                     return False
@@ -200,7 +207,7 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0, stop: Waitable | No
 def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec] = ALL_TOPICS, timeout_s: float = 30.0) -> None:
     """Create missing topics with their final partition counts; existing ones are left alone."""
     wait_for_broker(bootstrap, timeout_s)
-    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), request_timeout_ms=10_000)
+    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), request_timeout_ms=int(timeout_s * 1000))
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(t.name, t.partitions, 1) for t in topics if t.name not in existing]
