@@ -6,12 +6,15 @@
   component (all components of a sensor share it). It is the Kafka key of waveform packets and
   scores, the detector's station key, the alerting's stream and the validation's stream.
 - *NSLC* ``NET.STA.LOC.CHA``: one channel (log lines, rejections).
+- *Station*: a station's position (the inventory's entries: ``services.alerting.association.
+  stations.StationInventory`` reads them), and the great-circle distance between coordinates.
 
-Pure string functions, no I/O; the scorable-stream rule lives beside them in ``services.common.streams``.
+Pure functions, no I/O; the scorable-stream rule lives beside them in ``services.common.streams``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -20,6 +23,8 @@ StationId: TypeAlias = str
 #: ``NET.STA.LOC.BI?``
 StreamKey: TypeAlias = str
 
+#: Radius of the sphere distances are measured on (km).
+EARTH_RADIUS_KM = 6371.0
 #: Stands for the component in a stream key.
 ANY_COMPONENT = "?"
 
@@ -70,3 +75,27 @@ class StreamId:
     @property
     def station_id(self) -> StationId:
         return station_id(self.network, self.station)
+
+
+@dataclass(frozen=True, slots=True)
+class Station:
+    """One station's position (degrees, metres above sea level)."""
+
+    network: str
+    station: str
+    location: str
+    latitude: float
+    longitude: float
+    elevation_m: float = 0.0
+
+    @property
+    def id(self) -> StationId:
+        return station_id(self.network, self.station)
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance on a sphere of radius 6371 km (error < 0.5 % vs. the ellipsoid)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))

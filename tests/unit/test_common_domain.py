@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.common.domain import StreamId, nslc, station_id, station_of, stream_key
+from services.common.domain import Station, StreamId, haversine_km, nslc, station_id, station_of, stream_key
 
 
 def test_stream_key_groups_the_components_of_one_sensor() -> None:
@@ -25,3 +25,13 @@ def test_stream_id_round_trip_and_bad_key_named() -> None:
     assert StreamId.parse("XA.S01..HHZ").key == "XA.S01..HH?"
     with pytest.raises(ValueError, match="'XA.S01'"):
         StreamId.parse("XA.S01")
+
+
+def test_station_and_distance() -> None:
+    """One Station type (the inventory's entries) and the great-circle distance of its coordinates."""
+    from services.alerting.association.stations import Station as InventoryStation
+
+    st = Station("XA", "S01", "00", 35.0, -118.0)
+    assert st.id == "XA.S01" and InventoryStation is Station
+    assert haversine_km(0.0, 0.0, 0.0, 1.0) == pytest.approx(111.195, abs=1e-3)
+    assert haversine_km(35.0, -118.0, 35.0, -118.0) == 0.0

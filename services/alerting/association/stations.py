@@ -8,6 +8,7 @@ CSV format (header row required, extra columns ignored)::
 StationXML is read with ObsPy's ``read_inventory``; the location code is taken from the
 station's first channel. Coordinates are looked up by (network, station): all sensors of a
 station share its coordinates, which is precise enough for association (metres vs. kilometres).
+``Station`` and ``haversine_km`` are the shared domain types of ``services.common.domain``.
 """
 
 from __future__ import annotations
@@ -15,40 +16,15 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from services.alerting.exceptions import InventoryError
-from services.common.domain import station_id
+from services.common.domain import EARTH_RADIUS_KM, Station
+from services.common.domain import haversine_km as haversine_km  # re-exported: the inventory's users
 
-EARTH_RADIUS_KM = 6371.0
 CSV_COLUMNS = ("network", "station", "location", "latitude", "longitude", "elevation_m")
-
-
-@dataclass(frozen=True, slots=True)
-class Station:
-    """One station's position (degrees, metres above sea level)."""
-
-    network: str
-    station: str
-    location: str
-    latitude: float
-    longitude: float
-    elevation_m: float = 0.0
-
-    @property
-    def id(self) -> str:
-        return station_id(self.network, self.station)
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance on a sphere of radius 6371 km (error < 0.5 % vs. the ellipsoid)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 def neighbour_distances_km(stations: Iterable[Station], k: int = 3) -> dict[str, float]:
