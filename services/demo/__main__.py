@@ -23,7 +23,7 @@ from typing import Literal
 from kafka import KafkaConsumer
 from pydantic import Field
 
-from services.alerting.association.stations import haversine_km
+from services.common.domain import haversine_km
 from services.common.lifecycle import setup_logging
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.settings import ServiceSettings, load_settings

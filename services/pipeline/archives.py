@@ -177,7 +177,7 @@ def build_openeew(
 
     from models.openeew import DEPTH_KM, load_quakes, load_split
     from services.alerting.association.locate import iasp91_first_p
-    from services.alerting.association.stations import haversine_km
+    from services.common.domain import haversine_km
 
     root = Path(shared) / "data" / "openeew_mx"
     part = load_split().get(file)

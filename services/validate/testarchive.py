@@ -33,7 +33,7 @@ from pathlib import Path
 
 from obspy import UTCDateTime
 
-from services.alerting.association.stations import haversine_km
+from services.common.domain import haversine_km
 from services.pipeline import archives as archive
 
 ORIGIN = archive.ORIGIN

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from services.alerting.association.stations import haversine_km
+from services.common.domain import haversine_km
 from services.pipeline import archives as archive
 from services.pipeline.local import LocalPipeline, wait_quiet
 from services.pipeline.receiver import WebhookReceiver
