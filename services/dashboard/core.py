@@ -30,8 +30,8 @@ from pydantic_settings import CliImplicitFlag
 
 from services.alerting.association import ScoreRecord
 from services.alerting.association.intensity import DEFAULT_VP_KM_S, DEFAULT_VS_KM_S, predict_site
-from services.alerting.association.stations import Station
 from services.alerting.formats.messages import alert_to_dict
+from services.common.domain import Station, station_id
 from services.common.exceptions import ConfigError, DecodeError
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.settings import CoreModel
@@ -141,10 +141,6 @@ class _Event:
     latest: pb.Alert | None = None
     received_ns: int = 0
     first_received_ns: int = 0
-
-
-def station_id(network: str, station: str) -> str:
-    return f"{network}.{station}"
 
 
 class DashboardCore:
