@@ -26,9 +26,9 @@ Alert events and their time
     Alert versions are grouped by ``event_id``. An alert's *decision time* is the event (data)
     time of the score that made the alerting issue it: taken from a deterministic re-run of the
     association on the collected scores when that re-run produced the same version, else
-    reconstructed as the latest trigger onset among the version's stations (onsets computed with
-    the alerting's ``detrigger_s`` rule). Telemetry and processing delays are not included: the
-    runner reports the measured processing delay separately (wall clock).
+    reconstructed as the latest trigger onset among the version's stations (triggers by the
+    alerting's own rule, see "Station triggers"). Telemetry and processing delays are not included:
+    the run reports the measured processing delay separately (wall clock).
 
 Matching
     An alert event is compared with every covered catalogue event through its last version that
