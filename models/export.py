@@ -121,10 +121,12 @@ def _members_note(net) -> str:
     )
 
 
-def base_contract(net, sha: str, thresholds: Thresholds, extra: dict) -> ModelContract:
+def base_contract(
+    net, sha: str, thresholds: Thresholds, extra: dict, version: str = MODEL_VERSION
+) -> ModelContract:
     return ModelContract(
         model_id=MODEL_ID,
-        model_version=MODEL_VERSION,
+        model_version=version,
         onnx_file=ONNX_FILE,
         sha256=sha,
         sampling_rate_hz=net.fs,
@@ -183,7 +185,9 @@ def choose_thresholds(model_dir: Path, data_dir: Path) -> tuple[Thresholds, dict
     }
 
 
-def export(model_dir: Path = DEFAULT_MODEL_DIR, data_dir: Path | None = None) -> ModelContract:
+def export(
+    model_dir: Path = DEFAULT_MODEL_DIR, data_dir: Path | None = None, version: str = MODEL_VERSION
+) -> ModelContract:
     """weights.pt -> model.onnx + contract.json (thresholds from validation noise when data is given)."""
     net, meta = load_network(model_dir)
     onnx_path = Path(model_dir) / ONNX_FILE
@@ -198,12 +202,12 @@ def export(model_dir: Path = DEFAULT_MODEL_DIR, data_dir: Path | None = None) ->
     }
     # a provisional contract so the runtime can load the file while thresholds are measured
     provisional = Thresholds(detection=0.5, p_pick=0.5, note="provisional (no validation data given)")
-    contract = base_contract(net, sha, provisional, extra)
+    contract = base_contract(net, sha, provisional, extra, version)
     (Path(model_dir) / "contract.json").write_text(contract.model_dump_json(indent=2) + "\n")
     if data_dir is not None:
         thr, info = choose_thresholds(model_dir, data_dir)
         extra = dict(extra, thresholds=info)
-        contract = base_contract(net, sha, thr, extra)
+        contract = base_contract(net, sha, thr, extra, version)
         (Path(model_dir) / "contract.json").write_text(contract.model_dump_json(indent=2) + "\n")
     log.info("wrote %s (sha256 %s) and contract.json; thresholds %s", onnx_path, sha, contract.thresholds)
     return contract
@@ -228,11 +232,16 @@ def main(argv: list[str]) -> int:
     ap.add_argument(
         "--no-thresholds", action="store_true", help="keep provisional thresholds (no data needed)"
     )
+    ap.add_argument(
+        "--model-version",
+        default=MODEL_VERSION,
+        help=f"version written into the contract (default {MODEL_VERSION}, the shipped one; name a candidate otherwise)",
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if a.member:
         combine(a.member, a.model_dir)
-    c = export(a.model_dir, None if a.no_thresholds else a.data_dir)
+    c = export(a.model_dir, None if a.no_thresholds else a.data_dir, a.model_version)
     print(
         json.dumps(
             {
