@@ -553,7 +553,14 @@ SEQ_GROUPS = {
 
 
 def evaluate_sequences(
-    model, prepared: list[Prepared], pool, ours: Scores, peers: list, n: int, seed: int
+    model,
+    prepared: list[Prepared],
+    pool,
+    ours: Scores,
+    peers: list,
+    n: int,
+    seed: int,
+    sweep: tuple[float, ...] = (),
 ) -> dict:
     """Second-P detection on sequences of held-out records (``models.sequences.build_sequences``) beside
     the first P's, at the noise FARs of the first-event tables (thresholds from ``ours``/peers' noise
@@ -658,6 +665,16 @@ def evaluate_sequences(
         heads[f"{ours.name} P head"] = {f"P2+{d:g}s": float(np.mean(v)) for d, v in det.items()}
         out["p_curve"] = heads
         res["fars"][f"far_{far:g}"] = out
+    for far in FARS if sweep else ():
+        thr = far_threshold(np.asarray(ours.noise), far)
+        for level in sweep:
+            res.setdefault("retrigger_sweep", []).append(
+                {
+                    "far": far,
+                    "retrigger": level,
+                    **_sweep_row(onset_rule(thr, level), runs, seqs, prepared, p_pick, c.warmup_s),
+                }
+            )
     for peer, psc in peers:
         _peer_sequences(peer, psc, seqs, res)
     res["sequences"] = [
@@ -672,6 +689,36 @@ def evaluate_sequences(
     ]
     res["seconds"] = time.perf_counter() - t0
     return res
+
+
+def _sweep_row(rule, runs: dict, seqs, prepared: list[Prepared], p_pick: float, warmup_s: float) -> dict:
+    """Second-P detection at P2 + 1 s (all, coda) and false triggers after P under one re-trigger level."""
+    offs, streams = runs[("seq", 1.0)]
+    trig = [
+        detector_triggers(rule, ev, pp, o, p_pick, warmup_s)
+        for o, (ev, pp) in zip(offs, streams, strict=True)
+    ]
+    hits = np.array([_detected(t, q.p2, 1.0) for t, q in zip(trig, seqs, strict=True)])
+    coda = np.array([q.coda for q in seqs])
+    seq_false = sum(
+        sum(
+            1
+            for _, o, _ in [x for x in t if x[0] >= q.p1 - EARLY_S * FS][1:]
+            if abs(o - q.p2) > PICK_TOL_S * FS
+        )
+        for t, q in zip(trig, seqs, strict=True)
+    )
+    offs, streams = runs[("one", 1.0)]
+    after = 0
+    for o, (ev, pp), p in zip(offs, streams, prepared, strict=True):
+        t = detector_triggers(rule, ev, pp, o, p_pick, warmup_s)
+        after += max(len([x for x in t if x[0] >= p.p_idx - EARLY_S * FS]) - 1, 0)
+    return {
+        "P2+1s": float(hits.mean()),
+        "P2+1s coda": float(hits[coda].mean()) if coda.any() else float("nan"),
+        "single_after_p": after,
+        "sequences_not_at_a_p": seq_false,
+    }
 
 
 def _peer_sequences(peer: Peer, psc: Scores, seqs, res: dict) -> None:
@@ -781,6 +828,19 @@ def sequence_markdown(res: dict, first_tables: dict) -> str:
             f"{ft['single_after_p_per_event']:.3f} | {ft['single_noise_before_p']} | {ft['sequences_not_at_a_p']} | "
             f"{ft['sequences_not_at_a_p_per_sequence']:.3f} |"
         )
+    if res.get("retrigger_sweep"):
+        lines += [
+            "",
+            "Re-trigger level sweep (`--retrigger-sweep`; detector rule, second P at P2+1 s; false triggers as above):",
+            "",
+            "| noise FAR | re-trigger level | P2+1s all | P2+1s coda | single events: after P | sequences: not at either P |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in res["retrigger_sweep"]:
+            lines.append(
+                f"| {r['far']:.1%} | {r['retrigger']:.2f} | {r['P2+1s']:.3f} | {r['P2+1s coda']:.3f} | "
+                f"{r['single_after_p']} | {r['sequences_not_at_a_p']} |"
+            )
     lines.append("")
     return "\n".join(lines)
 
@@ -887,6 +947,7 @@ def evaluate(
     variants: list[Variant] | None = None,
     sequences: int = 0,
     sequence_seed: int = 13,
+    retrigger_sweep: tuple[float, ...] = (),
 ) -> dict:
     from models.runtime import StreamingModel
 
@@ -956,6 +1017,7 @@ def evaluate(
             list(zip(peer_models, native[1:], strict=True)),
             sequences,
             sequence_seed,
+            retrigger_sweep,
         )
         res["sequence_eval"]["first_event"] = {
             k: v for k, v in ms[0]["early_detection"].items()
@@ -1019,6 +1081,12 @@ def main(argv: list[str]) -> int:
         "ratio 0.1-10, a third inside a loud event's coda): second-P detection and pick beside the first P's",
     )
     ap.add_argument("--sequence-seed", type=int, default=13, help="seed of the sequences")
+    ap.add_argument(
+        "--retrigger-sweep",
+        default="",
+        metavar="LIST",
+        help="with --sequences: also these re-trigger levels (comma list), a row each",
+    )
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     try:
@@ -1040,6 +1108,7 @@ def main(argv: list[str]) -> int:
         variants,
         a.sequences,
         a.sequence_seed,
+        tuple(float(x) for x in a.retrigger_sweep.split(",") if x.strip()),
     )
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "evaluation.json").write_text(json.dumps(res, indent=1))
