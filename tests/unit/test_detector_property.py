@@ -11,6 +11,7 @@ Over all examples at least 10,000 bad inputs are fed.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -200,6 +201,7 @@ def detector() -> tuple[CoreDetector, KeyedScorer]:
     return det, sc
 
 
+@pytest.mark.slow
 def test_poison_input_never_escapes_and_valid_data_is_still_scored() -> None:
     """>= 10,000 generated bad inputs; GOOD's scores equal the clean run's in every example."""
     _check()

@@ -117,6 +117,7 @@ def _pipeline() -> tuple[IngestCore, Emitter, MemoryProducer]:
     return IngestCore(), Emitter(Publisher(producer, _METRICS[0]), _METRICS[0]), producer
 
 
+@pytest.mark.slow
 @settings(
     max_examples=450, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
@@ -175,6 +176,7 @@ def _valid_records() -> list[bytes]:
 VALID_MSEED = _valid_records()
 
 
+@pytest.mark.slow
 # libmseed's log callback in ObsPy cannot decode some garbage bytes and says so as an "unraisable" warning.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::obspy.io.mseed.InternalMSEEDWarning")

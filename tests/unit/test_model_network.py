@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # torch forward passes: ~35 s of the unit layer
 
 from models.augment import labels  # noqa: E402
 from models.network import Ensemble, StreamingDetector, build_network  # noqa: E402
