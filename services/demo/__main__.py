@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from kafka import KafkaConsumer
 from pydantic import Field
 
 from services.common.domain import haversine_km
@@ -28,8 +27,8 @@ from services.common.lifecycle import setup_logging
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.settings import ServiceSettings, load_settings
 from services.common.timeutil import ns_to_iso
-from services.common.topics import ALERTS
 from services.pipeline import archives as archive
+from services.pipeline.collect import read_alerts
 from services.pipeline.local import LocalPipeline, wait_quiet
 from services.pipeline.receiver import WebhookReceiver
 
@@ -52,26 +51,13 @@ class DemoSettings(ServiceSettings):
         "whole archive lands at once and the latency printed measures draining a backlog, not live operation."
     )
     quiet_s: float = Field(6.0, description="Stop once no new alert has arrived for this long.")
-    log_level: str = Field("WARNING", description="Logging level of the demo process itself.")
-
-
-def _read_alerts(bootstrap: str, timeout_s: float = 5.0) -> list[pb.Alert]:
-    consumer = KafkaConsumer(
-        ALERTS.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=1500,
+    replay_timeout_s: float = Field(
+        120.0, gt=0, description="Give up the archive's replay (`eew replay` into the demo's broker) after this long."
     )
-    out: list[pb.Alert] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        for msg in consumer:
-            a = pb.Alert()
-            a.ParseFromString(msg.value)
-            out.append(a)
-            if time.monotonic() > deadline:
-                break
-    finally:
-        consumer.close()
-    return out
+    read_timeout_s: float = Field(
+        5.0, gt=0, description="At the end, read the alerts topic back for at most this long (for the report)."
+    )
+    log_level: str = Field("WARNING", description="Logging level of the demo process itself.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                   else "[demo] dashboard not started: front end not built (make web)")
             print(f"[demo] broker {pipeline.bootstrap}; detector and alerting started; "
                   f"replaying at {settings.speed:g}x real time" if settings.speed else "replaying at full speed")
-            pipeline.replay(arch, speed=settings.speed)
+            pipeline.replay(arch, speed=settings.speed, timeout_s=settings.replay_timeout_s)
             expected = 0 if source == "noise" else 1
             wait_quiet(lambda: len(receiver.snapshot()), expected, settings.quiet_s, settings.timeout_s,
                        pipeline.check_alive)
-            alerts = _read_alerts(pipeline.bootstrap)
+            alerts = read_alerts(pipeline.bootstrap, settings.read_timeout_s)
         except Exception as exc:
             print(f"[demo] FAILED: {exc}", file=sys.stderr)
             for s in pipeline.services:

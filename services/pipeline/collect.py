@@ -99,3 +99,24 @@ class TopicCollector(Generic[A]):
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
+
+
+def read_alerts(bootstrap: str, timeout_s: float = 5.0) -> list[pb.Alert]:
+    """Every Alert message on the alerts topic, from the beginning (no group); stops at the first
+    1.5 s without a new one or after ``timeout_s``."""
+    consumer = KafkaConsumer(
+        ALERTS.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        enable_auto_commit=False, consumer_timeout_ms=1500,
+    )
+    out: list[pb.Alert] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        for msg in consumer:
+            a = pb.Alert()
+            a.ParseFromString(msg.value)
+            out.append(a)
+            if time.monotonic() > deadline:
+                break
+    finally:
+        consumer.close()
+    return out
