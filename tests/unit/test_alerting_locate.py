@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 
 import numpy as np
 import pytest
@@ -195,19 +194,6 @@ def test_only_the_silent_stations_nearest_to_the_picks_are_used() -> None:
     assert locate(picks, near_silent + far_silent, cfg) == locate(picks, near_silent, cfg)
     with pytest.raises(ValueError):
         LocatorConfig(max_silent=-1)
-
-
-def test_location_is_fast() -> None:
-    """Benchmark (printed, not asserted): one 8-station location with 12 silent stations."""
-    stations = ring_stations(20, 40.0)
-    picks = _iasp91_picks(stations[:8], 10.0, ORIGIN)
-    silent = [(s.latitude, s.longitude, ORIGIN + 5 * NS) for s in stations[8:]]
-    cfg = LocatorConfig()
-    locate(picks, silent, cfg)  # table built
-    t = time.perf_counter()
-    for _ in range(5):
-        locate(picks, silent, cfg)
-    print(f"locate: {(time.perf_counter() - t) / 5 * 1000:.1f} ms per call (8 picks, 12 silent)")
 
 
 def test_a_wrong_pick_that_spoils_the_location_is_left_out() -> None:
