@@ -10,6 +10,7 @@ import logging
 import numpy as np
 
 from services.common.codec import Packet, encode_packet
+from services.common.domain import station_id
 from services.common.streams import hint, scorable
 from services.ingest.core import NS, Outcome, Record
 from services.ingest.metrics import IngestMetrics
@@ -109,7 +110,7 @@ class Emitter:
             self.streams.check(p.nslc, p.channel, p.sampling_rate)
             latency = (now_ns - p.end_time_ns) / NS
             m.latency.observe(max(0.0, latency))
-            m.station_latency.labels(f"{p.network}.{p.station}").set(latency)
+            m.station_latency.labels(station_id(p.network, p.station)).set(latency)
             return self.publisher.publish(p, on_done)
         reason = outcome.reason or "rejected"
         m.rejected.labels(reason).inc()
