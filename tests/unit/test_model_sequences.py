@@ -123,3 +123,22 @@ def test_sequence_metrics() -> None:
     p[1, np.argmin(np.abs(centre - 4000))] = 4.0  # a false new onset in the coda, P2 missed
     m = sequence_metrics(p, p2, np.full(1000, -3.0))
     assert m["seq_det_p2+0.5"] == 0.5 and m["seq_det_p2+1.0"] == 0.5 and m["seq_coda_false_p"] == 0.5
+
+
+def test_sequence_scoring_helpers() -> None:
+    """Chunk alignment at P + t, what counts as detecting a P, and the trigger times of the replayed rule."""
+    from models.evaluate import _alignment, _detected, _pick_error, detector_triggers, onset_rule
+
+    assert (12345 + 50 - _alignment(12345, 0.5)) % 100 == 0  # a chunk ends exactly at P + 0.5 s
+    assert (12345 + 100 - _alignment(12345, 1.0)) % 100 == 0
+    p = 10_000
+    trigs = [(p + 100, p + 20.0, True)]
+    assert _detected(trigs, p, 1.0) and not _detected(trigs, p, 0.5)
+    assert not _detected([(p + 100, p + 150.0, True)], p, 1.0)  # pick 1.5 s off
+    assert _pick_error(trigs, p) == pytest.approx(0.2) and _pick_error([], p) is None
+    ev = np.full(40, 0.05)
+    ev[10:] = 0.99
+    pp = np.full(400, 0.01)
+    pp[100], pp[250] = 0.9, 0.9
+    got = detector_triggers(onset_rule(0.9, 0.6), ev, pp, 37, p_pick=0.6, warmup_s=5.0)
+    assert [(t, o, r) for t, o, r in got] == [(37 + 1100, 37 + 1004.5, False), (37 + 2600, 37 + 2504.5, True)]
