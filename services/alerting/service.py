@@ -1,5 +1,7 @@
 """The alerting service: scores topic -> association core -> alerts topic -> subscribers.
 
+``services.common.loop.ConsumeLoop`` drives it (poll, pause while alerts are unacknowledged,
+commits with the horizon metadata, broker outages, ExitStack shutdown); this module is the stage.
 Loop: poll scores (group ``eew-alerting``) -> decode (bad input: metric + dead-letter with its
 topic/partition/offset) -> core -> for each new alert: produce to the alerts topic keyed by event
 id and wait for the acknowledgement -> commit the scores offsets the core no longer needs ->
@@ -32,12 +34,11 @@ import time
 from collections import deque
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
-from services.alerting.association import NS, AlertRecord, Associator
+from services.alerting.association import NS, AlertRecord, Associator, ScoreRecord
 from services.alerting.association.magnitude import gains_by_station, load_gains
 from services.alerting.association.stations import StationInventory
 from services.alerting.dispatch.api import SubscriberApi
@@ -52,10 +53,10 @@ from services.alerting.offsets import OffsetTracker
 from services.alerting.settings import AlertingSettings
 from services.common.domain import station_id
 from services.common.exceptions import ConfigError, DecodeError, UnconfirmedDelivery
-from services.common.kafka import confirmed, make_consumer, make_producer, wait_for_broker
+from services.common.kafka import confirmed
 from services.common.lifecycle import StopFlag
+from services.common.loop import ConsumeLoop, KafkaIO, OwnLoopMetrics, Records
 from services.common.pb.eew.v1 import messages_pb2 as pb
-from services.common.retry import OutageTracker, is_retriable
 from services.common.timeutil import now_ns
 
 log = logging.getLogger("services.alerting")
@@ -130,23 +131,6 @@ def read_emitted_alerts(
     return seen
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, service: AlertingService) -> None:
-        self.service = service
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        for tp in revoked:
-            self.service.tracker.forget(tp)
-        if revoked:
-            log.info("scores partitions revoked: %s", sorted(tp.partition for tp in revoked))
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        # Runs on kafka-python's IO thread: no blocking consumer calls here (see on_assigned).
-        parts = sorted(tp.partition for tp in assigned)
-        log.info("scores partitions assigned: %s", parts)
-        self.service._assigned = set(assigned)
-
-
 class AlertingService:
     """Runs the loop until ``stop`` is set; ``run()`` returns the exit code."""
 
@@ -177,16 +161,22 @@ class AlertingService:
         self._restored_events: dict[str, tuple[frozenset[str], int]] = {}  # from the alerts topic
         self.ready = threading.Event()
         self._unsent: deque[pb.Alert] = deque()
-        self._heartbeat = time.monotonic()
-        self._consumer: KafkaConsumer | None = None
-        self._producer: Any = None
+        self.io: KafkaIO | None = None
         self._deadletter_futures: list[Any] = []
-        self._last_commit = 0.0
         self._dirty_commit = False
+        self._meta = ""  # commit metadata of the offsets safe_offsets returned last
+        self._recs: list[ScoreRecord] = []  # decoded this turn (handle -> process)
+        self._newest_ms = -1
+        self._got_input = False
+        self._stopping_at: float | None = None
         self._assigned: set[TopicPartition] | None = None
         self._catching_up = True  # at start: buffer the scores backlog, release it in order when caught up
         self._last_input = time.monotonic()
         self._start_ms = 0
+        loop_metrics = OwnLoopMetrics(
+            registry, "eew_alerting", broker_errors=self.metrics.broker_errors, commits=self.metrics.commits
+        )
+        self.loop = ConsumeLoop("alerting", settings.loop, self, self.stop, loop_metrics)
 
     def _make_delivery(self, s: AlertingSettings) -> tuple[Outbox, AlertDelivery, SubscriberApi | None]:
         """Outbox database, senders, fan-out + delivery engine, and the API (ConfigError if unusable)."""
@@ -240,7 +230,7 @@ class AlertingService:
     # ------------------------------------------------------------------ health
 
     def alive(self) -> bool:
-        return time.monotonic() - self._heartbeat < 30.0
+        return self.loop.alive()
 
     def _outbox_ok(self) -> tuple[bool, str]:
         try:
@@ -252,12 +242,13 @@ class AlertingService:
     def checks(self) -> dict[str, Any]:
         return {
             "started": lambda: (self.ready.is_set(), "restoring emitted alerts / joining the group"),
-            "loop": lambda: (time.monotonic() - self._heartbeat < 10.0, "poll loop stalled"),
+            "loop": lambda: (self.loop.turned_within(self.settings.ready_stall_s), "poll loop stalled"),
+            "broker": self.loop.broker_check(self.settings.bootstrap_servers),
             "alerts_acknowledged": lambda: (not self._unsent, f"{len(self._unsent)} alerts not acknowledged"),
             "outbox": self._outbox_ok,
         }
 
-    # ------------------------------------------------------------------ run
+    # ------------------------------------------------------------------ the stage's hooks
 
     def run(self) -> int:
         s = self.settings
@@ -268,7 +259,10 @@ class AlertingService:
             s.alerts_topic,
             len(self.inventory),
         )
-        # Delivery starts first: pending outbox rows of the previous run go out while we restore.
+        return self.loop.run(s.bootstrap_servers)
+
+    def prepare(self) -> None:
+        """Delivery starts first: pending outbox rows of the previous run go out while we restore."""
         for sender in self.delivery.senders.values():
             start = getattr(sender, "start", None)
             if start is not None:
@@ -276,90 +270,76 @@ class AlertingService:
         self.delivery.start()
         if self.api is not None:
             self.api.start()
-        try:
-            if not wait_for_broker(s.bootstrap_servers, timeout_s=30.0, stop=self.stop):
-                self._close_delivery()  # stopped (SIGTERM) while waiting for the broker
-                return 0
-            recent: list[pb.Alert] = []
-            self._restored_events = {}
-            restored = read_emitted_alerts(
-                s.bootstrap_servers,
-                s.alerts_topic,
-                s.restore_idle_s,
-                client_id=f"{s.client_id}-restore",
-                recent=recent,
-                recent_since_ns=now_ns() - int(s.delivery_max_age_s * NS),
-                events=self._restored_events,
-            )
-            self.emitted = restored
-            log.info(
-                "restored %d emitted alert versions (%d events) from %s",
-                len(self.emitted),
-                len({k[0] for k in self.emitted}),
-                s.alerts_topic,
-            )
-            self._reconcile(recent)
-            self._producer = make_producer(s.bootstrap_servers, s.client_id)
-            consumer = make_consumer(s.bootstrap_servers, s.group_id, s.client_id)
-        except BaseException:  # no broker, or stopped while starting: leave nothing running
-            if self._producer is not None:
-                self._producer.close(timeout=2)
-            self._close_delivery()
-            raise
-        self._consumer = consumer
-        consumer.subscribe([s.scores_topic], listener=_Rebalance(self))
-        self._start_ms = int(time.time() * 1000)
-        outage = OutageTracker(s.broker_timeout_s, "alerting")
-        try:
-            while not self.stop.is_set():
-                self._heartbeat = time.monotonic()
-                try:
-                    self._step(consumer)
-                    outage.ok()
-                except KafkaError as exc:
-                    delay = outage.failed(exc) if is_retriable(exc) else None
-                    if delay is None:
-                        raise
-                    self.metrics.broker_errors.inc()
-                    self.stop.wait(delay)
-        except KafkaError:
-            log.exception("alerting: Kafka error, stopping")
-            self._shutdown()
-            return 1
-        self._shutdown()
-        return 0
 
-    def _step(self, consumer: KafkaConsumer) -> None:
-        """One poll: decode, associate, publish, commit."""
+    def open(self) -> KafkaIO:
+        """Restore what was emitted from the alerts topic, then the clients (scores consumer, producer)."""
+        s = self.settings
+        recent: list[pb.Alert] = []
+        self._restored_events = {}
+        self.emitted = read_emitted_alerts(
+            s.bootstrap_servers,
+            s.alerts_topic,
+            s.restore_idle_s,
+            client_id=f"{s.client_id}-restore",
+            recent=recent,
+            recent_since_ns=now_ns() - int(s.delivery_max_age_s * NS),
+            events=self._restored_events,
+        )
+        log.info(
+            "restored %d emitted alert versions (%d events) from %s",
+            len(self.emitted),
+            len({k[0] for k in self.emitted}),
+            s.alerts_topic,
+        )
+        self._reconcile(recent)
+        self.io = KafkaIO(
+            s.bootstrap_servers,
+            s.group_id,
+            s.client_id,
+            s.scores_topic,
+            self._on_revoked,
+            self._on_assigned,
+            self._on_revoked,  # lost: as kafka-python's default listener, forgotten like revoked
+            max_poll_records=s.loop.max_poll_records,
+        )
+        self._start_ms = int(time.time() * 1000)
+        return self.io
+
+    def settle(self, records: Records) -> Records:
+        if self.core is None:  # built once the group gave us partitions
+            if self._assigned is None:
+                return {}
+            self.on_assigned(self._assigned)
+        self.ready.set()
+        return records
+
+    def handle(self, tp: TopicPartition, m: Any, wall_ns: int, mono_ns: int) -> None:
+        self.metrics.scores_in.inc()
+        self._newest_ms = max(self._newest_ms, m.timestamp)
+        self._got_input = True
+        try:
+            rec = decode_score(m.value)
+        except DecodeError as exc:
+            self._reject(m, exc)
+            self.tracker.add(tp, m.offset, None)
+            return
+        self.tracker.add(tp, m.offset, rec.window_end_ns)
+        self._recs.append(rec)
+
+    def process(self) -> int:
+        """Associate this turn's scores and publish new alerts; 1 (intake paused) while any alert is
+        not acknowledged by the broker."""
         s = self.settings
         if self._unsent:
             if not self._publish_unsent():
-                self.stop.wait(0.5)
-                return
-            if consumer.paused():
-                consumer.resume(*consumer.paused())
-        batch = consumer.poll(timeout_ms=200, max_records=2000)
-        if self.core is None:  # built once the group gave us partitions
-            if self._assigned is None:
-                return
-            self.on_assigned(self._assigned)
-        self.ready.set()
-        recs = []
-        newest_ms = -1
-        for tp, msgs in batch.items():
-            for m in msgs:
-                self.metrics.scores_in.inc()
-                newest_ms = max(newest_ms, m.timestamp)
-                try:
-                    rec = decode_score(m.value)
-                except DecodeError as exc:
-                    self._reject(m, exc)
-                    self.tracker.add(tp, m.offset, None)
-                    continue
-                self.tracker.add(tp, m.offset, rec.window_end_ns)
-                recs.append(rec)
+                self.stop.wait(s.publish_retry_s)
+                return 1
+        if self.core is None:
+            return 0
+        recs, newest_ms, got = self._recs, self._newest_ms, self._got_input
+        self._recs, self._newest_ms, self._got_input = [], -1, False
         now = time.monotonic()
-        if batch:
+        if got:
             self._dirty_commit = True
             self._last_input = now
         alerts: list[AlertRecord] = []
@@ -367,7 +347,7 @@ class AlertingService:
             why = ""
             if newest_ms >= self._start_ms:
                 why = "reached scores produced after start"
-            elif not batch and now - self._last_input > s.restore_idle_s:
+            elif not got and now - self._last_input > s.restore_idle_s:
                 why = f"no backlog left, {s.restore_idle_s:.1f} s without scores"
             elif self.core.pending + len(recs) > s.catch_up_max_buffer:
                 why = f"backlog larger than {s.catch_up_max_buffer} scores"
@@ -385,15 +365,49 @@ class AlertingService:
         if alerts:
             self._queue(alerts)
             if not self._publish_unsent():
-                consumer.pause(*consumer.assignment())
-                return
-        self._maybe_commit(force=bool(alerts))
+                return 1
+            self.loop.flush_and_commit()  # what the new alerts consumed, at once
+        return 0
+
+    def housekeeping(self, mono_ns: int) -> None:
+        pass  # the core times buffered scores out in every turn (add_many)
+
+    def rewind(self) -> None:
+        pass  # nothing goes through loop.send: alerts and dead letters are acknowledged here
+
+    def drain(self) -> None:
+        self._stopping_at = time.monotonic()
+        log.info("alerting: stopping")
+        if self._unsent:
+            self._publish_unsent()
+        if self.core is not None:
+            self._dirty_commit = True  # the last commit goes out even without new input
+
+    def close(self) -> None:
+        self._close_delivery()
+        if self._stopping_at is not None:
+            log.info(
+                "alerting: stopped in %.2f s (%d alerts emitted in total)",
+                time.monotonic() - self._stopping_at,
+                len(self.emitted),
+            )
+
+    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self.tracker.forget(tp)
+        if revoked:
+            log.info("scores partitions revoked: %s", sorted(tp.partition for tp in revoked))
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        # Runs inside poll: no blocking consumer calls here (see on_assigned).
+        log.info("scores partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        self._assigned = set(assigned)
 
     def on_assigned(self, assigned: Any) -> None:
         """First assignment (main thread): read the horizon from the commit metadata, build the core."""
-        consumer = self._consumer
-        if consumer is None:
+        if self.io is None:
             return
+        consumer = self.io.consumer
         all_parts = consumer.partitions_for_topic(self.settings.scores_topic) or set()
         if all_parts and {tp.partition for tp in assigned} != set(all_parts):
             log.warning(
@@ -476,16 +490,15 @@ class AlertingService:
         if not self._unsent:
             return True
         sent = list(self._unsent)
+        assert self.io is not None
+        wait_s = self.settings.loop.flush_timeout_s
         try:
             futures = [
-                self._producer.send(
-                    self.settings.alerts_topic, key=a.event_id.encode(), value=a.SerializeToString()
-                )
-                for a in sent
+                self.io.send(self.settings.alerts_topic, a.event_id.encode(), a.SerializeToString()) for a in sent
             ]
-            self._producer.flush(timeout=10)
+            self.io.flush(wait_s)
             for f in futures:
-                meta = f.get(timeout=10)
+                meta = f.get(timeout=wait_s)
                 if not confirmed(meta):
                     raise UnconfirmedDelivery(f"alert acknowledged without an offset ({meta!r})")
         except (KafkaError, UnconfirmedDelivery) as exc:
@@ -523,10 +536,9 @@ class AlertingService:
             ("source_offset", str(m.offset).encode()),
             ("service", b"alerting"),
         ]
+        assert self.io is not None
         try:
-            fut = self._producer.send(
-                self.settings.deadletter_topic, key=m.key, value=m.value or b"", headers=headers
-            )
+            fut = self.io.send(self.settings.deadletter_topic, m.key, m.value or b"", headers)
             self._deadletter_futures.append((fut, exc.reason))
         except KafkaError as e:
             log.error("dead-letter produce failed for %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
@@ -534,7 +546,7 @@ class AlertingService:
     def _check_deadletters(self) -> None:
         for fut, reason in self._deadletter_futures:
             try:
-                fut.get(timeout=10)
+                fut.get(timeout=self.settings.loop.flush_timeout_s)
                 self.metrics.deadletters.labels(reason).inc()
             except KafkaError as e:
                 log.error("dead-letter record not acknowledged (%s): %s", reason, e)
@@ -550,29 +562,27 @@ class AlertingService:
         low = self.core.low_watermark_ns
         return None if low is None else low + 1
 
-    def _maybe_commit(self, force: bool = False) -> None:
-        if not self._dirty_commit or self._unsent or self.core is None or self._consumer is None:
-            return
-        if not force and time.monotonic() - self._last_commit < 0.5:
-            return
+    def safe_offsets(self, tps: set[TopicPartition] | None) -> dict[TopicPartition, int]:
+        """The scores offsets the core no longer needs (none while an alert is unacknowledged)."""
+        if not self._dirty_commit or self._unsent or self.core is None or self.io is None:
+            return {}
         if self._deadletter_futures:
-            self._producer.flush(timeout=10)
+            self.io.flush(self.settings.loop.flush_timeout_s)
             self._check_deadletters()
         offsets = self.tracker.commit_offsets(self.core.retain_from_ns())
-        self._dirty_commit = False
-        self._last_commit = time.monotonic()
         if not offsets:
-            return
+            self._dirty_commit = False
+            return {}
         horizon = self._horizon()
-        meta = f"{HORIZON_PREFIX}{horizon}" if horizon is not None else ""
-        try:
-            self._consumer.commit({tp: OffsetAndMetadata(off, meta, -1) for tp, off in offsets.items()})
-        except KafkaError as exc:
-            log.warning("offset commit failed (will retry): %s", exc)
-            self._dirty_commit = True
-            return
+        self._meta = f"{HORIZON_PREFIX}{horizon}" if horizon is not None else ""
+        return offsets
+
+    def commit_metadata(self) -> str:
+        return self._meta
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
         self.tracker.mark_committed(offsets)
-        self.metrics.commits.inc()
+        self._dirty_commit = False
 
     def _update_gauges(self) -> None:
         assert self.core is not None
@@ -592,31 +602,3 @@ class AlertingService:
             self.api.stop()
         self.delivery.close(self.settings.drain_s)
         self.outbox.close()
-
-    def _shutdown(self) -> None:
-        t0 = time.monotonic()
-        log.info("alerting: stopping")
-        try:
-            if self._unsent:
-                self._publish_unsent()
-            if self._producer is not None:
-                self._producer.flush(timeout=3)
-            if self.core is not None:
-                self._dirty_commit = True
-                self._maybe_commit(force=True)
-        except KafkaError as exc:
-            log.warning("final flush/commit failed: %s", exc)
-        finally:
-            if self._consumer is not None:
-                try:
-                    self._consumer.close(autocommit=False)
-                except KafkaError as exc:
-                    log.warning("consumer close: %s", exc)
-            if self._producer is not None:
-                self._producer.close(timeout=2)
-            self._close_delivery()
-        log.info(
-            "alerting: stopped in %.2f s (%d alerts emitted in total)",
-            time.monotonic() - t0,
-            len(self.emitted),
-        )

@@ -24,6 +24,7 @@ from services.alerting.dispatch.api import ApiConfig, parse_tokens
 from services.alerting.dispatch.delivery import DeliveryConfig
 from services.alerting.formats.cap import CapConfig
 from services.common.exceptions import ConfigError
+from services.common.loop import LoopConfig
 from services.common.settings import ServiceSettings
 from services.common.topics import ALERTS, DEADLETTER, SCORES
 
@@ -35,8 +36,17 @@ class AlertingSettings(ServiceSettings):
 
     client_id: str = Field("eew-alerting", description="Kafka client id.")
     group_id: str = Field("eew-alerting", description="Consumer group on the scores topic.")
-    broker_timeout_s: float = Field(
-        30.0, description="How long a broker outage is ridden out (retrying) before the service exits."
+    loop: LoopConfig = Field(
+        LoopConfig(
+            poll_timeout_ms=200, commit_interval_s=0.5, flush_timeout_s=10.0, close_timeout_s=2.0, alive_timeout_s=30.0
+        ),
+        description="The consume loop (services.common.loop); an alert is acknowledged within flush-timeout-s.",
+    )
+    publish_retry_s: float = Field(
+        0.5, gt=0.0, description="Pause before alerts the broker did not acknowledge are sent again."
+    )
+    ready_stall_s: float = Field(
+        10.0, gt=0.0, description="/readyz fails when the loop has not turned for this long."
     )
     scores_topic: str = Field(SCORES.name, description="Topic of StationScore messages.")
     alerts_topic: str = Field(ALERTS.name, description="Topic the Alert messages are written to.")

@@ -12,10 +12,11 @@ A turn of ``ConsumeLoop``
        flush, check every acknowledgement (``confirmed``), then commit ``Stage.safe_offsets``;
        an unacknowledged send makes the stage ``rewind`` instead (at-least-once).
 
-Around it (``ConsumeLoop.run``): wait for the broker (SIGTERM ends the wait), retriable Kafka
-errors ridden out for ``broker_timeout_s``, and an ``ExitStack`` that on the way out drains the
-stage, flushes and commits (a clean stop) or commits nothing (a bug: exit 1), then closes the
-clients. Health: ``alive`` (the loop turned recently) and ``broker_check`` (cached) for /readyz.
+Around it (``ConsumeLoop.run``): ``Stage.prepare`` (work that needs no broker), wait for the
+broker (SIGTERM ends the wait), ``Stage.open``, retriable Kafka errors ridden out for
+``broker_timeout_s``, and an ``ExitStack`` that on the way out drains the stage, flushes and
+commits (a clean stop) or commits nothing (a bug: exit 1), then closes the clients and, last,
+``Stage.close`` (however far the start got). Health: ``alive`` (the loop turned recently) and ``broker_check`` (cached) for /readyz.
 Signals come from ``services.common.lifecycle.run_service`` (SIGTERM/SIGINT -> the stop flag).
 Every wait is a field of ``LoopConfig``, the nested ``loop`` group of the service's settings.
 """
@@ -112,6 +113,37 @@ class LoopMetrics(Protocol):
     delivery_failures: _Labelled  # by topic: sends the broker did not acknowledge
 
 
+class OwnLoopMetrics:
+    """A ``LoopMetrics`` bundle for a service whose own bundle lacks some: ``reuse`` names the
+    service's metrics to use, the others are registered as ``<prefix>_<name>`` (``loop_`` names
+    where the service already has another meaning for the word)."""
+
+    HELP = {
+        "broker_errors": ("broker_errors", "Retriable Kafka errors ridden out."),
+        "pauses": ("pauses", "Times consumption was paused by backpressure."),
+        "paused": ("paused", "1 while consumption is paused (backpressure)."),
+        "unacked": ("unacked_messages", "Messages sent through the loop and not yet acknowledged."),
+        "commits": ("commits", "Offset commits."),
+        "commit_failures": ("commit_failures", "Offset commits that failed (retried at the next interval)."),
+        "rewinds": ("rewinds", "Rewinds to the committed offsets after an unacknowledged send."),
+        "delivery_failures": ("loop_unacknowledged", "Sends through the loop the broker did not acknowledge."),
+    }
+
+    def __init__(self, registry: Any, prefix: str, **reuse: Any) -> None:
+        from prometheus_client import Counter, Gauge
+
+        for attr, (name, doc) in self.HELP.items():
+            if attr in reuse:
+                metric = reuse[attr]
+            elif attr in ("paused", "unacked"):
+                metric = Gauge(f"{prefix}_{name}", doc, registry=registry)
+            elif attr == "delivery_failures":
+                metric = Counter(f"{prefix}_{name}", doc, ["topic"], registry=registry)
+            else:
+                metric = Counter(f"{prefix}_{name}", doc, registry=registry)
+            setattr(self, attr, metric)
+
+
 class _Listener(ConsumerRebalanceListener):
     """Forwards rebalance callbacks (they run inside ``poll``)."""
 
@@ -160,12 +192,12 @@ class KafkaIO:
     def flush(self, timeout_s: float) -> None:
         self.producer.flush(timeout=timeout_s)
 
-    def commit(self, offsets: dict[TopicPartition, int]) -> bool:
+    def commit(self, offsets: dict[TopicPartition, int], metadata: str = "") -> bool:
         """Commit ``offsets`` (next record to read) synchronously; False (logged) on failure."""
         if not offsets:
             return True
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+            self.consumer.commit({tp: OffsetAndMetadata(off, metadata, -1) for tp, off in offsets.items()})
             return True
         except KafkaError as exc:
             log.warning(
@@ -212,6 +244,14 @@ class KafkaIO:
 class Stage(Protocol):
     """What a service plugs into the loop (each hook runs on the loop thread)."""
 
+    def prepare(self) -> None:
+        """Before the broker wait: start what needs no broker (e.g. alert delivery from the outbox)."""
+        ...
+
+    def close(self) -> None:
+        """Last on the way out, however far the start got: release what ``prepare``/``open`` made."""
+        ...
+
     def open(self) -> KafkaIO:
         """Create the clients (after the broker answered); rebalance callbacks go to the stage."""
         ...
@@ -234,6 +274,10 @@ class Stage(Protocol):
 
     def safe_offsets(self, tps: set[TopicPartition] | None) -> dict[TopicPartition, int]:
         """Per partition, the offset a restart must resume from (only those that moved)."""
+        ...
+
+    def commit_metadata(self) -> str:
+        """Metadata stored with the offsets ``safe_offsets`` just returned ("" for none)."""
         ...
 
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
@@ -272,6 +316,10 @@ class ConsumeLoop:
         limit = max(self.cfg.alive_timeout_s, 3 * self.cfg.flush_timeout_s)
         return time.monotonic() - self._heartbeat < limit
 
+    def turned_within(self, seconds: float) -> bool:
+        """The loop turned in the last ``seconds`` (a /readyz check stricter than ``alive``)."""
+        return time.monotonic() - self._heartbeat < seconds
+
     def broker_check(self, bootstrap: str) -> Callable[[], tuple[bool, str]]:
         """A /readyz check of the broker, cached ``broker_check_interval_s``."""
 
@@ -295,10 +343,12 @@ class ConsumeLoop:
     # ---- run -----------------------------------------------------------------------------------
     def run(self, bootstrap: str) -> int:
         cfg = self.cfg
-        if not wait_for_broker(bootstrap, cfg.broker_timeout_s, stop=self.stop):
-            return 0  # stopped (SIGTERM) while waiting for the broker
         outage = OutageTracker(cfg.broker_timeout_s, self.name)
         with ExitStack() as exits:
+            exits.callback(self.stage.close)
+            self.stage.prepare()
+            if not wait_for_broker(bootstrap, cfg.broker_timeout_s, stop=self.stop):
+                return 0  # stopped (SIGTERM) while waiting for the broker
             self.io = self.stage.open()
             exits.callback(self._close)
             try:
@@ -381,7 +431,7 @@ class ConsumeLoop:
                 self.stage.rewind()
                 return False
         offsets = self.stage.safe_offsets(tps)
-        if offsets and self.io.commit(offsets):
+        if offsets and self.io.commit(offsets, self.stage.commit_metadata()):
             self.stage.committed(offsets)
             m.commits.inc()
             log.debug("committed %s", {f"{tp.topic}[{tp.partition}]": o for tp, o in offsets.items()})

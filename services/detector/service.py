@@ -205,6 +205,15 @@ class DetectorService:
     def run(self) -> int:
         return self.loop.run(self.settings.bootstrap_servers)
 
+    def prepare(self) -> None:
+        pass  # nothing runs before the broker
+
+    def close(self) -> None:
+        pass  # the clients are the loop's; the model and core need no closing
+
+    def commit_metadata(self) -> str:
+        return ""
+
     def open(self) -> KafkaIO:
         s = self.settings
         self.io = KafkaIO(

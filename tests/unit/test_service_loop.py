@@ -48,6 +48,7 @@ class FakeIO:
     is_paused: bool = False
     closed: bool = False
     polls: list[int] = field(default_factory=list)
+    metadata: str = ""
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> dict[TopicPartition, list[Any]]:
         self.polls.append(timeout_ms)
@@ -60,8 +61,9 @@ class FakeIO:
     def flush(self, timeout_s: float) -> None:
         pass
 
-    def commit(self, offsets: dict[TopicPartition, int]) -> bool:
+    def commit(self, offsets: dict[TopicPartition, int], metadata: str = "") -> bool:
         self.commits.append(dict(offsets))
+        self.metadata = metadata
         return True
 
     def assignment(self) -> set[TopicPartition]:
@@ -89,6 +91,16 @@ class FakeStage:
         self.next: int | None = None
         self.pending = 0
         self.rewinds = self.drained = 0
+        self.prepared = self.closed = False
+
+    def prepare(self) -> None:
+        self.prepared = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def commit_metadata(self) -> str:
+        return ""
 
     def open(self) -> FakeIO:
         return self.io
@@ -182,6 +194,7 @@ def test_clean_stop_drains_flushes_commits_and_closes(monkeypatch: pytest.Monkey
     stage.process = _stopping(stage, loop)  # type: ignore[method-assign]
     assert loop.run("unused:9092") == 0
     assert stage.drained == 1 and io.commits == [{TP: 1}] and io.closed
+    assert stage.prepared and stage.closed
 
 
 def test_a_bug_commits_nothing_and_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,8 +208,9 @@ def test_a_bug_commits_nothing_and_exits_1(monkeypatch: pytest.MonkeyPatch) -> N
 def test_stopped_while_waiting_for_the_broker_is_a_clean_exit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loop_mod, "wait_for_broker", lambda *a, **k: False)
     io = FakeIO()
-    loop, _, _ = make(io)
+    loop, stage, _ = make(io)
     assert loop.run("unused:9092") == 0 and not io.closed
+    assert stage.closed  # what prepare started is released however far the start got
 
 
 def _stopping(stage: FakeStage, loop: ConsumeLoop) -> Any:
