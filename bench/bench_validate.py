@@ -8,6 +8,7 @@ minute for 20 stations x 1 hour on the 2-core development machine; the 1-minute 
 printed before and after, since a shared machine makes the figure pessimistic. Example::
 
     .venv/bin/python bench/bench_validate.py --stations 20 --hours 1 --packet-seconds 10
+    .venv/bin/python bench/bench_validate.py --stations 20 --hours 1 --mode in-process
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def main() -> int:
     ap.add_argument("--stations", type=int, default=10)
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--keep", type=Path, default=None, help="write the archive and report here")
+    ap.add_argument("--mode", choices=["services", "in-process"], default="services",
+                    help="eew validate --mode: the services through the broker, or the cores in one process")
     ap.add_argument("--packet-seconds", type=float, default=None,
                     help="eew validate --packet-seconds (default: eew validate's own default)")
     args = ap.parse_args()
@@ -71,7 +74,7 @@ def main() -> int:
         arch, stations, catalog = build(root / "in", args.stations, args.hours)
     print(f"archive: {args.stations} stations x {args.hours:g} h built in {time.monotonic() - t0:.1f} s at {root}")
     cmd = [sys.executable, "-m", "services.cli", "validate", "--archive", str(arch), "--stations", str(stations),
-           "--catalog", str(catalog), "--out", str(root / "out"), "--plots", "false",
+           "--catalog", str(catalog), "--out", str(root / "out"), "--plots", "false", "--mode", args.mode,
            *(["--packet-seconds", str(args.packet_seconds)] if args.packet_seconds else [])]
     load0 = os.getloadavg()[0]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from pydantic import ConfigDict, Field
 
@@ -140,6 +140,11 @@ class RunTuning(CoreModel):
     """The run's knobs, declared once: the ``run`` group of ``eew validate``'s settings (flags
     ``--speed``, ``--drain-timeout-s`` ..., environment ``EEW_SPEED`` ...)."""
 
+    mode: Literal["services", "in-process"] = Field(
+        "services", description="services: replay -> embedded broker -> eew detect -> eew alert as processes (the "
+        "deployed chain). in-process: the same cores in this process without a broker (same scores and alerts; "
+        "no transport, no processing delay measured; several times faster, for long archives)."
+    )
     speed: float = Field(0.0, ge=0.0, description="Replay speed: 0 = as fast as possible, 1 = real time.")
     packet_seconds: float = Field(
         10.0, gt=0.0, description="Replay packet length in seconds (as `eew replay`); the scores do not depend "

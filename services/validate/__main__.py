@@ -32,6 +32,7 @@ from services.common.exceptions import ConfigError
 from services.common.lifecycle import StopFlag, setup_logging
 from services.common.settings import ServiceSettings, load_settings
 from services.pipeline.exceptions import PipelineError
+from services.pipeline.inprocess import run_in_process
 from services.pipeline.run import RunConfig, RunOutput, RunTuning, run_pipeline
 from services.pipeline.settings import alerting_settings, detection_threshold, detector_max_gap_s
 from services.validate import core
@@ -188,12 +189,15 @@ def main(argv: list[str] | None = None) -> int:
             alert_of=alert_from_pb,
             progress_label="validate",
         )
+        in_process = settings.run.mode == "in-process"
+        path = "the detector and association cores in this process" if in_process else \
+            f"broker -> detector -> alerting; logs in {rc.run_dir}"
         print(f"eew validate: replaying {len(index.files)} files ({data_hours:.3f} data hours, "
-              f"{len(coverage)} streams, {len(blocks)} block(s)) through broker -> detector -> alerting; "
-              f"logs in {rc.run_dir}", file=sys.stderr)
+              f"{len(coverage)} streams, {len(blocks)} block(s)) through {path}", file=sys.stderr)
         stop = StopFlag().install_signal_handlers()
         try:
-            run = run_pipeline(rc, total_station_s, data_hours, stop)
+            runner = run_in_process if in_process else run_pipeline
+            run = runner(rc, total_station_s, data_hours, stop)
         except PipelineError as exc:
             print(f"eew validate: pipeline failed: {exc}", file=sys.stderr)
             warnings.append(f"pipeline failed, nothing was scored: {exc}")
@@ -237,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         alerting_args=alerting_argv,
         detector_args=detector_argv,
         speed=settings.run.speed,
+        mode=settings.run.mode,
         live_alerting=settings.run.live_alerting,
         window=f"{settings.start or 'start'} .. {settings.end or 'end'}" if settings.start or settings.end else "",
     )

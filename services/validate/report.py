@@ -38,7 +38,8 @@ class ReportInputs:
     detector_args: list[str] = field(default_factory=list)
     speed: float = 0.0
     live_alerting: bool = False
-    window: str = ""  # "start .. end" when the archive was clipped
+    window: str = ""
+    mode: str = "services"  # services (broker and service processes) or in-process (the cores, no broker)  # "start .. end" when the archive was clipped
 
 
 # --------------------------------------------------------------------------- formatting
@@ -443,11 +444,18 @@ def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str
     if s["archive_start_ns"] is not None:
         d.p(f"Data from {iso(s['archive_start_ns'])} to {iso(s['archive_end_ns'])}: "
             f"{s['archive_data_hours']:.3f} hours with data, {s['stations']} stations, {s['scores']} station scores.")
-    d.p("Path: replay (eew replay's library) -> embedded broker -> eew detect -> eew alert (the operational "
-        f"services), replay speed {inputs.speed:g} (0 = as fast as possible), alerting "
-        + ("started with the detector" if inputs.live_alerting else "reading the scores in event-time order "
-           "after the detector") + f"; alerting flags: {' '.join(inputs.alerting_args)}"
-        + (f"; detector flags: {' '.join(inputs.detector_args)}" if inputs.detector_args else "") + ".")
+    flags = f"alerting flags: {' '.join(inputs.alerting_args)}" + (
+        f"; detector flags: {' '.join(inputs.detector_args)}" if inputs.detector_args else "")
+    if inputs.mode == "in-process":
+        d.p("Path (--mode in-process): replay (eew replay's library) -> the detector core with the model and "
+            "settings of eew detect -> StationScore messages -> the alerting's association core in event-time "
+            "order, in one process without a broker: the scores and alerts of the services, but neither the "
+            f"transport nor processing delays are exercised; {flags}.")
+    else:
+        d.p("Path: replay (eew replay's library) -> embedded broker -> eew detect -> eew alert (the operational "
+            f"services), replay speed {inputs.speed:g} (0 = as fast as possible), alerting "
+            + ("started with the detector" if inputs.live_alerting else "reading the scores in event-time order "
+               "after the detector") + f"; {flags}.")
     d.h(2, "Summary")
     d.table(["metric", "value"], summary_table(result))
     if result.warnings:
@@ -569,7 +577,10 @@ def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str
         f"everything collected after {fmt(run_fig.get('drained_s'), 1)} s; whole command "
         f"{fmt(run_fig.get('wall_total_s'), 1)} s.",
     ]
-    if inputs.live_alerting:
+    if inputs.mode == "in-process":
+        items.append("Alert processing delay: not measured (--mode in-process: alerts are dated by their "
+                     "decision's event time).")
+    elif inputs.live_alerting:
         items.append(f"Alert processing delay (created - newest data ingest): median {fmt(delay.get('median'), 3)} s, "
                      f"max {fmt(delay.get('max'), 3)} s over {delay.get('n', 0)} alert versions.")
     else:
@@ -649,7 +660,7 @@ def write_report(out: Path, result: ValidationResult, inputs: ReportInputs, run:
             "archive": inputs.archive, "stations": inputs.stations, "catalog": inputs.catalog,
             "files": inputs.files, "skipped_files": inputs.skipped_files, "speed": inputs.speed,
             "alerting_args": inputs.alerting_args, "detector_args": inputs.detector_args,
-            "live_alerting": inputs.live_alerting, "window": inputs.window,
+            "live_alerting": inputs.live_alerting, "window": inputs.window, "mode": inputs.mode,
         },
         "config": result.config.model_dump(),  # the trigger rule nested under "trigger"
         "summary": {**result.summary, "archive_start": iso(result.summary["archive_start_ns"]),

@@ -122,3 +122,33 @@ def test_report_files_and_detections(report: dict) -> None:
     versions = (out / "versions.csv").read_text().splitlines()
     assert len(versions) - 1 == report["summary"]["summary"]["alert_versions"]
     assert all(",alert message," in v or ",association replay," in v for v in versions[1:])
+
+
+@pytest.fixture(scope="module")
+def report_in_process(report: dict) -> dict:
+    """The same archive with ``--mode in-process`` (the cores in one process, no broker)."""
+    base = report["out"].parent
+    out = base / "out-in-process"
+    cmd = [sys.executable, "-m", "services.cli", "validate", "--archive", str(base / "in" / "archive"),
+           "--stations", str(base / "in" / "stations.csv"), "--catalog", str(base / "in" / "catalog.xml"),
+           "--out", str(out), "--mode", "in-process", "--plots", "false"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
+    assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return {"out": out, "summary": json.loads((out / "summary.json").read_text())}
+
+
+def test_in_process_mode_gives_the_services_results(report: dict, report_in_process: dict) -> None:
+    """--mode in-process scores and alerts exactly as the services did: same statuses, station
+    triggers and picks, alert versions and pick times; only the transport figures differ."""
+    a, b = report["summary"], report_in_process["summary"]
+    assert b["inputs"]["mode"] == "in-process" and a["inputs"]["mode"] == "services"
+    keys = ("detected_events", "missed_events", "true_alerts", "false_alerts", "alert_versions", "scores",
+            "station_triggers", "station_p_detections", "pick_abs_error_s")
+    assert {k: b["summary"][k] for k in keys} == {k: a["summary"][k] for k in keys}
+    cols = ("status", "first_p_time", "alert_stations", "location_error_km", "latency_after_origin_s")
+    ev = lambda s: {e["event_id"].rsplit("/", 1)[-1]: tuple(e[c] for c in cols) for e in s["events"]}  # noqa: E731
+    assert ev(b) == ev(a)
+    picks = lambda out: sorted((out / "picks.csv").read_text().splitlines())  # noqa: E731
+    assert picks(report_in_process["out"]) == picks(report["out"])
+    md = (report_in_process["out"] / "report.md").read_text()
+    assert "--mode in-process" in md and "not measured" in md
