@@ -19,6 +19,8 @@ from models.sequences import make_sequence
 from services.common.codec import Packet
 from services.detector.core import CoreConfig, CoreDetector, Score
 
+pytestmark = pytest.mark.slow  # real recordings through the ONNX model: ~16 s
+
 FS = 100
 T0 = 1_700_000_000 * 10**9
 PICK_TOL_S = 0.5
