@@ -68,6 +68,7 @@ def two_reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return a, b
 
 
+@pytest.mark.slow  # two full reports with plots: ~20 s
 def test_every_file_is_written(two_reports: tuple[Path, Path]) -> None:
     a, _ = two_reports
     for name in ("report.md", "report.html", "summary.json", "events.csv", "alerts.csv", "stations.csv",
@@ -76,6 +77,7 @@ def test_every_file_is_written(two_reports: tuple[Path, Path]) -> None:
     assert not (a / "plots" / "event_far.png").exists()  # not covered: nothing to draw
 
 
+@pytest.mark.slow  # two full reports with plots: ~20 s
 def test_same_inputs_same_files_apart_from_the_run_section(two_reports: tuple[Path, Path]) -> None:
     a, b = two_reports
     for name in ("events.csv", "alerts.csv", "stations.csv", "picks.csv", "detections.xml", "plots/map.png",
@@ -90,6 +92,7 @@ def test_same_inputs_same_files_apart_from_the_run_section(two_reports: tuple[Pa
     assert ja == jb
 
 
+@pytest.mark.slow  # two full reports with plots: ~20 s
 def test_report_content(two_reports: tuple[Path, Path]) -> None:
     a, _ = two_reports
     md = (a / "report.md").read_text()
@@ -108,6 +111,7 @@ def test_report_content(two_reports: tuple[Path, Path]) -> None:
     assert "src=\"http" not in html and "<link" not in html
 
 
+@pytest.mark.slow  # two full reports with plots: ~20 s
 def test_detections_quakeml_is_readable(two_reports: tuple[Path, Path]) -> None:
     """ObsPy reads the detections back: one event per alert, picks, origin, magnitude, cancel flag."""
     from obspy import read_events
