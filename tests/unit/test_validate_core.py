@@ -356,6 +356,7 @@ def test_one_trigger_counts_for_one_event_and_false_triggers_are_listed() -> Non
     assert (st.triggers, st.event_triggers, st.false_triggers) == (3, 2, 1)
 
 
+@pytest.mark.slow  # TauP tables for its depths: ~10 s
 def test_every_miss_has_a_reason_from_the_run() -> None:
     """No scorable data (with the rejection reasons), too few recorded, not associated (link rule),
     outside the network."""
