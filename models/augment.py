@@ -23,7 +23,7 @@ import numpy as np
 
 from models import synthetic
 from models.data import Record, noise_std, padded_history
-from models.sequences import event_peak, superpose
+from models.sequences import record_peak, superpose
 
 STEP = 10
 FS = 100.0
@@ -159,7 +159,7 @@ def _second_event(
     other = donors[rng.integers(len(donors))]
     ratio = _log_uniform(rng, *cfg.two_ratio)
     live = np.abs(x).max(axis=1) > 0
-    y = superpose(x, p1, other, p2, ratio, live, ref_peak=event_peak(rec.wave, rec.p))
+    y = superpose(x, p1, other, p2, ratio, live, ref_peak=record_peak(rec))
     return y, (float(p2),)
 
 

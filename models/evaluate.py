@@ -567,10 +567,12 @@ def evaluate_sequences(
     windows of the same run). Ours: the detector's own trigger rule (``triggers.onset``) on the model's
     outputs, and its P head alone (max of the P curve from P - 0.5 s, against the level that the given
     share of noise windows' P-curve maxima exceed); peers: their P curve the same way."""
-    from models.sequences import build_sequences
+    from models.sequences import build_sequences, live_end
 
     t0 = time.perf_counter()
     seqs = build_sequences([(p.rec, p.hist, p.p_idx) for p in prepared], pool, n, seed)
+    # single events up to the end of their live data (a flat tail is a processing edge, not the coda)
+    singles = [p.hist[:, : p.p_idx - p.rec.p + live_end(p.rec)] for p in prepared]
     c = model.contract
     p_pick = c.thresholds.p_pick
     # the detector rule: sequences aligned at P2 + 0.5 s and at P2 + 1 s; single events at P + 0.5 / 1 s
@@ -579,7 +581,7 @@ def evaluate_sequences(
         offs = [_alignment(q.p2, a) for q in seqs]
         runs[("seq", a)] = (offs, stream_batch(model, [q.wave for q in seqs], offs))
         offs = [_alignment(p.p_idx, a) for p in prepared]
-        runs[("one", a)] = (offs, stream_batch(model, [p.hist for p in prepared], offs))
+        runs[("one", a)] = (offs, stream_batch(model, singles, offs))
     res: dict = {
         "n_sequences": len(seqs),
         "seed": seed,
@@ -587,7 +589,9 @@ def evaluate_sequences(
         "sequences": [],
         "n_single": len(prepared),
     }
-    post_p_hours = sum(max(p.hist.shape[1] - p.p_idx, 0) for p in prepared) / FS / 3600.0
+    post_p_hours = (
+        sum(max(w.shape[1] - p.p_idx, 0) for w, p in zip(singles, prepared, strict=True)) / FS / 3600.0
+    )
     for far in FARS:
         thr = far_threshold(np.asarray(ours.noise), far)
         rule = onset_rule(thr, p_pick)

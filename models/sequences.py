@@ -33,11 +33,30 @@ def event_peak(wave: np.ndarray, p: int) -> float:
     return float(max(np.abs(seg).max(initial=0.0), 1e-9))
 
 
+def live_end(rec: Record, step: int = 10) -> int:
+    """End of the recording's live data after P: the start of its first flat step (every live component
+    constant for ``step`` samples: 34 of the 204 recordings end in a held value or a step to a constant,
+    a processing edge that is no part of the earthquake), else its length."""
+    x = rec.wave[:, rec.p :]
+    k = x.shape[1] // step
+    live = np.array(rec.live)
+    if not live.any() or k == 0:
+        return rec.wave.shape[1]
+    s = x[live][:, : k * step].reshape(int(live.sum()), k, step)
+    flat = (s.max(axis=2) == s.min(axis=2)).all(axis=0)
+    return rec.p + int(np.argmax(flat)) * step if flat.any() else rec.wave.shape[1]
+
+
+def record_peak(rec: Record) -> float:
+    """The event's peak (:func:`event_peak`) within the recording's live data."""
+    return event_peak(rec.wave[:, : live_end(rec)], rec.p)
+
+
 def second_event(rec: Record) -> np.ndarray:
-    """The recording from RAMP samples before its P on, demeaned, with the ramp-in applied (3, M)."""
+    """The recording from RAMP samples before its P to its live end, demeaned, with the ramp-in applied (3, M)."""
     p0 = max(rec.p - RAMP, 0)
     pre = rec.wave[:, max(rec.p - 500, 0) : max(rec.p, 1)].astype(np.float64)
-    seg = rec.wave[:, p0:].astype(np.float64) - pre.mean(axis=1, keepdims=True)
+    seg = rec.wave[:, p0 : live_end(rec)].astype(np.float64) - pre.mean(axis=1, keepdims=True)
     ramp = np.ones(seg.shape[1])
     k = rec.p - p0
     ramp[:k] = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / max(k, 1))
@@ -60,7 +79,7 @@ def superpose(
         raise ValueError(f"second P at {p2} must lie after the first ({p1}) and inside the stream")
     seg = second_event(rec2)
     ref = event_peak(base, p1) if ref_peak is None else ref_peak
-    k = ratio * ref / event_peak(rec2.wave, rec2.p)
+    k = ratio * ref / record_peak(rec2)
     out = base.astype(np.float64, copy=True)
     start = p2 - (rec2.p - max(rec2.p - RAMP, 0))
     lo = max(start, 0)
@@ -99,7 +118,7 @@ class Sequence:
 def snr(rec: Record) -> float:
     """The event's peak after P over its pre-P noise standard deviation (largest component)."""
     sd = float(np.max(noise_std(rec)))
-    return event_peak(rec.wave, rec.p) / max(sd, 1e-9)
+    return record_peak(rec) / max(sd, 1e-9)
 
 
 def build_sequences(
@@ -148,13 +167,13 @@ def make_sequence(
 ) -> Sequence:
     """One sequence: ``rec`` (as ``hist`` with its P at ``p1``) with ``second`` added ``dt_s`` after
     its P at ``ratio`` times its peak, running to the second P + AFTER_P2_S (real donor noise at the
-    station's level continues a first recording that ends before that)."""
+    station's level continues a first recording whose live data (:func:`live_end`) end before that)."""
     p2 = p1 + int(round(dt_s * FS))
-    need = p2 + int(AFTER_P2_S * FS) - hist.shape[1]
-    base = hist.astype(np.float64)
+    base = hist[:, : p1 - rec.p + live_end(rec)].astype(np.float64)  # a flat tail is no data
+    need = p2 + int(AFTER_P2_S * FS) - base.shape[1]
     if need > 0:
         tail = real_noise_pad(rng, rec, pool, need + FADE)
         base = _crossfade_join(base, tail, FADE)
     base = base[:, : p2 + int(AFTER_P2_S * FS)]
-    wave = superpose(base, p1, second, p2, ratio, np.array(rec.live), event_peak(rec.wave, rec.p))
+    wave = superpose(base, p1, second, p2, ratio, np.array(rec.live), record_peak(rec))
     return Sequence(rec.key, second.key, wave.astype(np.float32), p1, p2, dt_s, ratio, coda)

@@ -142,3 +142,20 @@ def test_sequence_scoring_helpers() -> None:
     pp[100], pp[250] = 0.9, 0.9
     got = detector_triggers(onset_rule(0.9, 0.6), ev, pp, 37, p_pick=0.6, warmup_s=5.0)
     assert [(t, o, r) for t, o, r in got] == [(37 + 1100, 37 + 1004.5, False), (37 + 2600, 37 + 2504.5, True)]
+
+
+def test_a_flat_tail_is_no_data_for_a_sequence() -> None:
+    """34 of the 204 recordings end in a held value after P: neither event of a sequence carries it."""
+    from models.sequences import live_end, record_peak
+
+    r = POOL[2]
+    wave = r.wave.copy()
+    wave[:, 7000:] = 5000.0  # a step to a constant: the processing edge of a recording
+    flat = Record("syn/flat", wave, r.p, r.s, r.live)
+    assert live_end(flat) == 7000 and live_end(r) == r.wave.shape[1]
+    assert record_peak(flat) == pytest.approx(event_peak(r.wave[:, :7000], r.p))
+    assert second_event(flat).shape[1] == 7000 - (r.p - RAMP)
+    hist, p = padded_history(np.random.default_rng(1), flat, POOL, 1000)
+    q = make_sequence(np.random.default_rng(2), flat, hist, p, POOL[0], 50.0, 1.0, POOL)
+    tail = q.wave[:, p - flat.p + 7000 : p - flat.p + 7300]
+    assert (tail.max(axis=1) > tail.min(axis=1)).all()  # donor noise, not the held value
