@@ -16,9 +16,14 @@ Around it (``ConsumeLoop.run``): ``Stage.prepare`` (work that needs no broker), 
 broker (SIGTERM ends the wait), ``Stage.open``, retriable Kafka errors ridden out for
 ``broker_timeout_s``, and an ``ExitStack`` that on the way out drains the stage, flushes and
 commits (a clean stop) or commits nothing (a bug: exit 1), then closes the clients and, last,
-``Stage.close`` (however far the start got). Health: ``alive`` (the loop turned recently) and ``broker_check`` (cached) for /readyz.
-Signals come from ``services.common.lifecycle.run_service`` (SIGTERM/SIGINT -> the stop flag).
+``Stage.close`` (however far the start got). Health: ``alive`` (the loop turned recently),
+``turned_within`` and ``broker_check`` (cached) for /readyz. Signals, the health server and exit
+codes come from ``services.common.lifecycle.run_service`` (SIGTERM/SIGINT -> the stop flag).
 Every wait is a field of ``LoopConfig``, the nested ``loop`` group of the service's settings.
+
+Stages: ``services.detector.service.DetectorService`` and ``services.alerting.service.AlertingService``.
+``eew ingest`` is a producer (nothing to poll or commit): it takes ``run_service`` and an
+ExitStack shutdown, not this loop.
 """
 
 from __future__ import annotations
