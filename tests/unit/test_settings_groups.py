@@ -71,3 +71,18 @@ def test_a_group_needs_a_default_instance() -> None:
 
         class _Factory(ServiceSettings):
             core: _Core = Field(default_factory=_Core)
+
+
+def test_the_services_keep_their_flags_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real groups: ingest's live week of max_past_s survives one other flag; --replay is a flag."""
+    from services.dashboard.settings import DashboardSettings
+    from services.detector.settings import DetectorSettings
+    from services.ingest.settings import LIVE_MAX_PAST_S, IngestSettings, ReplaySettings
+
+    live = load_settings(IngestSettings, ["--max-future-s", "10"]).validation
+    assert (live.max_future_s, live.max_past_s) == (10.0, LIVE_MAX_PAST_S)
+    assert load_settings(ReplaySettings, []).validation.max_past_s == 0.0
+    assert load_settings(DashboardSettings, ["--replay", "--gap-after-s", "3"]).core.replay
+    monkeypatch.setenv("EEW_POLL_TIMEOUT_MS", "50")
+    d = load_settings(DetectorSettings, ["--max-gap-s", "12"])
+    assert (d.core.max_gap_s, d.loop.poll_timeout_ms) == (12.0, 50)
