@@ -4,7 +4,8 @@ Every ``import`` of ``services/`` and ``models/`` (module level or inside a func
 ``if TYPE_CHECKING:``) is read with ``ast``, so the picture cannot drift from the code. A node is a
 service (``services.detector``), a subpackage of one (``services.alerting.association``) and then
 also each top-level module of that service (``services.alerting.service``), or one of the model's two halves: the runtime the detector loads (contract, ONNX session) and the training
-code. An arrow ``A --> B`` says that some module of A imports one of B.
+code. An arrow ``A --> B`` says that A depends on B: some module of A imports one of B, or A imports
+a package that does, directly or further down (an arrow that a longer path implies is left out).
 
 ``python -m services.common.archdiagram`` prints the Mermaid text (``--write`` updates README.md in
 place between the ``<!-- arch:begin -->`` and ``<!-- arch:end -->`` markers); a unit test keeps
@@ -192,6 +193,26 @@ def cycles(nodes: list[str], edges: set[tuple[str, str]]) -> list[list[str]]:
     return sorted(found)
 
 
+def reduce_edges(nodes: list[str], edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The transitive reduction: drop A -> C where a longer path A -> B -> ... -> C exists (the
+    picture keeps who depends on whom with a third of the arrows). Needs an acyclic graph."""
+    succ = {n: {b for a, b in edges if a == n} for n in nodes}
+
+    def reaches_without(a: str, c: str) -> bool:
+        seen: set[str] = set()
+        todo = [b for b in succ[a] if b != c]
+        while todo:
+            x = todo.pop()
+            if x == c:
+                return True
+            if x not in seen:
+                seen.add(x)
+                todo.extend(succ[x])
+        return False
+
+    return {(a, c) for a, c in edges if not reaches_without(a, c)}
+
+
 def _node_id(node: str) -> str:
     return node.replace(".", "_")
 
@@ -201,6 +222,8 @@ def render(root: Path = REPO_ROOT) -> str:
     from importer to imported."""
     graph = import_graph(root)
     nodes, edges = package_edges(graph)
+    if not cycles(nodes, edges):
+        edges = reduce_edges(nodes, edges)
     boxes: dict[str, list[str]] = {}
     for n in nodes:
         parts = n.split(".")
@@ -223,12 +246,10 @@ def render(root: Path = REPO_ROOT) -> str:
 def write_readme(readme: Path = README) -> bool:
     """Replace the text between the markers; True when README.md changed."""
     text = readme.read_text()
-    try:
-        head, rest = text.split(BEGIN + "\n", 1)
-        _, tail = rest.split("\n" + END, 1)
-    except ValueError as exc:
-        raise SystemExit(f"{readme}: markers {BEGIN} ... {END} not found") from exc
-    new = f"{head}{BEGIN}\n{render()}\n{END}{tail}"
+    begin, end = text.find(BEGIN), text.find(END)
+    if begin < 0 or end < begin:
+        raise SystemExit(f"{readme}: markers {BEGIN} ... {END} not found")
+    new = f"{text[:begin]}{BEGIN}\n{render()}\n{text[end:]}"
     if new != text:
         readme.write_text(new)
     return new != text
