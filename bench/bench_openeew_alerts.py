@@ -72,22 +72,11 @@ DEPTH_KM = 20.0
 
 
 def to_record(s: object) -> ScoreRecord:
-    """A detector ``Score`` as the alerting core receives it (``messages.score_to_record``)."""
-    return ScoreRecord(
-        network=s.network,  # type: ignore[attr-defined]
-        station=s.station,  # type: ignore[attr-defined]
-        location=s.location,  # type: ignore[attr-defined]
-        channel_prefix=s.channel_prefix,  # type: ignore[attr-defined]
-        window_start_ns=s.window_start_ns,  # type: ignore[attr-defined]
-        window_end_ns=s.window_end_ns,  # type: ignore[attr-defined]
-        probability=float(s.probability),  # type: ignore[attr-defined]
-        triggered=bool(s.triggered),  # type: ignore[attr-defined]
-        p_onset_ns=s.p_onset_ns if s.has_p_onset else None,  # type: ignore[attr-defined]
-        p_onset_probability=float(s.p_onset_probability),  # type: ignore[attr-defined]
-        peak_amplitude=float(s.peak_amplitude),  # type: ignore[attr-defined]
-        ingest_time_ns=s.ingest_time_ns,  # type: ignore[attr-defined]
-        peak_displacement=float(s.peak_displacement),  # type: ignore[attr-defined]
-    )
+    """A detector ``Score`` as the alerting core receives it: its StationScore message, decoded."""
+    from services.alerting.formats.messages import score_to_record
+    from services.detector.service import score_message
+
+    return score_to_record(score_message(s, s.window_end_ns))  # type: ignore[arg-type, attr-defined]
 
 
 def scores_for(path: Path, cache: Path | None, model_dir: Path | None) -> list[ScoreRecord]:
