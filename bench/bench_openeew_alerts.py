@@ -62,8 +62,8 @@ from models.openeew import Quake, load_quakes, load_split, score_file  # noqa: E
 from services.alerting.association import NS, AlertKind, AlertRecord, Associator, ScoreRecord  # noqa: E402
 from services.alerting.association.intensity import haversine_km_np  # noqa: E402
 from services.alerting.association.locate import iasp91_first_p  # noqa: E402
-from services.alerting.association.magnitude import gains_by_station, load_gains  # noqa: E402
-from services.alerting.association.stations import StationInventory, haversine_km  # noqa: E402
+from services.common.domain import haversine_km  # noqa: E402
+from services.common.inventory import StationInventory, gains_by_station, load_gains  # noqa: E402
 
 DEPTH_KM = 20.0
 

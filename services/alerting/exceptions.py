@@ -3,10 +3,6 @@
 from services.common.exceptions import ConfigError, EEWError
 
 
-class InventoryError(ConfigError):
-    """The station inventory file is missing, unreadable or malformed."""
-
-
 class SignatureError(EEWError):
     """A webhook request's signature headers do not verify; ``reason`` is a short label."""
 

@@ -39,8 +39,6 @@ from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from services.alerting.association import NS, AlertRecord, Associator, ScoreRecord
-from services.alerting.association.magnitude import gains_by_station, load_gains
-from services.alerting.association.stations import StationInventory
 from services.alerting.dispatch.api import SubscriberApi
 from services.alerting.dispatch.delivery import AlertDelivery, Sender, WebhookSender
 from services.alerting.dispatch.outbox import Database, Outbox, redact_url
@@ -53,6 +51,7 @@ from services.alerting.offsets import OffsetTracker
 from services.alerting.settings import AlertingSettings
 from services.common.domain import station_id
 from services.common.exceptions import ConfigError, DecodeError, UnconfirmedDelivery
+from services.common.inventory import StationInventory, gains_by_station, load_gains
 from services.common.kafka import confirmed
 from services.common.lifecycle import StopFlag
 from services.common.loop import ConsumeLoop, KafkaIO, OwnLoopMetrics, Records

@@ -29,3 +29,7 @@ class DeliveryError(EEWError):
 class UnconfirmedDelivery(DeliveryError):
     """The broker acknowledged a message without the offset it was written at (see
     ``services.common.kafka.confirmed``): treated as not delivered."""
+
+
+class InventoryError(ConfigError):
+    """The station inventory file is missing, unreadable or malformed."""

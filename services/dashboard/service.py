@@ -20,11 +20,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from services.alerting.association.stations import StationInventory
 from services.alerting.dispatch.api import parse_tokens
-from services.alerting.exceptions import InventoryError
 from services.alerting.formats.messages import decode_score
-from services.common.exceptions import ConfigError, DecodeError
+from services.common.exceptions import ConfigError, DecodeError, InventoryError
+from services.common.inventory import StationInventory
 from services.common.kafka import broker_reachable, wait_for_broker
 from services.common.lifecycle import StopFlag
 from services.common.pb.eew.v1 import messages_pb2 as pb

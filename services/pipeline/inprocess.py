@@ -29,11 +29,10 @@ from prometheus_client import CollectorRegistry
 
 from models.runtime import StreamingModel
 from services.alerting.association import Associator
-from services.alerting.association.magnitude import gains_by_station, load_gains
-from services.alerting.association.stations import StationInventory
 from services.alerting.formats.messages import alert_to_pb, score_to_record
 from services.alerting.settings import AlertingSettings
 from services.common.codec import Packet
+from services.common.inventory import StationInventory, gains_by_station, load_gains
 from services.common.settings import load_settings
 from services.detector.core import C_RESETS, CoreDetector
 from services.detector.service import score_message

@@ -27,8 +27,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from services.alerting.exceptions import InventoryError
-from services.common.exceptions import ConfigError
+from services.common.exceptions import ConfigError, InventoryError
 from services.common.lifecycle import StopFlag, setup_logging
 from services.common.settings import ServiceSettings, load_settings
 from services.pipeline.exceptions import PipelineError

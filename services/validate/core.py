@@ -97,8 +97,8 @@ from pydantic import Field
 
 from services.alerting.association import AlertRecord, AssociationConfig, Associator, ScoreRecord
 from services.alerting.association.locate import LocatorConfig
-from services.alerting.association.stations import StationInventory
 from services.common.domain import haversine_km, station_id, station_of
+from services.common.inventory import StationInventory
 from services.common.settings import CoreModel
 from services.common.triggers.hysteresis import TriggerRule
 from services.common.triggers.hysteresis import station_triggers as rule_triggers

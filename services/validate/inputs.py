@@ -30,9 +30,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.alerting.association.stations import StationInventory
-from services.alerting.exceptions import InventoryError
 from services.common.domain import nslc, station_id, stream_key
+from services.common.inventory import StationInventory
 from services.common.mseed import MSEED_LOCK
 from services.common.streams import scorable
 from services.pipeline.publish import CHANNEL_PATTERN, expand_paths, sds_files
@@ -335,7 +334,6 @@ def scan_archive(paths: list[str], start_ns: int | None = None, end_ns: int | No
 __all__ = [
     "ArchiveIndex",
     "CatalogError",
-    "InventoryError",
     "TraceInfo",
     "load_catalog",
     "load_inventory",

@@ -37,7 +37,8 @@ from services.alerting.association.associator import (
 )
 from services.alerting.association.locate import LocatorConfig
 from services.alerting.association.magnitude import DisplacementFilter
-from services.alerting.association.stations import StationInventory, haversine_km
+from services.common.domain import haversine_km
+from services.common.inventory import StationInventory
 from tests.integration.test_alerting_scenarios import (
     FS,
     GAIN,

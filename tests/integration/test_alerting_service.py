@@ -16,13 +16,13 @@ from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from services.alerting.association import NS, ScoreRecord
-from services.alerting.association.stations import Station
 from services.alerting.association.synthetic import p_times, ring_stations, round_robin, station_scores
 from services.alerting.formats.messages import record_to_score
 from services.alerting.service import AlertingService
 from services.alerting.settings import AlertingSettings
 from services.broker.embedded import EmbeddedBroker
 from services.common.codec import stream_key
+from services.common.domain import Station
 from services.common.kafka import make_producer
 from services.common.lifecycle import StopFlag
 from services.common.pb.eew.v1 import messages_pb2 as pb
@@ -455,7 +455,7 @@ def test_rebuilt_event_keeps_the_id_emitted_before_a_restart() -> None:
     and first P lends its id, so one earthquake stays one event. A restored event at other times
     does not."""
     from services.alerting.association import AssociationConfig, Associator, make_event_id
-    from services.alerting.association.stations import StationInventory
+    from services.common.inventory import StationInventory
 
     stations = ring_stations(6, 20.0)
     origin = 1_700_000_000 * NS

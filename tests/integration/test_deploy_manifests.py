@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.alerting.association.stations import StationInventory
 from services.cli import COMMANDS
+from services.common.inventory import StationInventory
 from services.common.topics import ALL_TOPICS, WAVEFORMS
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,6 @@ from services.alerting.association import (
     event_probability,
     make_event_id,
 )
-from services.alerting.association.stations import Station, StationInventory
 from services.alerting.association.synthetic import (
     T0,
     interleave,
@@ -31,7 +30,9 @@ from services.alerting.association.synthetic import (
     round_robin,
     station_scores,
 )
+from services.common.domain import Station
 from services.common.exceptions import ConfigError
+from services.common.inventory import StationInventory
 
 ORIGIN = T0 + 10 * NS
 

@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 
 from services.alerting.association import NS, AlertKind, AssociationConfig, Associator
-from services.alerting.association.stations import StationInventory, haversine_km
 from services.alerting.association.synthetic import T0, p_times, ring_stations, round_robin, station_scores
 from services.alerting.dispatch.delivery import DeliveryConfig, backoff_s
-from services.alerting.exceptions import InventoryError
 from services.alerting.formats.messages import (
     alert_line,
     alert_to_dict,
@@ -21,7 +19,9 @@ from services.alerting.formats.messages import (
     pb_to_record,
 )
 from services.alerting.offsets import OffsetTracker
-from services.common.exceptions import ConfigError, DecodeError
+from services.common.domain import haversine_km
+from services.common.exceptions import ConfigError, DecodeError, InventoryError
+from services.common.inventory import StationInventory
 from services.common.pb.eew.v1 import messages_pb2 as pb
 
 CSV = """network,station,location,latitude,longitude,elevation_m

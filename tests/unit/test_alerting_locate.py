@@ -24,9 +24,10 @@ from services.alerting.association.locate import (
     locate,
     locate_without_each,
 )
-from services.alerting.association.stations import Station, StationInventory, haversine_km
 from services.alerting.association.synthetic import T0, p_times, ring_stations, round_robin, station_scores
 from services.alerting.formats.messages import alert_to_dict, alert_to_pb
+from services.common.domain import Station, haversine_km
+from services.common.inventory import StationInventory
 
 ORIGIN = T0 + 10 * NS
 LAT0, LON0 = 35.0, -118.0

@@ -19,12 +19,12 @@ from services.alerting.association.magnitude import (
     MagnitudeConfig,
     PdObservation,
     estimate_magnitude,
-    load_gains,
 )
-from services.alerting.association.stations import StationInventory, haversine_km
 from services.alerting.association.synthetic import T0, p_times, ring_stations, round_robin, station_scores
-from services.alerting.exceptions import InventoryError
 from services.alerting.formats.messages import alert_to_dict, alert_to_pb, pb_to_record
+from services.common.domain import haversine_km
+from services.common.exceptions import InventoryError
+from services.common.inventory import StationInventory, load_gains
 
 GAIN = 6.0e8  # counts per m/s
 

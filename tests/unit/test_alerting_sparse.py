@@ -15,15 +15,12 @@ from services.alerting.association import (
     Associator,
     ScoreRecord,
 )
+from services.alerting.association.geometry import neighbour_distances_km
 from services.alerting.association.locate import LocatorConfig, iasp91_first_p
-from services.alerting.association.stations import (
-    Station,
-    StationInventory,
-    haversine_km,
-    neighbour_distances_km,
-)
 from services.alerting.association.synthetic import T0, station_scores
 from services.alerting.formats.messages import alert_to_dict, alert_to_pb
+from services.common.domain import Station, haversine_km
+from services.common.inventory import StationInventory
 
 LAT0, LON0 = 35.0, -118.0
 ORIGIN = T0 + 10 * NS

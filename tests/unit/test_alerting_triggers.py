@@ -8,9 +8,10 @@ from dataclasses import replace
 from prometheus_client import CollectorRegistry
 
 from services.alerting.association import NS, AlertKind, AssociationConfig, Associator, ScoreRecord
-from services.alerting.association.stations import Station, StationInventory
 from services.alerting.association.synthetic import T0, p_times, ring_stations, round_robin, station_scores
 from services.alerting.metrics import AlertingMetrics
+from services.common.domain import Station
+from services.common.inventory import StationInventory
 
 
 def _coda_scores(st: Station, p1: int, p2: int, n: int = 90) -> list[ScoreRecord]:

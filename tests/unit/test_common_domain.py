@@ -29,9 +29,9 @@ def test_stream_id_round_trip_and_bad_key_named() -> None:
 
 def test_station_and_distance() -> None:
     """One Station type (the inventory's entries) and the great-circle distance of its coordinates."""
-    from services.alerting.association.stations import Station as InventoryStation
+    from services.common.inventory import StationInventory
 
     st = Station("XA", "S01", "00", 35.0, -118.0)
-    assert st.id == "XA.S01" and InventoryStation is Station
+    assert st.id == "XA.S01" and StationInventory([st]).by_stream_key("XA.S01.00.HN?") is st
     assert haversine_km(0.0, 0.0, 0.0, 1.0) == pytest.approx(111.195, abs=1e-3)
     assert haversine_km(35.0, -118.0, 35.0, -118.0) == 0.0

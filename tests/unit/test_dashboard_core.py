@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.alerting.association.stations import Station
 from services.alerting.dispatch.api import parse_tokens
 from services.alerting.formats.messages import decode_score
+from services.common.domain import Station
 from services.common.exceptions import ConfigError, DecodeError
 from services.dashboard import synthetic as syn
 from services.dashboard.core import CoreConfig, DashboardCore, parse_sites, sites_from_subscribers

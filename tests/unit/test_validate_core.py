@@ -13,9 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 from services.alerting.association import AlertKind, AlertRecord, AssociationConfig, Contribution, ScoreRecord
-from services.alerting.association.stations import StationInventory
 from services.common.domain import Station, haversine_km
 from services.common.exceptions import ConfigError
+from services.common.inventory import StationInventory
 from services.common.triggers.hysteresis import TriggerRule
 from services.validate.core import (
     NS,

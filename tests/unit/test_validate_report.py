@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.alerting.association.stations import StationInventory
 from services.common.domain import Station
+from services.common.inventory import StationInventory
 from services.pipeline.run import RunOutput
 from services.validate.core import (
     NS,

@@ -35,8 +35,8 @@ from services.alerting.association.locate import LocatorConfig, travel_time_tabl
 from services.alerting.association.magnitude import MagnitudeConfig
 from services.alerting.association.records import NS, AlertRecord, ScoreRecord
 from services.alerting.association.reorder import NEVER, Intake, ReorderBuffer
-from services.alerting.association.stations import StationInventory
 from services.alerting.association.triggers import StationTrigger, StationTriggers, TriggerAction
+from services.common.inventory import StationInventory
 
 
 class Associator:

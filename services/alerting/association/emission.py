@@ -69,8 +69,9 @@ from services.alerting.association.magnitude import (
     estimate_magnitude,
 )
 from services.alerting.association.records import NS, AlertKind, AlertRecord, Contribution
-from services.alerting.association.stations import StationInventory, haversine_km
 from services.alerting.association.triggers import StationTrigger, StationTriggers
+from services.common.domain import haversine_km
+from services.common.inventory import StationInventory
 from services.common.streams import ACCELERATION, classify_channel
 
 

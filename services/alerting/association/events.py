@@ -39,8 +39,8 @@ from services.alerting.association.config import AssociationConfig
 from services.alerting.association.geometry import NetworkGeometry
 from services.alerting.association.locate import VS_FACTOR, Location, LocatorConfig, first_p_s
 from services.alerting.association.records import NS, AlertKind, ScoreRecord
-from services.alerting.association.stations import haversine_km
 from services.alerting.association.triggers import StationTrigger
+from services.common.domain import haversine_km
 
 NEVER = -(1 << 62)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from services.alerting.association.stations import StationInventory, neighbour_distances_km
+from services.common.domain import EARTH_RADIUS_KM, Station
+from services.common.inventory import StationInventory
 
 LINK_NEIGHBOURS = 3  # spacing of a station: the distance to its 3rd-nearest neighbour
 LINK_FACTOR = 2.0  # link radius = LINK_FACTOR x spacing
@@ -16,12 +17,33 @@ MIN_HALF_WIDTH_KM = 150.0
 HALF_WIDTH_FACTOR = 1.25  # location grid half-width = this x the network's 90th-percentile link radius
 
 
+def neighbour_distances_km(stations: Iterable[Station], k: int = 3) -> dict[str, float]:
+    """Each station's distance (km) to its ``k``-th nearest other station (the farthest one it has,
+    in networks of ``k`` stations or fewer); stations alone in the inventory are left out.
+
+    The spacing of a network is what its spacing-dependent settings derive from (see
+    ``NetworkGeometry``): the k-th neighbour, rather than the nearest, so that
+    two sensors at one site or a tight cluster do not make a sparse network look dense."""
+    sts = list({st.id: st for st in stations}.values())
+    if len(sts) < 2 or k < 1:
+        return {}
+    from scipy.spatial import cKDTree  # nearest neighbours in O(n log n): inventories of thousands
+
+    lat = np.radians([st.latitude for st in sts])
+    lon = np.radians([st.longitude for st in sts])
+    xyz = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    kk = min(k, len(sts) - 1)
+    chord, _ = cKDTree(xyz).query(xyz, k=kk + 1)  # the first neighbour is the station itself
+    arc = 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(np.asarray(chord)[:, kk] / 2.0, 0.0, 1.0))
+    return {st.id: float(v) for st, v in zip(sts, arc, strict=True)}
+
+
 @dataclass(frozen=True)
 class NetworkGeometry:
     """The station layout's spacing and the settings derived from it (when not set explicitly).
 
     Rule (documented in the README): a station's *spacing* s_i is its distance to its 3rd-nearest
-    neighbour (``stations.neighbour_distances_km``; the nearest would let two sensors at one site or a
+    neighbour (``neighbour_distances_km``; the nearest would let two sensors at one site or a
     tight cluster make a sparse network look dense). Then
 
     - link radius r_i = 2 s_i: a trigger at station a joins (or seeds) an event only when some member

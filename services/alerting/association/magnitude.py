@@ -60,7 +60,7 @@ The detector reports per 1 s step ``peak_displacement``: the peak |vertical disp
 counts*s (counts*s^2 for accelerometers), made by ``DisplacementFilter`` from raw counts. Dividing
 by the channel's overall sensitivity (``gain``, counts per m/s for seismometers, counts per m/s^2
 for accelerometers -- StationXML's InstrumentSensitivity, or the optional ``gain`` column of the
-station CSV, read by ``load_gains``) gives metres. A station without a gain cannot give a real
+station CSV, read by ``services.common.inventory.load_gains``) gives metres. A station without a gain cannot give a real
 Pd: the estimate uses only calibrated stations (type ``Mpd``); when none is calibrated and a
 network-wide ``nominal_gain`` is configured, it uses that and says so (type ``Mpd_uncal``, larger
 uncertainty); otherwise there is no magnitude rather than a made-up one. Without
@@ -70,17 +70,13 @@ detector's ``peak_amplitude`` (raw counts, velocity for most sensors) is not a d
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy.signal import butter, lfilter, lfilter_zi
 
-from services.alerting.exceptions import InventoryError
-from services.common.domain import station_id
 from services.detector.displacement import ACCELEROMETER_CORNER_HZ, CORNER_HZ
 
 MAGNITUDE_TYPE = "Mpd"
@@ -254,64 +250,3 @@ class DisplacementFilter:
             self._last[k], self._acc[k] = float(y[-1]), float(integ[-1])
             y, self._zi[k + 1] = lfilter(self.b, self.a, integ, zi=self._zi[k + 1])
         return np.asarray(y)
-
-
-@dataclass(frozen=True, slots=True)
-class Gain:
-    """Overall sensitivity of a station's vertical channel: counts per ``unit`` (M/S or M/S**2)."""
-
-    value: float
-    unit: str = "M/S"
-
-
-def load_gains(path: Path | str) -> dict[str, Gain]:
-    """Gains by "NET.STA" from a station CSV (optional ``gain`` and ``gain_unit`` columns; rows
-    without a gain are skipped) or StationXML (the vertical channel's InstrumentSensitivity)."""
-    path = Path(path)
-    if not path.exists():
-        raise InventoryError(f"station file {path} does not exist")
-    out: dict[str, Gain] = {}
-    if path.suffix.lower() in (".csv", ".txt"):
-        lines = [
-            ln
-            for ln in path.read_text(encoding="utf-8").splitlines()
-            if ln.strip() and not ln.startswith("#")
-        ]
-        reader = csv.DictReader(lines)
-        if "gain" not in (reader.fieldnames or []):
-            return out
-        for lineno, row in enumerate(reader, start=2):
-            raw = (row.get("gain") or "").strip()
-            if not raw:
-                continue
-            try:
-                value = float(raw)
-            except ValueError as exc:
-                raise InventoryError(f"{path}:{lineno}: gain {raw!r}: {exc}") from exc
-            if not (math.isfinite(value) and value > 0):
-                raise InventoryError(f"{path}:{lineno}: gain must be a positive number, got {raw!r}")
-            unit = (row.get("gain_unit") or "M/S").strip().upper() or "M/S"
-            out[station_id(row["network"].strip(), row["station"].strip())] = Gain(value, unit)
-        return out
-    from obspy import read_inventory  # heavy import, only when StationXML is used
-
-    try:
-        inv = read_inventory(str(path))
-    except Exception as exc:  # obspy raises many types for bad files
-        raise InventoryError(f"cannot read StationXML {path}: {exc}") from exc
-    for net in inv:
-        for sta in net:
-            for cha in sta.channels:
-                resp = cha.response
-                sens = getattr(resp, "instrument_sensitivity", None) if resp is not None else None
-                if not cha.code.endswith("Z") or sens is None or not sens.value:
-                    continue
-                out.setdefault(
-                    f"{net.code}.{sta.code}", Gain(float(sens.value), str(sens.input_units or "M/S").upper())
-                )
-    return out
-
-
-def gains_by_station(gains: Mapping[str, Gain] | None) -> dict[str, float]:
-    """Plain counts-per-unit values by "NET.STA" (what the Associator takes)."""
-    return {k: g.value for k, g in (gains or {}).items()}

@@ -13,7 +13,8 @@ import random
 from dataclasses import replace
 
 from services.alerting.association.records import NS, ScoreRecord
-from services.alerting.association.stations import Station, StationInventory, haversine_km
+from services.common.domain import Station, haversine_km
+from services.common.inventory import StationInventory
 
 T0 = 1_700_000_000 * NS  # 2023-11-14T22:13:20Z, a round start time
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from services.alerting.association.config import AssociationConfig
 from services.alerting.association.records import NS, ScoreRecord
-from services.alerting.association.stations import StationInventory
+from services.common.inventory import StationInventory
 from services.common.triggers.hysteresis import StreamTriggers, Trigger, TriggerEventKind
 
 if TYPE_CHECKING:

@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from services.alerting.association.intensity import SiteForecast
-from services.alerting.association.stations import haversine_km
+from services.common.domain import haversine_km
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import NS_PER_S, ns_to_iso
 
