@@ -60,8 +60,8 @@ The detector reports per 1 s step ``peak_displacement``: the peak |vertical disp
 counts*s (counts*s^2 for accelerometers), made by ``DisplacementFilter`` from raw counts. Dividing
 by the channel's overall sensitivity (``gain``, counts per m/s for seismometers, counts per m/s^2
 for accelerometers -- StationXML's InstrumentSensitivity, or the optional ``gain`` column of the
-station CSV, read by ``services.common.inventory.load_gains``) gives metres. A station without a gain cannot give a real
-Pd: the estimate uses only calibrated stations (type ``Mpd``); when none is calibrated and a
+station CSV, both read by ``services.common.inventory.load_gains``) gives metres. A station without
+a gain cannot give a real Pd: the estimate uses only calibrated stations (type ``Mpd``); when none is calibrated and a
 network-wide ``nominal_gain`` is configured, it uses that and says so (type ``Mpd_uncal``, larger
 uncertainty); otherwise there is no magnitude rather than a made-up one. Without
 ``peak_displacement`` (a detector that does not send it) there is no magnitude either: the
