@@ -6,8 +6,8 @@
   component (all components of a sensor share it). It is the Kafka key of waveform packets and
   scores, the detector's station key, the alerting's stream and the validation's stream.
 - *NSLC* ``NET.STA.LOC.CHA``: one channel (log lines, rejections).
-- *Station*: a station's position (the inventory's entries: ``services.alerting.association.
-  stations.StationInventory`` reads them), and the great-circle distance between coordinates.
+- *Station*: a station's position (the inventory's entries: ``services.common.inventory.
+  StationInventory`` reads them from a station file), and the great-circle distance between coordinates.
 
 Pure functions, no I/O; the scorable-stream rule lives beside them in ``services.common.streams``.
 """

@@ -14,7 +14,7 @@ ALERTING = ROOT / "services" / "alerting"
 
 # What each package's modules may import from this repository (prefixes), besides their own package.
 ALLOWED = {
-    "association": ("services.alerting.exceptions", "services.common.", "services.detector.displacement"),
+    "association": ("services.common.", "services.detector.displacement"),
     "formats": ("services.alerting.association", "services.alerting.exceptions", "services.common."),
     "dispatch": (
         "services.alerting.association",
@@ -24,9 +24,9 @@ ALLOWED = {
         "services.common.",
     ),
 }
-# Third-party packages the pure association core may use (obspy only inside the StationXML readers;
-# pydantic for its settings model, services.common.settings.CoreModel).
-ASSOCIATION_THIRD_PARTY = {"numpy", "scipy", "obspy", "pydantic"}
+# Third-party packages the pure association core may use (pydantic for its settings model,
+# services.common.settings.CoreModel); the station files are read by services.common.inventory.
+ASSOCIATION_THIRD_PARTY = {"numpy", "scipy", "pydantic"}
 
 
 def _imports(path: Path) -> list[str]:

@@ -9,7 +9,7 @@ from services.common.archdiagram import import_graph
 
 GRAPH = import_graph()
 VALIDATE_MAY_USE = ("services.validate", "services.common", "services.alerting.association",
-                    "services.alerting.formats", "services.alerting.exceptions", "services.pipeline")
+                    "services.alerting.formats", "services.pipeline")
 SERVICES = ("services.ingest", "services.detector", "services.alerting", "services.broker", "services.dashboard")
 TOOLS = ("services.pipeline", "services.demo", "services.validate")
 
