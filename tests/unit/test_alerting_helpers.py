@@ -1,10 +1,9 @@
-"""Pure helpers around the association: inventory parsing, message codec/JSON, offset tracking."""
+"""Pure helpers around the association: message codec/JSON, offset tracking, delivery backoff."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -20,62 +19,9 @@ from services.alerting.formats.messages import (
 )
 from services.alerting.offsets import OffsetTracker
 from services.common.domain import haversine_km
-from services.common.exceptions import ConfigError, DecodeError, InventoryError
+from services.common.exceptions import ConfigError, DecodeError
 from services.common.inventory import StationInventory
 from services.common.pb.eew.v1 import messages_pb2 as pb
-
-CSV = """network,station,location,latitude,longitude,elevation_m
-# comment lines are skipped
-CI,PAS,,34.148,-118.171,257
-XA,S01,00,35.5,-117.5,
-"""
-
-
-def test_inventory_from_csv(tmp_path: Path) -> None:
-    path = tmp_path / "stations.csv"
-    path.write_text(CSV)
-    inv = StationInventory.load(path)
-    assert len(inv) == 2
-    pas = inv.get("CI", "PAS")
-    assert pas is not None and pas.latitude == pytest.approx(34.148) and pas.elevation_m == 257
-    assert inv.by_stream_key("XA.S01.00.HH?") == inv.get("XA", "S01")
-    assert inv.get("XA", "S01").elevation_m == 0.0
-    assert inv.by_stream_key("nodots") is None and inv.get("CI", "NOPE") is None
-
-
-@pytest.mark.parametrize(
-    "text,match",
-    [
-        ("network,station,latitude\nCI,PAS,1\n", "missing columns"),
-        ("network,station,location,latitude,longitude,elevation_m\nCI,PAS,,91,0,0\n", "latitude"),
-        ("network,station,location,latitude,longitude,elevation_m\nCI,PAS,,x,0,0\n", ":2"),
-    ],
-)
-def test_inventory_csv_errors(tmp_path: Path, text: str, match: str) -> None:
-    path = tmp_path / "bad.csv"
-    path.write_text(text)
-    with pytest.raises(InventoryError, match=match):
-        StationInventory.load(path)
-    with pytest.raises(InventoryError):
-        StationInventory.load(tmp_path / "missing.csv")
-
-
-def test_inventory_from_stationxml(tmp_path: Path) -> None:
-    """StationXML written by ObsPy is read back with the first channel's location code."""
-    from obspy import UTCDateTime
-    from obspy.core.inventory import Channel, Inventory, Network, Site
-    from obspy.core.inventory import Station as XStation
-
-    cha = Channel("HHZ", "10", 34.0, -118.0, 100.0, 0.0)
-    sta = XStation(
-        "ABC", 34.0, -118.0, 100.0, site=Site("test"), channels=[cha], creation_date=UTCDateTime(2020, 1, 1)
-    )
-    inv = Inventory(networks=[Network("ZZ", stations=[sta])], source="test")
-    path = tmp_path / "inv.xml"
-    inv.write(str(path), format="STATIONXML")
-    got = StationInventory.load(path)
-    st = got.get("ZZ", "ABC")
-    assert st is not None and st.location == "10" and st.latitude == 34.0 and st.elevation_m == 100.0
 
 
 def test_haversine() -> None:

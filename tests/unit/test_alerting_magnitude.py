@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +22,7 @@ from services.alerting.association.magnitude import (
 from services.alerting.association.synthetic import T0, p_times, ring_stations, round_robin, station_scores
 from services.alerting.formats.messages import alert_to_dict, alert_to_pb, pb_to_record
 from services.common.domain import haversine_km
-from services.common.exceptions import InventoryError
-from services.common.inventory import StationInventory, load_gains
+from services.common.inventory import StationInventory
 
 GAIN = 6.0e8  # counts per m/s
 
@@ -108,45 +106,6 @@ def test_displacement_filter_integrates_velocity() -> None:
     assert np.abs(acc[-1000:]).max() == pytest.approx(a / (2 * np.pi * 2.0) ** 2, rel=0.03)
     with pytest.raises(ValueError):
         DisplacementFilter(fs, corner_hz=60.0)
-
-
-def test_load_gains_csv(tmp_path: Path) -> None:
-    path = tmp_path / "stations.csv"
-    path.write_text(
-        "network,station,location,latitude,longitude,elevation_m,gain,gain_unit\n"
-        "XX,A,,35,-118,0,6.0e8,\n"
-        "XX,B,,35,-118,0,,\n"
-        "XX,C,,35,-118,0,4e5,m/s**2\n"
-    )
-    gains = load_gains(path)
-    assert set(gains) == {"XX.A", "XX.C"} and gains["XX.A"].value == 6.0e8 and gains["XX.C"].unit == "M/S**2"
-    plain = tmp_path / "plain.csv"
-    plain.write_text("network,station,location,latitude,longitude,elevation_m\nXX,A,,35,-118,0\n")
-    assert load_gains(plain) == {}
-    bad = tmp_path / "bad.csv"
-    bad.write_text("network,station,location,latitude,longitude,elevation_m,gain\nXX,A,,35,-118,0,-3\n")
-    with pytest.raises(InventoryError, match=":2"):
-        load_gains(bad)
-
-
-def test_load_gains_stationxml(tmp_path: Path) -> None:
-    """The vertical channel's InstrumentSensitivity is the gain."""
-    from obspy import UTCDateTime
-    from obspy.core.inventory import Channel, Inventory, Network, Response, Station
-    from obspy.core.inventory.response import InstrumentSensitivity
-
-    def cha(code: str, value: float) -> Channel:
-        c = Channel(code, "", 35.0, -118.0, 0.0, 0.0, sample_rate=100.0)
-        c.response = Response(instrument_sensitivity=InstrumentSensitivity(value, 1.0, "M/S", "COUNTS"))
-        return c
-
-    sta = Station("A", 35.0, -118.0, 0.0, channels=[cha("HHE", 1.0), cha("HHZ", 6.27e8)])
-    inv = Inventory([Network("XX", stations=[sta])], source="test")
-    inv.networks[0].start_date = UTCDateTime(2020, 1, 1)
-    path = tmp_path / "inv.xml"
-    inv.write(str(path), format="STATIONXML")
-    gains = load_gains(path)
-    assert gains["XX.A"].value == pytest.approx(6.27e8) and gains["XX.A"].unit == "M/S"
 
 
 def _event_streams(m: float, gains: dict[str, float]) -> tuple[list, list]:
