@@ -34,9 +34,10 @@ def event_peak(wave: np.ndarray, p: int) -> float:
 
 
 def live_end(rec: Record, step: int = 10) -> int:
-    """End of the recording's live data after P: the start of its first flat step (every live component
-    constant for ``step`` samples: 34 of the 204 recordings end in a held value or a step to a constant,
-    a processing edge that is no part of the earthquake), else its length."""
+    """End of the recording's live data after P: the start of the step before its first flat step (every
+    live component constant for ``step`` samples; the step before holds the jump into it): 34 of the 204
+    recordings end in a held value or a step to a constant, a processing edge that is no part of the
+    earthquake. Else the recording's length."""
     x = rec.wave[:, rec.p :]
     k = x.shape[1] // step
     live = np.array(rec.live)
@@ -44,7 +45,8 @@ def live_end(rec: Record, step: int = 10) -> int:
         return rec.wave.shape[1]
     s = x[live][:, : k * step].reshape(int(live.sum()), k, step)
     flat = (s.max(axis=2) == s.min(axis=2)).all(axis=0)
-    return rec.p + int(np.argmax(flat)) * step if flat.any() else rec.wave.shape[1]
+    # the step before the flat one holds the jump into the constant: not data either
+    return rec.p + max(int(np.argmax(flat)) - 1, 0) * step if flat.any() else rec.wave.shape[1]
 
 
 def record_peak(rec: Record) -> float:

@@ -152,10 +152,10 @@ def test_a_flat_tail_is_no_data_for_a_sequence() -> None:
     wave = r.wave.copy()
     wave[:, 7000:] = 5000.0  # a step to a constant: the processing edge of a recording
     flat = Record("syn/flat", wave, r.p, r.s, r.live)
-    assert live_end(flat) == 7000 and live_end(r) == r.wave.shape[1]
-    assert record_peak(flat) == pytest.approx(event_peak(r.wave[:, :7000], r.p))
-    assert second_event(flat).shape[1] == 7000 - (r.p - RAMP)
+    assert live_end(flat) == 6990 and live_end(r) == r.wave.shape[1]  # the step into it is no data either
+    assert record_peak(flat) == pytest.approx(event_peak(r.wave[:, :6990], r.p))
+    assert second_event(flat).shape[1] == 6990 - (r.p - RAMP)
     hist, p = padded_history(np.random.default_rng(1), flat, POOL, 1000)
     q = make_sequence(np.random.default_rng(2), flat, hist, p, POOL[0], 50.0, 1.0, POOL)
-    tail = q.wave[:, p - flat.p + 7000 : p - flat.p + 7300]
+    tail = q.wave[:, p - flat.p + 6990 : p - flat.p + 7300]
     assert (tail.max(axis=1) > tail.min(axis=1)).all()  # donor noise, not the held value
