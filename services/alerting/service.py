@@ -151,7 +151,7 @@ class AlertingService:
         if settings.stations and not self.gains:
             log.warning("no station gains in %s: alerts carry no magnitude unless --magnitude-nominal-gain "
                         "is set", settings.stations)
-        self.assoc_config = settings.association_config()
+        self.assoc_config = settings.association
         self.outbox, self.delivery, self.api = self._make_delivery(settings)
         self._delivery_closed = False
         self.tracker = OffsetTracker()
@@ -182,8 +182,8 @@ class AlertingService:
         cfg = s.delivery_config()
         cap = s.cap_config()
         static = static_subscribers(s.webhook_urls, s.webhook_secret.get_secret_value())
-        api_cfg = s.api_config() if s.api_port is not None else None
-        if s.outbox_retention_days * 86400 < 10 * s.delivery_max_age_s:
+        api_cfg = s.api_config() if s.api.port is not None else None
+        if s.delivery.retention_s < 10 * s.delivery.max_age_s:
             raise ConfigError("outbox retention must be at least 10 x delivery-max-age-s")
         try:
             keys = [k for k in s.outbox_secret_keys.get_secret_value().split(",") if k.strip()]
@@ -215,7 +215,7 @@ class AlertingService:
             except OSError as exc:
                 outbox.close()
                 raise ConfigError(
-                    f"subscriber API cannot listen on {s.api_host}:{s.api_port}: {exc}"
+                    f"subscriber API cannot listen on {s.api.host}:{s.api.port}: {exc}"
                 ) from exc
         log.info(
             "outbox %s; static webhooks %s; mqtt %s; API %s",
@@ -281,7 +281,7 @@ class AlertingService:
             s.restore_idle_s,
             client_id=f"{s.client_id}-restore",
             recent=recent,
-            recent_since_ns=now_ns() - int(s.delivery_max_age_s * NS),
+            recent_since_ns=now_ns() - int(s.delivery.max_age_s * NS),
             events=self._restored_events,
         )
         log.info(
@@ -460,7 +460,7 @@ class AlertingService:
             ignore_before_ns=horizon,
             locator=self.settings.locator_config(),
             gains=self.gains,
-            magnitude=self.settings.magnitude_config(),
+            magnitude=self.settings.magnitude,
             restored_events=self._restored_events,
         )
         log.info(

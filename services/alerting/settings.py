@@ -2,9 +2,11 @@
 
 Declared once (``services.common.settings``): the service's own knobs here, the association
 core's as the nested ``association`` group (``services.alerting.association.config``; flat flags
-such as ``--min-stations`` kept). The locator, magnitude, delivery, API and CAP knobs are still
-service fields mapped onto their components' configs below (their flags carry a prefix, e.g.
-``--locate-*``, ``--delivery-*``, that their components' field names do not).
+such as ``--min-stations`` kept), and the locator, magnitude, delivery, API and CAP configs as the
+groups ``locator``, ``magnitude``, ``delivery``, ``api`` and ``cap``, whose flat names carry a
+prefix (``--locate-min-stations``, ``EEW_DELIVERY_ATTEMPTS``, ``EEW_API_PORT``, ``--cap-sender``).
+What a component needs beyond its knobs (parsed API tokens, the CAP key's bytes) the accessors
+below add at start.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import CliImplicitFlag
 
 from services.alerting.association import AssociationConfig
 from services.alerting.association.locate import LocatorConfig
@@ -25,7 +25,7 @@ from services.alerting.dispatch.delivery import DeliveryConfig
 from services.alerting.formats.cap import CapConfig
 from services.common.exceptions import ConfigError
 from services.common.loop import LoopConfig
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, group
 from services.common.topics import ALERTS, DEADLETTER, SCORES
 
 log = logging.getLogger("services.alerting")
@@ -68,26 +68,13 @@ class AlertingSettings(ServiceSettings):
         AssociationConfig(), description="The association core's knobs (services.alerting.association.config)."
     )
     locate: bool = Field(True, description="Locate events by grid search (needs --stations coordinates).")
-    locate_vp_km_s: float = Field(6.0, description="Homogeneous P velocity of the location grid search.")
-    locate_min_stations: int = Field(
-        3,
-        description="Triggered stations with coordinates needed to locate (with 3, the stations that have not "
-        "triggered yet bound the solution; an uncertain one is published flagged).",
+    locator: LocatorConfig = group(
+        LocatorConfig(min_stations=3),
+        "The grid-search locator (services.alerting.association.locate), flags --locate-*.",
+        prefix="locate_",
     )
-    magnitude_nominal_gain: float | None = Field(
-        None,
-        description="Counts per m/s assumed for stations without a gain in the station file; their magnitudes "
-        "are typed Mpd_uncal with a larger uncertainty. Unset: stations without a gain give no magnitude.",
-    )
-    locate_max_uncertainty_km: float = Field(
-        50.0,
-        description="Locations more uncertain than this (95 %, horizontal) are published flagged "
-        "uncertain (JSON location.uncertain), and not used to test which triggers join the event.",
-    )
-    locate_half_width_km: float | Literal["auto"] = Field(
-        "auto",
-        description="Half-width of the location grid around the earliest station; auto: max(150 km, "
-        "1.25 x the 90th-percentile link radius).",
+    magnitude: MagnitudeConfig = group(
+        MagnitudeConfig(), "The Pd magnitude (services.alerting.association.magnitude).", prefix="magnitude_"
     )
     restore_idle_s: float = Field(
         1.0,
@@ -97,24 +84,11 @@ class AlertingSettings(ServiceSettings):
     catch_up_max_buffer: int = Field(
         200_000, description="Startup: most scores buffered while catching up before releasing anyway."
     )
-    delivery_attempts: int = Field(
-        5, description="Attempts per (alert, subscriber, channel) before the outbox row is dead-lettered."
-    )
-    delivery_backoff_initial_s: float = Field(0.2, description="First retry backoff ceiling (doubles).")
-    delivery_backoff_max_s: float = Field(5.0, description="Largest retry backoff.")
-    delivery_connect_timeout_s: float = Field(2.0, description="Webhook connect timeout.")
-    delivery_read_timeout_s: float = Field(5.0, description="Webhook read/write timeout.")
-    delivery_workers: int = Field(
-        16, description="Deliveries in flight at once (one per subscriber channel)."
-    )
-    delivery_max_age_s: float = Field(
-        120.0,
-        description="Alerts older than this are no longer delivered (dead-lettered as expired); also how far "
-        "back the alerts topic is checked at start for alerts missing from the outbox.",
-    )
-    fanout_queue_size: int = Field(
-        10_000,
-        description="Alerts waiting to be written to the outbox before new ones are dropped (counted).",
+    delivery: DeliveryConfig = group(
+        DeliveryConfig(),
+        "The webhook/MQTT delivery (services.alerting.dispatch.delivery), flags --delivery-*.",
+        prefix="delivery_",
+        names={"fanout_queue_size": "fanout_queue_size", "retention_days": "outbox_retention_days"},
     )
     drain_s: float = Field(
         3.0, description="At shutdown, time given to writing and sending queued deliveries."
@@ -125,18 +99,12 @@ class AlertingSettings(ServiceSettings):
         "sqlite:////absolute/path or postgresql://user@host:5432/db. Pending deliveries resume after a restart.",
     )
     outbox_table_prefix: str = Field("eew_", description="Prefix of the outbox tables.")
-    outbox_retention_days: float = Field(
-        30.0, description="Finished deliveries and logged alerts older than this are deleted."
+    api: ApiConfig = group(
+        ApiConfig(),
+        "The subscriber API (services.alerting.dispatch.api), flags --api-*.",
+        prefix="api_",
+        names={"allow_private_webhooks": "allow_private_webhooks", "sse_public": "sse_public"},
     )
-    allow_private_webhooks: CliImplicitFlag[bool] = Field(
-        False,
-        description="Accept API subscribers whose webhook host is (or resolves to) a loopback, private or "
-        "link-local address (SSRF protection off: test setups only).",
-    )
-    api_port: int | None = Field(
-        None, description="Port of the subscriber API and SSE feed (0: a free port); unset: no API."
-    )
-    api_host: str = Field("127.0.0.1", description="Address the subscriber API listens on.")
     api_tokens: SecretStr = Field(
         SecretStr(""),
         description="API bearer tokens: name:token[:role],... (role read, write or admin; default write; "
@@ -149,21 +117,6 @@ class AlertingSettings(ServiceSettings):
         description="File with the API tokens (name:token[:role], one per line or comma-separated; "
         "# comments), e.g. a mounted Kubernetes Secret; read at start, added to EEW_API_TOKENS.",
     )
-    api_request_timeout_s: float = Field(
-        10.0,
-        description="Whole-request deadline of the API: headers and body must arrive within this, "
-        "however slowly they trickle in (408 and close otherwise).",
-    )
-    api_max_connections: int = Field(1000, description="Open API connections in total (SSE included).")
-    api_max_connections_per_client: int = Field(
-        32, description="Open API connections per client address (more get 503 at once)."
-    )
-    api_max_subscribers_per_token: int = Field(
-        100, description="Subscribers one write token may own (more: 409 quota_exceeded)."
-    )
-    api_rate_per_s: float = Field(5.0, description="API requests per second per token (token-bucket refill).")
-    api_burst: int = Field(20, description="API requests a token may make at once (token-bucket size).")
-    sse_public: bool = Field(False, description="Serve the alert SSE feed without a token.")
     sse_max_clients: int = Field(100, description="Most SSE streams open at once (more get 503).")
     sse_max_per_token: int = Field(
         5, description="Most SSE streams one token (public streams: one client address) may hold open."
@@ -177,12 +130,7 @@ class AlertingSettings(ServiceSettings):
         "eew/", description="Prefix put before every subscriber's MQTT topic (keeps them in one subtree)."
     )
     mqtt_publish_timeout_s: float = Field(5.0, description="Wait for the broker's PUBACK (QoS 1) this long.")
-    cap_sender: str = Field("eew-alerting@localhost", description="CAP <sender> (no spaces or commas).")
-    cap_status: str = Field("Actual", description="CAP <status>: Actual, Exercise, System, Test or Draft.")
-    cap_area_radius_km: float = Field(
-        100.0, description="CAP <area> circle radius around the epicentre (plus the location uncertainty)."
-    )
-    cap_expires_s: float = Field(600.0, description="CAP <expires> after <sent>.")
+    cap: CapConfig = group(CapConfig(), "CAP 1.2 rendering (services.alerting.formats.cap), flags --cap-*.", prefix="cap_")
     cap_signing_key: Path | None = Field(
         None,
         description="PEM private key (RSA or EC) signing every CAP message (enveloped XML signature, "
@@ -199,51 +147,30 @@ class AlertingSettings(ServiceSettings):
     )
 
     def association_config(self) -> AssociationConfig:
-        """The association core's config: the ``association`` group, as is."""
+        """The ``association`` group, as is (kept for callers outside the service)."""
         return self.association
 
-    def locator_config(self) -> LocatorConfig | None:
-        if not self.locate:
-            return None
-        return LocatorConfig(
-            vp_km_s=self.locate_vp_km_s,
-            min_stations=self.locate_min_stations,
-            max_uncertainty_km=self.locate_max_uncertainty_km,
-            half_width_km=None if self.locate_half_width_km == "auto" else self.locate_half_width_km,
-        )
-
     def magnitude_config(self) -> MagnitudeConfig:
-        return MagnitudeConfig(nominal_gain=self.magnitude_nominal_gain)
+        """The ``magnitude`` group, as is (kept for callers outside the service)."""
+        return self.magnitude
+
+    def locator_config(self) -> LocatorConfig | None:
+        """The locator group, or None with --locate false."""
+        return self.locator if self.locate else None
 
     def delivery_config(self) -> DeliveryConfig:
-        return DeliveryConfig(
-            attempts=self.delivery_attempts,
-            backoff_initial_s=self.delivery_backoff_initial_s,
-            backoff_max_s=self.delivery_backoff_max_s,
-            connect_timeout_s=self.delivery_connect_timeout_s,
-            read_timeout_s=self.delivery_read_timeout_s,
-            max_age_s=self.delivery_max_age_s,
-            workers=self.delivery_workers,
-            fanout_queue_size=self.fanout_queue_size,
-            allow_private=self.allow_private_webhooks,
-            retention_s=self.outbox_retention_days * 86400.0,
-        )
+        """The delivery group with the API group's --allow-private-webhooks (one knob for both)."""
+        return self.delivery.model_copy(update={"allow_private": self.api.allow_private_webhooks})
 
     def cap_config(self) -> CapConfig:
+        """The cap group with the signing key and certificate read from their files."""
         try:
             key = self.cap_signing_key.read_bytes() if self.cap_signing_key else b""
             cert = self.cap_signing_cert.read_bytes() if self.cap_signing_cert else b""
         except OSError as exc:
             raise ConfigError(f"CAP signing key/certificate unreadable: {exc}") from exc
         try:
-            return CapConfig(
-                sender=self.cap_sender,
-                status=self.cap_status,
-                area_radius_km=self.cap_area_radius_km,
-                expires_s=self.cap_expires_s,
-                signing_key_pem=key,
-                signing_cert_pem=cert,
-            )
+            return self.cap.replace(signing_key_pem=key, signing_cert_pem=cert)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
 
@@ -263,19 +190,7 @@ class AlertingSettings(ServiceSettings):
         return text
 
     def api_config(self) -> ApiConfig:
-        return ApiConfig(
-            host=self.api_host,
-            port=self.api_port or 0,
-            tokens=tuple(parse_tokens(self.api_token_text())),
-            rate_per_s=self.api_rate_per_s,
-            burst=self.api_burst,
-            allow_private_webhooks=self.allow_private_webhooks,
-            mqtt_enabled=bool(self.mqtt_host),
-            sse_public=self.sse_public,
-            request_timeout_s=self.api_request_timeout_s,
-            max_connections=self.api_max_connections,
-            max_connections_per_client=self.api_max_connections_per_client,
-            max_subscribers_per_token=self.api_max_subscribers_per_token,
+        """The api group with the tokens parsed and MQTT enabled by --mqtt-host (read at start)."""
+        return self.api.model_copy(
+            update={"tokens": tuple(parse_tokens(self.api_token_text())), "mqtt_enabled": bool(self.mqtt_host)}
         )
-
-

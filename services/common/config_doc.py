@@ -1,7 +1,9 @@
 """Generate the configuration reference (every flag and environment variable) as Markdown.
 
 Knobs of a nested group (a core's config model, see ``services.common.settings``) are listed under
-their flat names, their group named in the meaning (``--group.knob-name`` works too).
+their flat names, the group's prefix included (``--locate-min-stations``, ``EEW_LOCATE_MIN_STATIONS``),
+their group named in the meaning (``--group.knob-name`` works too); a core field that is no setting
+(``not_a_setting``) is not listed.
 
 ``python -m services.common.config_doc`` prints it (``--write`` updates README.md in place); README.md embeds the same text between the
 ``<!-- config:begin -->`` and ``<!-- config:end -->`` markers, and a unit test keeps them equal.

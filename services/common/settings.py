@@ -19,7 +19,13 @@ The pattern (one declaration per knob)
         settings.core                                  # the core's config, as is
 
     A group's knobs keep flat names: flag ``--max-gap-s``, environment ``EEW_MAX_GAP_S`` and
-    keyword ``SvcSettings(max_gap_s=...)``; pydantic-settings' nested forms (``--core.max-gap-s``,
+    keyword ``SvcSettings(max_gap_s=...)``. A group declared with ``group(..., prefix="locate_")``
+    puts that prefix before its knobs' flat names (``LocatorConfig.min_stations`` is
+    ``--locate-min-stations``, ``EEW_LOCATE_MIN_STATIONS``, ``locate_min_stations=``), and
+    ``names={"field": "flat_name"}`` gives single knobs another flat name (one kept from before the
+    group existed). A core field marked ``not_a_setting()`` (a value the service derives at start,
+    such as parsed tokens or a key file's bytes, or a constant of the method) is no knob: no flat
+    name, not read from the environment. pydantic-settings' nested forms (``--core.max-gap-s``,
     ``--core '{"max_gap_s": 12}'``, ``EEW_CORE='{...}'``) work too. So a flat name must be unique
     across the service's own fields and all its groups (checked when the class is defined), and
     groups are one level deep. A group's default is an instance (``Field(CoreConfig(max_past_s=0),
@@ -39,9 +45,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -64,14 +71,49 @@ class CoreModel(BaseModel):
         return type(self).model_validate({**self.model_dump(), **changes})
 
 
+NOT_A_SETTING = "eew_not_a_setting"
+GROUP_PREFIX = "eew_flat_prefix"
+GROUP_NAMES = "eew_flat_names"
+
+
+def not_a_setting(default: Any, description: str = "", **kw: Any) -> Any:
+    """A core model field that is no knob: derived by the service at start, or a constant of the method."""
+    return Field(default, description=description, json_schema_extra={NOT_A_SETTING: True}, **kw)
+
+
+def group(default: BaseModel, description: str, *, prefix: str = "", names: dict[str, str] | None = None) -> Any:
+    """A nested group field whose knobs' flat names get ``prefix`` (``names``: field -> flat name exceptions)."""
+    for field in names or {}:
+        if field not in type(default).model_fields:
+            raise TypeError(f"group {type(default).__name__}: names{{{field!r}}} is no field of it")
+    return Field(default, description=description, json_schema_extra={GROUP_PREFIX: prefix, GROUP_NAMES: names or {}})
+
+
+def _extra(field: FieldInfo, key: str, default: Any = None) -> Any:
+    extra = field.json_schema_extra
+    return extra.get(key, default) if isinstance(extra, dict) else default
+
+
+def is_setting(field: FieldInfo) -> bool:
+    return not _extra(field, NOT_A_SETTING, False)
+
+
+def flat_names(group_field: FieldInfo, model: type[BaseModel]) -> dict[str, str]:
+    """field -> flat name of a group's knobs (its prefix and name exceptions applied)."""
+    prefix, names = _extra(group_field, GROUP_PREFIX, ""), _extra(group_field, GROUP_NAMES, {})
+    return {f: names.get(f, prefix + f) for f, info in model.model_fields.items() if is_setting(info)}
+
+
 @dataclass(frozen=True)
 class Knob:
-    """One setting as users see it: flat ``name``, the ``group`` it lives in ("" for top level)."""
+    """One setting as users see it: flat ``name``, the ``group`` it lives in ("" for top level),
+    and its ``attr`` (field name) in that group."""
 
     name: str
     group: str
     field: FieldInfo
     default: Any  # the value when nothing sets it (a group's own default instance decides)
+    attr: str = ""
 
     @property
     def flag(self) -> str:
@@ -96,14 +138,28 @@ def knobs(cls: type[BaseModel]) -> Iterator[Knob]:
     nested = groups(cls)
     for name, field in cls.model_fields.items():
         if name in nested:
-            for sub, subfield in nested[name].model_fields.items():
-                yield Knob(sub, name, subfield, getattr(field.default, sub, subfield.default))
+            model = nested[name]
+            for sub, flat in flat_names(field, model).items():
+                subfield = model.model_fields[sub]
+                yield Knob(flat, name, subfield, getattr(field.default, sub, subfield.default), sub)
         else:
             yield Knob(name, "", field, field.default)
 
 
+@cache
+def _knobs_only_cached(model: type[BaseModel], fields: tuple[str, ...]) -> type[BaseModel]:
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        f"{model.__name__}Knobs", **{f: (model.model_fields[f].annotation, model.model_fields[f]) for f in fields}
+    )
+
+
+def _knobs_only(model: type[BaseModel], fields: list[str]) -> type[BaseModel]:
+    """A model with only ``fields`` of ``model``: the environment source reads (and parses) just those."""
+    return _knobs_only_cached(model, tuple(fields))
+
+
 class _FlatGroupEnv(PydanticBaseSettingsSource):
-    """``EEW_<KNOB>`` for the knobs of every nested group (parsed as pydantic-settings parses env)."""
+    """``EEW_<FLAT_NAME>`` for the knobs of every nested group (parsed as pydantic-settings parses env)."""
 
     def __init__(self, settings_cls: type[BaseSettings], like: EnvSettingsSource) -> None:
         super().__init__(settings_cls)
@@ -114,16 +170,21 @@ class _FlatGroupEnv(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for group, model in groups(self.settings_cls).items():
-            src = EnvSettingsSource(
-                model,  # type: ignore[arg-type]  # any BaseModel: only its fields and config are read
-                case_sensitive=self.like.case_sensitive,
-                env_prefix=self.like.env_prefix,
-                env_parse_none_str=self.like.env_parse_none_str,
-            )
-            values = src()
+        for name, model in groups(self.settings_cls).items():
+            flat = flat_names(self.settings_cls.model_fields[name], model)
+            values: dict[str, Any] = {}
+            # One source per distinct prefix (names= exceptions have their own); only knobs are kept.
+            prefixes = {field: flat[field].removesuffix(field) for field in flat}
+            for prefix in set(prefixes.values()):
+                src = EnvSettingsSource(
+                    _knobs_only(model, [f for f in flat if prefixes[f] == prefix]),  # type: ignore[arg-type]
+                    case_sensitive=self.like.case_sensitive,
+                    env_prefix=self.like.env_prefix + prefix.upper(),
+                    env_parse_none_str=self.like.env_parse_none_str,
+                )
+                values.update(src())
             if values:
-                out[group] = values
+                out[name] = values
         return out
 
 
@@ -153,6 +214,10 @@ class ServiceSettings(BaseSettings):
                     f"the one of {seen[k.name] or '(top level)'!r}: flat names must be unique"
                 )
             seen[k.name] = k.group
+        for k in knobs(cls):
+            if k.group and not k.name.endswith(k.attr):
+                # The environment is read per prefix (EEW_<prefix><FIELD>): a flat name is prefix + field.
+                raise TypeError(f"{cls.__name__}.{k.group}: flat name {k.name!r} must end in its field {k.attr!r}")
         for group, model in groups(cls).items():
             if groups(model):
                 raise TypeError(f"{cls.__name__}.{group}: groups are one level deep")
@@ -175,12 +240,13 @@ class ServiceSettings(BaseSettings):
         # Keyword overrides by flat name go into their group.
         assert isinstance(init_settings, InitSettingsSource) and isinstance(env_settings, EnvSettingsSource)
         kwargs = dict(init_settings.init_kwargs)
-        owner = {k.name: k.group for k in knobs(settings_cls) if k.group}
+        owner = {k.name: (k.group, k.attr) for k in knobs(settings_cls) if k.group}
         for name in [n for n in kwargs if n in owner]:
-            group = kwargs.get(owner[name], {})
-            group = dict(group.model_dump() if isinstance(group, BaseModel) else group)
-            group[name] = kwargs.pop(name)
-            kwargs[owner[name]] = group
+            grp, attr = owner[name]
+            value = kwargs.get(grp, {})
+            value = dict(value.model_dump() if isinstance(value, BaseModel) else value)
+            value[attr] = kwargs.pop(name)
+            kwargs[grp] = value
         init = InitSettingsSource(settings_cls, init_kwargs=kwargs)
         return (
             init,
@@ -193,7 +259,7 @@ class ServiceSettings(BaseSettings):
 
 def cli_shortcuts(cls: type[BaseModel]) -> dict[str, str]:
     """``--group.knob-name`` -> ``--knob-name`` for every grouped knob (pydantic-settings' ``cli_shortcuts``)."""
-    return {f"{k.group}.{k.name}".replace("_", "-"): k.name.replace("_", "-") for k in knobs(cls) if k.group}
+    return {f"{k.group}.{k.attr}".replace("_", "-"): k.name.replace("_", "-") for k in knobs(cls) if k.group}
 
 
 def load_settings(cls: type[T], argv: Sequence[str] | None = None, **overrides: object) -> T:

@@ -143,7 +143,7 @@ def test_flags_override_the_geometry_and_auto_is_the_default() -> None:
     inv = StationInventory(grid(150.0))
     auto = load_settings(AlertingSettings, [])
     assert auto.association.max_link_km is None and auto.association.max_spread_s is None
-    assert auto.locate_half_width_km == "auto"
+    assert auto.locator.half_width_km is None  # auto
     a = Associator(auto.association_config(), inv, locator=auto.locator_config())
     assert a.config.max_link_km is None and a.config.max_spread_s == pytest.approx(2 * 300.0 / 5.5, rel=0.01)
     assert a.locator is not None and a.locator.half_width_km is not None and a.locator.half_width_km > 300

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import Field, ValidationError
 
-from services.common.settings import CoreModel, ServiceSettings, knobs, load_settings
+from services.common.settings import CoreModel, ServiceSettings, group, knobs, load_settings, not_a_setting
 
 
 class _Core(CoreModel):
@@ -86,3 +86,47 @@ def test_the_services_keep_their_flags_and_defaults(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("EEW_POLL_TIMEOUT_MS", "50")
     d = load_settings(DetectorSettings, ["--max-gap-s", "12"])
     assert (d.core.max_gap_s, d.loop.poll_timeout_ms) == (12.0, 50)
+
+
+class _Prefixed(CoreModel):
+    min_stations: int = Field(4, description="stations")
+    queue_size: int = Field(10, description="queue")
+    tokens: tuple[str, ...] = not_a_setting((), "parsed at start")
+
+
+class _PrefixedSettings(ServiceSettings):
+    min_stations: int = Field(1, description="a top-level knob of the same field name")
+    loc: _Prefixed = group(_Prefixed(), "prefixed", prefix="locate_", names={"queue_size": "queue_size"})
+
+
+def test_a_group_prefix_names_its_flags_environment_and_keywords(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [(k.name, k.group, k.attr) for k in knobs(_PrefixedSettings)][-2:] == [
+        ("locate_min_stations", "loc", "min_stations"),
+        ("queue_size", "loc", "queue_size"),
+    ]  # tokens is no knob
+    assert [k.env("EEW_") for k in knobs(_PrefixedSettings)][-2:] == ["EEW_LOCATE_MIN_STATIONS", "EEW_QUEUE_SIZE"]
+    monkeypatch.setenv("EEW_LOCATE_MIN_STATIONS", "6")
+    monkeypatch.setenv("EEW_QUEUE_SIZE", "3")
+    monkeypatch.setenv("EEW_LOCATE_TOKENS", "not json")  # no knob: not read (would not parse)
+    s = load_settings(_PrefixedSettings, [])
+    assert (s.min_stations, s.loc) == (1, _Prefixed(min_stations=6, queue_size=3))
+    assert load_settings(_PrefixedSettings, ["--locate-min-stations", "7"]).loc.min_stations == 7
+    assert load_settings(_PrefixedSettings, ["--loc.min-stations", "8"]).loc.min_stations == 8
+    assert _PrefixedSettings(locate_min_stations=9, min_stations=2).loc.min_stations == 9
+    assert _PrefixedSettings(locate_min_stations=9, min_stations=2).min_stations == 2
+
+
+def test_prefixed_flat_names_are_checked_too() -> None:
+    with pytest.raises(TypeError, match="locate_min_stations"):
+
+        class _Clash(ServiceSettings):
+            locate_min_stations: int = 1
+            loc: _Prefixed = group(_Prefixed(), "prefixed", prefix="locate_")
+
+    with pytest.raises(TypeError, match="must end in"):
+
+        class _Renamed(ServiceSettings):
+            loc: _Prefixed = group(_Prefixed(), "prefixed", names={"queue_size": "queue_length"})
+
+    with pytest.raises(TypeError, match="no field"):
+        group(_Prefixed(), "prefixed", names={"missing": "missing"})

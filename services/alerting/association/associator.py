@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 
 from services.alerting.association.config import AssociationConfig
 from services.alerting.association.emission import Emitter
@@ -59,7 +58,7 @@ class Associator:
             config = config.replace(max_spread_s=self.geometry.max_spread_s(config.vp_min_km_s))
         self.config = config
         if locator is not None and locator.half_width_km is None:
-            locator = replace(locator, half_width_km=self.geometry.half_width_km())
+            locator = locator.replace(half_width_km=self.geometry.half_width_km())
         self.locator = locator
         if locator is not None:
             travel_time_table(locator)  # build the travel-time table now, not on the first event

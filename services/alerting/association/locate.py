@@ -64,6 +64,9 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field, field_validator, model_validator
+
+from services.common.settings import CoreModel, not_a_setting
 
 NS = 1_000_000_000
 KM_PER_DEG = 111.19
@@ -115,29 +118,50 @@ def iasp91_first_p(depth_km: float, distances_km: npt.ArrayLike) -> np.ndarray:
     return first_p_times(flattened(IASP91), flatten_depth(max(0.0, depth_km)), distances_km)
 
 
-@dataclass(frozen=True)
-class LocatorConfig:
-    velocity_model: str = "iasp91"  # "iasp91" (layered, see module docstring) or "homogeneous"
-    vp_km_s: float = 6.0  # the homogeneous model's P velocity
-    depths_km: tuple[float, ...] = (2.0, 6.0, 10.0, 15.0, 20.0, 30.0)
-    half_width_km: float | None = None  # None: 150 km, or from the network geometry (the Associator)
-    step_km: float = 2.0
-    pick_sigma_s: float = 0.5
-    silent_margin_s: float = 2.0
-    silent_miss_prob: float = 0.1  # chance that a station the P has reached has not triggered (yet)
-    silent_ramp_s: float = 1.0
-    max_silent: int = 24  # silent stations used: those nearest to the triggered stations
-    min_stations: int = 4
-    max_uncertainty_km: float = 50.0  # more uncertain (95 %) locations are published flagged uncertain
-    norm: str = "l1"  # "l1" (robust to a wrong pick) or "l2" (least squares)
+class LocatorConfig(CoreModel):
+    """Knobs of the grid-search locator; the service exposes them as ``--locate-*`` (group ``locator``)."""
 
-    def __post_init__(self) -> None:
+    velocity_model: str = not_a_setting("iasp91", "iasp91 (layered, see the module docstring) or homogeneous.")
+    vp_km_s: float = Field(6.0, gt=0, description="Homogeneous P velocity of the location grid search.")
+    depths_km: tuple[float, ...] = not_a_setting((2.0, 6.0, 10.0, 15.0, 20.0, 30.0), "Trial depths.")
+    half_width_km: float | None = Field(
+        None,
+        gt=0,
+        description="Half-width of the location grid around the earliest station; auto (unset): max(150 km, "
+        "1.25 x the 90th-percentile link radius).",
+    )
+    step_km: float = not_a_setting(2.0, "Coarse grid step.")
+    pick_sigma_s: float = not_a_setting(0.5, "Pick-time standard deviation.")
+    silent_margin_s: float = not_a_setting(2.0, "Margin before a silent station counts against a node.")
+    silent_miss_prob: float = not_a_setting(0.1, "Chance that a station the P has reached has not triggered (yet).")
+    silent_ramp_s: float = not_a_setting(1.0, "Ramp of the silent-station penalty.")
+    max_silent: int = not_a_setting(24, "Silent stations used: those nearest to the triggered stations.")
+    min_stations: int = Field(
+        4,
+        description="Triggered stations with coordinates needed to locate (with 3, the stations that have not "
+        "triggered yet bound the solution; an uncertain one is published flagged).",
+    )
+    max_uncertainty_km: float = Field(
+        50.0,
+        description="Locations more uncertain than this (95 %, horizontal) are published flagged "
+        "uncertain (JSON location.uncertain), and not used to test which triggers join the event.",
+    )
+    norm: str = not_a_setting("l1", "l1 (robust to a wrong pick) or l2 (least squares).")
+
+    @field_validator("half_width_km", mode="before")
+    @classmethod
+    def _auto(cls, value: object) -> object:
+        return None if value == "auto" else value
+
+    @model_validator(mode="after")
+    def _check(self) -> LocatorConfig:
         if self.norm not in ("l1", "l2"):
             raise ValueError(f"norm must be l1 or l2, not {self.norm!r}")
         if not 0.0 < self.silent_miss_prob < 1.0 or self.silent_ramp_s <= 0:
             raise ValueError("silent_miss_prob must be in (0, 1) and silent_ramp_s > 0")
         if self.max_silent < 0:
             raise ValueError("max_silent must be >= 0")
+        return self
 
     @property
     def grid_half_width_km(self) -> float:

@@ -75,8 +75,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 from scipy.signal import butter, lfilter, lfilter_zi
 
+from services.common.settings import CoreModel, not_a_setting
 from services.detector.displacement import ACCELEROMETER_CORNER_HZ, CORNER_HZ
 
 MAGNITUDE_TYPE = "Mpd"
@@ -127,15 +129,22 @@ WU_ZHAO_2006 = PdRelation(
 )
 
 
-@dataclass(frozen=True)
-class MagnitudeConfig:
-    relation: PdRelation = WU_ZHAO_2006
-    min_window_s: float = 1.0  # seconds of P a station needs before its Pd is used
-    min_full_stations: int = 2  # with this many full windows, partial ones are left out
-    max_distance_km: float = 200.0  # farther stations are left out (weak P, other phases)
-    nominal_gain: float | None = None  # counts per m/s assumed for uncalibrated stations (Mpd_uncal)
-    uncalibrated_extra: float = 1.0  # added (in quadrature) to the uncertainty of Mpd_uncal
-    accelerometer_correction: float = ACCELEROMETER_CORRECTION  # added to accelerometer station magnitudes
+class MagnitudeConfig(CoreModel):
+    """Knobs of the Pd magnitude; the service exposes ``nominal_gain`` as ``--magnitude-nominal-gain``."""
+
+    relation: PdRelation = not_a_setting(WU_ZHAO_2006, "The Pd-magnitude relation.")
+    min_window_s: float = not_a_setting(1.0, "Seconds of P a station needs before its Pd is used.")
+    min_full_stations: int = not_a_setting(2, "With this many full windows, partial ones are left out.")
+    max_distance_km: float = not_a_setting(200.0, "Farther stations are left out (weak P, other phases).")
+    nominal_gain: float | None = Field(
+        None,
+        description="Counts per m/s assumed for stations without a gain in the station file; their magnitudes "
+        "are typed Mpd_uncal with a larger uncertainty. Unset: stations without a gain give no magnitude.",
+    )
+    uncalibrated_extra: float = not_a_setting(1.0, "Added (in quadrature) to the uncertainty of Mpd_uncal.")
+    accelerometer_correction: float = not_a_setting(
+        ACCELEROMETER_CORRECTION, "Added to accelerometer station magnitudes."
+    )
 
     @property
     def window_s(self) -> float:

@@ -47,7 +47,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import CliImplicitFlag
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -74,6 +75,7 @@ from services.alerting.formats.quakeml import QUAKEML_MIME, alert_to_quakeml
 from services.alerting.metrics import AlertingMetrics
 from services.common.exceptions import ConfigError
 from services.common.pb.eew.v1 import messages_pb2 as pb
+from services.common.settings import CoreModel, not_a_setting
 from services.common.timeutil import now_ns
 
 log = logging.getLogger(__name__)
@@ -143,23 +145,36 @@ class TokenBucket:
             return ok, wait
 
 
-@dataclass(frozen=True)
-class ApiConfig:
-    host: str = "127.0.0.1"
-    port: int = 0
-    tokens: tuple[ApiToken, ...] = ()
-    rate_per_s: float = 5.0
-    burst: int = 20
-    allow_private_webhooks: bool = False
-    mqtt_enabled: bool = False
-    max_body_bytes: int = 65_536
-    request_timeout_s: float = 10.0  # whole request (headers and body), however slowly sent
-    sse_public: bool = False
-    max_connections: int = 1000  # open connections in total (SSE streams included)
-    max_connections_per_client: int = 32  # open connections per client address
-    max_header_bytes: int = 16_384
-    max_subscribers_per_token: int = 100
-    page_size: int = 100  # subscribers per page by default (at most 1000 with ?limit=)
+class ApiConfig(CoreModel):
+    """Knobs of the subscriber API; the service exposes them as ``--api-*`` (group ``api``)."""
+
+    host: str = Field("127.0.0.1", description="Address the subscriber API listens on.")
+    port: int | None = Field(None, description="Port of the subscriber API and SSE feed (0: a free port); unset: no API.")
+    tokens: tuple[ApiToken, ...] = not_a_setting((), "Parsed from --api-tokens and --api-tokens-file at start.")
+    rate_per_s: float = Field(5.0, description="API requests per second per token (token-bucket refill).")
+    burst: int = Field(20, description="API requests a token may make at once (token-bucket size).")
+    allow_private_webhooks: CliImplicitFlag[bool] = Field(
+        False,
+        description="Accept API subscribers whose webhook host is (or resolves to) a loopback, private or "
+        "link-local address (SSRF protection off: test setups only).",
+    )
+    mqtt_enabled: bool = not_a_setting(False, "Whether the service has an MQTT broker (--mqtt-host).")
+    max_body_bytes: int = not_a_setting(65_536, "Largest request body.")
+    request_timeout_s: float = Field(
+        10.0,
+        description="Whole-request deadline of the API: headers and body must arrive within this, "
+        "however slowly they trickle in (408 and close otherwise).",
+    )
+    sse_public: bool = Field(False, description="Serve the alert SSE feed without a token.")
+    max_connections: int = Field(1000, description="Open API connections in total (SSE included).")
+    max_connections_per_client: int = Field(
+        32, description="Open API connections per client address (more get 503 at once)."
+    )
+    max_header_bytes: int = not_a_setting(16_384, "Largest request head.")
+    max_subscribers_per_token: int = Field(
+        100, description="Subscribers one write token may own (more: 409 quota_exceeded)."
+    )
+    page_size: int = not_a_setting(100, "Subscribers per page by default (at most 1000 with ?limit=).")
 
 
 class _Error(Exception):
@@ -259,7 +274,7 @@ class SubscriberApi:
         self._server = ThreadedServer(
             self.app,
             cfg.host,
-            cfg.port,
+            cfg.port or 0,
             limits,
             on_refused=lambda reason: metrics.api_refused.labels(reason).inc(),
             name="subscriber-api",

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
+from pydantic import Field, model_validator
 
 from services.alerting.association.intensity import SiteForecast
 from services.alerting.dispatch.outbox import FEED, Delivery, NewDelivery, Outbox
@@ -63,6 +64,7 @@ from services.alerting.formats.signing import sign
 from services.alerting.metrics import AlertingMetrics
 from services.common.exceptions import ConfigError
 from services.common.pb.eew.v1 import messages_pb2 as pb
+from services.common.settings import CoreModel, not_a_setting
 from services.common.timeutil import NS_PER_S, now_ns
 
 log = logging.getLogger(__name__)
@@ -71,26 +73,43 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 JSON_MIME = "application/json"
 
 
-@dataclass(frozen=True)
-class DeliveryConfig:
-    attempts: int = 5
-    backoff_initial_s: float = 0.2
-    backoff_max_s: float = 5.0
-    connect_timeout_s: float = 2.0
-    read_timeout_s: float = 5.0
-    max_age_s: float = 120.0
-    workers: int = 16
-    poll_s: float = 1.0
-    fanout_queue_size: int = 10_000
-    allow_private: bool = False
-    retention_s: float = 30 * 86400.0
-    purge_every_s: float = 3600.0
+class DeliveryConfig(CoreModel):
+    """Knobs of the webhook/MQTT delivery; the service exposes them as ``--delivery-*`` (group ``delivery``)."""
 
-    def __post_init__(self) -> None:
+    attempts: int = Field(
+        5, description="Attempts per (alert, subscriber, channel) before the outbox row is dead-lettered."
+    )
+    backoff_initial_s: float = Field(0.2, description="First retry backoff ceiling (doubles).")
+    backoff_max_s: float = Field(5.0, description="Largest retry backoff.")
+    connect_timeout_s: float = Field(2.0, description="Webhook connect timeout.")
+    read_timeout_s: float = Field(5.0, description="Webhook read/write timeout.")
+    max_age_s: float = Field(
+        120.0,
+        description="Alerts older than this are no longer delivered (dead-lettered as expired); also how far "
+        "back the alerts topic is checked at start for alerts missing from the outbox.",
+    )
+    workers: int = Field(16, description="Deliveries in flight at once (one per subscriber channel).")
+    poll_s: float = not_a_setting(1.0, "Pause of an idle worker before it looks at the outbox again.")
+    fanout_queue_size: int = Field(
+        10_000, description="Alerts waiting to be written to the outbox before new ones are dropped (counted)."
+    )
+    allow_private: bool = not_a_setting(False, "The service's --allow-private-webhooks (the API group's knob).")
+    retention_days: float = Field(
+        30.0, gt=0, description="Finished deliveries and logged alerts older than this are deleted."
+    )
+    purge_every_s: float = not_a_setting(3600.0, "Interval of the outbox purge.")
+
+    @model_validator(mode="after")
+    def _check(self) -> DeliveryConfig:
         if self.attempts < 1 or self.workers < 1 or self.fanout_queue_size < 1:
             raise ConfigError("delivery attempts, workers and queue size must be >= 1")
         if min(self.backoff_initial_s, self.backoff_max_s, self.connect_timeout_s, self.read_timeout_s) <= 0:
             raise ConfigError("delivery timeouts and backoff must be > 0")
+        return self
+
+    @property
+    def retention_s(self) -> float:
+        return self.retention_days * 86400.0
 
 
 def backoff_s(attempt: int, cfg: DeliveryConfig, rng: random.Random) -> float:

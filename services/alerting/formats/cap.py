@@ -41,14 +41,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from lxml import etree
+from pydantic import Field, model_validator
 
 from services.alerting.association.intensity import SiteForecast
 from services.common.domain import haversine_km
 from services.common.pb.eew.v1 import messages_pb2 as pb
+from services.common.settings import CoreModel, not_a_setting
 from services.common.timeutil import NS_PER_S, ns_to_iso
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -58,25 +59,30 @@ STATUSES = ("Actual", "Exercise", "System", "Test", "Draft")
 _MSG_TYPE = {pb.ALERT_TYPE_NEW: "Alert", pb.ALERT_TYPE_UPDATE: "Update", pb.ALERT_TYPE_CANCEL: "Cancel"}
 
 
-@dataclass(frozen=True)
-class CapConfig:
-    sender: str = "eew-alerting@localhost"
-    sender_name: str = "Earthquake early warning (eew alert)"
-    status: str = "Actual"
-    area_radius_km: float = 100.0
-    expires_s: float = 600.0
-    language: str = "en-US"
-    web: str = ""
-    signing_key_pem: bytes = field(default=b"", repr=False)  # PEM private key (RSA or EC)
-    signing_cert_pem: bytes = b""  # PEM X.509 certificate of that key
+class CapConfig(CoreModel):
+    """Knobs of the CAP 1.2 rendering; the service exposes them as ``--cap-*`` (group ``cap``)."""
 
-    def __post_init__(self) -> None:
+    sender: str = Field("eew-alerting@localhost", description="CAP <sender> (no spaces or commas).")
+    sender_name: str = not_a_setting("Earthquake early warning (eew alert)", "CAP <senderName>.")
+    status: str = Field("Actual", description="CAP <status>: Actual, Exercise, System, Test or Draft.")
+    area_radius_km: float = Field(
+        100.0, description="CAP <area> circle radius around the epicentre (plus the location uncertainty)."
+    )
+    expires_s: float = Field(600.0, description="CAP <expires> after <sent>.")
+    language: str = not_a_setting("en-US", "CAP <language>.")
+    web: str = not_a_setting("", "CAP <web>.")
+    signing_key_pem: bytes = not_a_setting(b"", "PEM private key (RSA or EC), read from --cap-signing-key.", repr=False)
+    signing_cert_pem: bytes = not_a_setting(b"", "PEM X.509 certificate of that key (--cap-signing-cert).")
+
+    @model_validator(mode="after")
+    def _check(self) -> CapConfig:
         if bool(self.signing_key_pem) != bool(self.signing_cert_pem):
             raise ValueError("CAP signing needs both a private key and its certificate")
         if self.status not in STATUSES:
             raise ValueError(f"CAP status must be one of {STATUSES}, got {self.status!r}")
         if any(c in self.sender for c in " ,<&"):
             raise ValueError("CAP sender may not contain spaces, commas, '<' or '&'")
+        return self
 
 
 def identifier(event_id: str, version: int) -> str:
