@@ -228,6 +228,9 @@ class CoreConfig(CoreTuning):
             raise ValueError("thresholds must lie in (0, 1]")
         if self.rearm_level > c.detection_threshold:
             raise ValueError("rearm_threshold must not exceed the detection threshold")
+        retrigger = c.p_pick_threshold if c.retrigger_threshold is None else c.retrigger_threshold
+        if c.p_rearm_threshold is not None and c.p_rearm_threshold > retrigger:
+            raise ValueError(f"p_rearm_threshold {c.p_rearm_threshold} must not exceed the retrigger threshold {retrigger}")
 
     @property
     def rearm_level(self) -> float:

@@ -155,3 +155,18 @@ def test_core_makes_the_triggers_replay_makes() -> None:
     want = replay(rule, ev[: len(scores)], pp[: len(scores) * 10], 0.6, det.lookback_steps, warmup_chunks=5)
     assert len(want) >= 3 and any(t.retrigger for t in want)
     assert live == [(t.chunk, t0 + t.onset_step * 10**8 + 5 * 10**7) for t in want]
+
+
+def test_inconsistent_retrigger_levels_are_refused_by_the_config() -> None:
+    with pytest.raises(ValueError, match="p_rearm_threshold"):
+        CoreConfig(
+            state_size=4, detection_threshold=0.9, p_pick_threshold=0.6, warmup_s=5.0, p_rearm_threshold=0.7
+        )
+    CoreConfig(
+        state_size=4,
+        detection_threshold=0.9,
+        p_pick_threshold=0.6,
+        warmup_s=5.0,
+        retrigger_threshold=0.8,
+        p_rearm_threshold=0.7,
+    )
