@@ -63,7 +63,8 @@ def labels(
     length: int, p_pos: float, sigma_s: float = 0.1, more_p: tuple[float, ...] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-step labels for a stream with P at sample ``p_pos`` (may lie outside the stream) and
-    later P's ``more_p`` of further events (the P target peaks at each; the event label starts at the first)."""
+    later P's ``more_p`` of further events (the P target peaks at each; the event label starts at the
+    first)."""
     t = np.arange(length // STEP)
     ends = (t + 1) * STEP
     event = (ends > p_pos).astype(np.float32)

@@ -55,7 +55,7 @@ def record_peak(rec: Record) -> float:
 
 
 def second_event(rec: Record) -> np.ndarray:
-    """The recording from RAMP samples before its P to its live end, demeaned, with the ramp-in applied (3, M)."""
+    """The recording from RAMP samples before its P to its live end, demeaned, ramp-in applied (3, M)."""
     p0 = max(rec.p - RAMP, 0)
     pre = rec.wave[:, max(rec.p - 500, 0) : max(rec.p, 1)].astype(np.float64)
     seg = rec.wave[:, p0 : live_end(rec)].astype(np.float64) - pre.mean(axis=1, keepdims=True)

@@ -230,7 +230,9 @@ class CoreConfig(CoreTuning):
             raise ValueError("rearm_threshold must not exceed the detection threshold")
         retrigger = c.p_pick_threshold if c.retrigger_threshold is None else c.retrigger_threshold
         if c.p_rearm_threshold is not None and c.p_rearm_threshold > retrigger:
-            raise ValueError(f"p_rearm_threshold {c.p_rearm_threshold} must not exceed the retrigger threshold {retrigger}")
+            raise ValueError(
+                f"p_rearm_threshold {c.p_rearm_threshold} must not exceed the retrigger threshold {retrigger}"
+            )
 
     @property
     def rearm_level(self) -> float:
@@ -922,7 +924,8 @@ class CoreDetector:
         above = warm and prob >= cfg.detection_threshold
         allowed = True
         if above and not st.trig.episode and self._outranked(st, k):
-            above = allowed = False  # the site's preferred sensor decides (counted; its probability still goes out)
+            # the site's preferred sensor decides (counted; its probability still goes out)
+            above = allowed = False
             if not st.held:
                 st.held = True
                 self.counts[C_SITE_SUPPRESSED] += 1

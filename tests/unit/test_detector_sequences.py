@@ -83,7 +83,7 @@ SEQUENCES = [
 
 @pytest.mark.xfail(
     SHIPPED_VERSION in BLIND_TO_SECOND_P,
-    reason=f"model {SHIPPED_VERSION}: its P head does not fire on a second P in a coda (MODEL_CARD.md, Sequences)",
+    reason=f"model {SHIPPED_VERSION}: its P head does not fire on a second P in a coda (MODEL_CARD.md)",
     strict=True,
 )
 @pytest.mark.parametrize(("first", "second", "dt_s", "ratio"), SEQUENCES)
