@@ -768,7 +768,8 @@ def sequence_markdown(res: dict, first_tables: dict) -> str:
         f"as detected at P+t when a new trigger is decided from P-{EARLY_S:g} s to P+t with its pick within "
         f"{PICK_TOL_S:g} s of that P.",
         "",
-        "| noise FAR | group | n | P2+0.5s | P2+1s | P2+2s | first event (single records, detector) P+0.5s / P+1s / P+2s | first event (event_prob, first-event table) P+1s |",
+        "| noise FAR | group | n | P2+0.5s | P2+1s | P2+2s | first event (single records, "
+        "detector) P+0.5s / P+1s / P+2s | first event (event_prob, first-event table) P+1s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for far in FARS:
@@ -784,7 +785,8 @@ def sequence_markdown(res: dict, first_tables: dict) -> str:
     lines += [
         "",
         "P curve alone (ours: the P head; peers: their P curve), second P at P2+t: the curve's maximum from "
-        f"P2-{EARLY_S:g} s to P2+t above the level that the given share of the run's noise windows' P-curve maxima exceed:",
+        f"P2-{EARLY_S:g} s to P2+t above the level that the given share of the run's noise windows' "
+        "P-curve maxima exceed:",
         "",
         "| model | noise FAR | P2+0.5s | P2+1s | P2+2s |",
         "|---|---|---|---|---|",
@@ -796,7 +798,8 @@ def sequence_markdown(res: dict, first_tables: dict) -> str:
             )
     lines += [
         "",
-        "P2 pick error (s; ours: the pick of the detector's first new trigger by P2+5 s; peers: P-curve maximum within 1 s of P2 in the window ending at P2+5 s):",
+        "P2 pick error (s; ours: the pick of the detector's first new trigger by P2+5 s; peers: "
+        "P-curve maximum within 1 s of P2 in the window ending at P2+5 s):",
         "",
     ]
     lines += [
@@ -818,11 +821,14 @@ def sequence_markdown(res: dict, first_tables: dict) -> str:
         lines.append(row(name, "-", e))
     lines += [
         "",
-        "False triggers of the detector rule (after P: every new trigger after the event's first, in sequences one whose pick is not within 1 s of P2; before P: any in the record's own noise):",
+        "False triggers of the detector rule (after P: every new trigger after the event's first, "
+        "in sequences one whose pick is not within 1 s of P2; before P: any in the record's own "
+        "noise):",
         "",
     ]
     lines += [
-        "| noise FAR | single events: after P (S, coda) | per event | single events: in their own pre-P noise | sequences: not at either P | per sequence |",
+        "| noise FAR | single events: after P (S, coda) | per event | single events: in their own "
+        "pre-P noise | sequences: not at either P | per sequence |",
         "|---|---|---|---|---|---|",
     ]
     for far in FARS:
@@ -835,9 +841,11 @@ def sequence_markdown(res: dict, first_tables: dict) -> str:
     if res.get("retrigger_sweep"):
         lines += [
             "",
-            "Re-trigger level sweep (`--retrigger-sweep`; detector rule, second P at P2+1 s; false triggers as above):",
+            "Re-trigger level sweep (`--retrigger-sweep`; detector rule, second P at P2+1 s; false "
+            "triggers as above):",
             "",
-            "| noise FAR | re-trigger level | P2+1s all | P2+1s coda | single events: after P | sequences: not at either P |",
+            "| noise FAR | re-trigger level | P2+1s all | P2+1s coda | single events: after P | "
+            "sequences: not at either P |",
             "|---|---|---|---|---|---|",
         ]
         for r in res["retrigger_sweep"]:
