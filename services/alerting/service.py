@@ -61,6 +61,10 @@ from services.common.timeutil import now_ns
 log = logging.getLogger("services.alerting")
 
 HORIZON_PREFIX = "eew-alerting horizon_ns="
+# Pacing of the restore, not settings: how often the topic's metadata is asked for while it is
+# missing, and one poll's wait (the read ends after --restore-idle-s without records anyway).
+RESTORE_METADATA_RETRY_S = 0.2
+RESTORE_POLL_MS = 200
 
 
 def read_emitted_alerts(
@@ -69,11 +73,13 @@ def read_emitted_alerts(
     idle_s: float = 1.0,
     client_id: str = "eew-alerting-restore",
     max_wait_s: float = 60.0,
+    metadata_timeout_s: float = 10.0,
     recent: list[pb.Alert] | None = None,
     recent_since_ns: int = 0,
     events: dict[str, tuple[frozenset[str], int]] | None = None,
 ) -> set[tuple[str, int]]:
-    """(event_id, version) of every Alert on ``topic``; reads until a poll window of ``idle_s`` is empty.
+    """(event_id, version) of every Alert on ``topic``; reads until a poll window of ``idle_s`` is empty
+    (at most ``max_wait_s``; a topic without metadata after ``metadata_timeout_s`` restores nothing).
     Alerts created at or after ``recent_since_ns`` are also appended to ``recent`` (if given);
     ``events`` (if given) gets each event's stations and first P, so the rebuilt core keeps its id."""
     consumer = KafkaConsumer(
@@ -87,13 +93,13 @@ def read_emitted_alerts(
     seen: set[tuple[str, int]] = set()
     try:
         parts = None
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + metadata_timeout_s
         while not parts and time.monotonic() < deadline:
             parts = consumer.partitions_for_topic(topic)
             if not parts:
-                time.sleep(0.2)
+                time.sleep(RESTORE_METADATA_RETRY_S)
         if not parts:
-            log.warning("alerts topic %s not found: nothing to restore", topic)
+            log.warning("alerts topic %s not found after %.1f s: nothing to restore", topic, metadata_timeout_s)
             return seen
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
@@ -101,7 +107,7 @@ def read_emitted_alerts(
         last_data = time.monotonic()
         hard_stop = time.monotonic() + max_wait_s
         while time.monotonic() - last_data < idle_s and time.monotonic() < hard_stop:
-            batch = consumer.poll(timeout_ms=200)
+            batch = consumer.poll(timeout_ms=RESTORE_POLL_MS)
             for tp, msgs in batch.items():
                 for m in msgs:
                     msg = pb.Alert()
@@ -280,6 +286,8 @@ class AlertingService:
             s.alerts_topic,
             s.restore_idle_s,
             client_id=f"{s.client_id}-restore",
+            max_wait_s=s.restore_max_s,
+            metadata_timeout_s=s.restore_metadata_timeout_s,
             recent=recent,
             recent_since_ns=now_ns() - int(s.delivery.max_age_s * NS),
             events=self._restored_events,

@@ -81,6 +81,15 @@ class AlertingSettings(ServiceSettings):
         description="Startup: the alerts topic is read until no record arrives for this long; the scores "
         "backlog is buffered until then too, and released in event-time order.",
     )
+    restore_max_s: float = Field(
+        60.0, gt=0.0, description="Startup: the alerts topic is read for at most this long (however busy)."
+    )
+    restore_metadata_timeout_s: float = Field(
+        10.0,
+        gt=0.0,
+        description="Startup: wait this long for the alerts topic's metadata; without it nothing is restored "
+        "(a warning is logged).",
+    )
     catch_up_max_buffer: int = Field(
         200_000, description="Startup: most scores buffered while catching up before releasing anyway."
     )

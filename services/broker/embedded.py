@@ -40,6 +40,9 @@ from services.common.kafka import ensure_topics, wait_for_broker
 from services.common.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)
+# Not a setting: after SIGKILL the kernel ends a process at once; this only bounds the wait for its
+# exit status (a process stuck in uninterruptible I/O raises TimeoutExpired instead of hanging us).
+KILL_WAIT_S = 5.0
 
 
 def free_port() -> int:
@@ -126,7 +129,7 @@ def _stop(proc: subprocess.Popen[bytes] | None, name: str, timeout_s: float = 10
     except subprocess.TimeoutExpired:
         log.warning("%s did not stop on SIGTERM within %.0f s: killing", name, timeout_s)
         proc.kill()
-        proc.wait(5)
+        proc.wait(KILL_WAIT_S)
 
 
 class SeaweedS3:
@@ -285,7 +288,7 @@ class SeaweedS3:
         """SIGKILL weed (fault tests)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(5)
+            self.proc.wait(KILL_WAIT_S)
         self.proc = None
 
 
@@ -412,7 +415,7 @@ class EmbeddedBroker:
         """SIGKILL the broker process (fault tests)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(5)
+            self.proc.wait(KILL_WAIT_S)
         self.proc = None
 
     def stop(self) -> None:

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parent / "web" / "dist"
 NS = 1_000_000_000
+# Pacing, not a setting: how often the start looks whether the web server is up (the wait itself is
+# bounded by --broker-timeout-s).
+WEB_START_POLL_S = 0.05
 
 
 class LiveState:
@@ -203,7 +206,7 @@ class DashboardService:
                 self._admin = KafkaAdminClient(bootstrap_servers=servers, client_id=f"{s.client_id}-lag",
                                                request_timeout_ms=timeout_ms)
                 self._offsets = KafkaConsumer(bootstrap_servers=servers, client_id=f"{s.client_id}-lag",
-                                              group_id=None, request_timeout_ms=max(timeout_ms, 5000) + 1000)
+                                              group_id=None, request_timeout_ms=int(s.lag_timeout_s * 1000))
             committed = self._admin.list_group_offsets({g: None for g, _ in self.lag_groups})
             for group, topic in self.lag_groups:
                 ids = self._offsets.partitions_for_topic(topic) or set()
@@ -329,7 +332,7 @@ class DashboardService:
         while not self.server.started:
             if not web.is_alive() or time.monotonic() > deadline:
                 raise DashboardError(f"web server did not start on {s.web_host}:{s.web_port}")
-            time.sleep(0.05)
+            time.sleep(WEB_START_POLL_S)
         log.info("dashboard: page on %s", self.url)
         health = threading.Thread(target=self._health_loop, name="dashboard-health", daemon=True)
         health.start()

@@ -53,6 +53,11 @@ class DashboardSettings(ServiceSettings):
     session_ttl_s: float = Field(43200.0, description="A page session (cookie after a token check) lasts this long.")
     health_interval_s: float = Field(5.0, description="How often the services' metrics and the broker are checked.")
     scrape_timeout_s: float = Field(2.0, description="Timeout of one /metrics scrape and of the broker check.")
+    lag_timeout_s: float = Field(
+        6.0,
+        gt=0.5,  # kafka-python wants it above the consumer's fetch wait (0.5 s)
+        description="Timeout of the backlog check's offset requests (end offsets of the --lag-groups topics).",
+    )
     poll_timeout_s: float = Field(0.2, description="Longest wait of one Kafka poll.")
     broker_timeout_s: float = Field(
         30.0, description="At start, wait this long for the broker, its topics and the web server."

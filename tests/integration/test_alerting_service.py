@@ -479,3 +479,19 @@ def test_rebuilt_event_keeps_the_id_emitted_before_a_restart() -> None:
     assert set(rebuild({old_id: (other_seed, first_p)})) == {old_id}
     later = first_p + 600 * NS  # an earlier run's event ten minutes later: a different earthquake
     assert set(rebuild({old_id: (other_seed, later)})) == {own[0]}
+
+
+def test_restore_gives_up_on_a_missing_alerts_topic_after_its_setting(
+    broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--restore-metadata-timeout-s bounds the wait for the alerts topic's metadata: nothing restored, said so."""
+    from services.alerting.service import read_emitted_alerts
+
+    s = AlertingSettings(bootstrap_servers=broker.bootstrap, restore_metadata_timeout_s=0.5)
+    topic = f"no-such-alerts-{uuid.uuid4().hex[:8]}"
+    with caplog.at_level("WARNING", logger="services.alerting"):
+        seen = read_emitted_alerts(
+            s.bootstrap_servers, topic, 0.2, max_wait_s=s.restore_max_s, metadata_timeout_s=s.restore_metadata_timeout_s
+        )
+    assert seen == set()
+    assert f"alerts topic {topic} not found after 0.5 s" in caplog.text

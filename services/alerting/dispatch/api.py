@@ -165,6 +165,10 @@ class ApiConfig(CoreModel):
         description="Whole-request deadline of the API: headers and body must arrive within this, "
         "however slowly they trickle in (408 and close otherwise).",
     )
+    keep_alive_s: int = Field(5, gt=0, description="An idle keep-alive API connection is closed after this (whole seconds).")
+    shutdown_s: int = Field(
+        2, ge=0, description="At shutdown, open API requests and SSE streams get this long (whole seconds) before they are closed."
+    )
     sse_public: bool = Field(False, description="Serve the alert SSE feed without a token.")
     max_connections: int = Field(1000, description="Open API connections in total (SSE included).")
     max_connections_per_client: int = Field(
@@ -270,6 +274,8 @@ class SubscriberApi:
             max_connections=cfg.max_connections,
             max_per_client=cfg.max_connections_per_client,
             max_header_bytes=cfg.max_header_bytes,
+            keep_alive_s=cfg.keep_alive_s,
+            shutdown_s=cfg.shutdown_s,
         )
         self._server = ThreadedServer(
             self.app,

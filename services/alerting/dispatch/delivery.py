@@ -89,6 +89,12 @@ class DeliveryConfig(CoreModel):
         "back the alerts topic is checked at start for alerts missing from the outbox.",
     )
     workers: int = Field(16, description="Deliveries in flight at once (one per subscriber channel).")
+    in_flight_grace_s: float = Field(
+        1.0,
+        ge=0.0,
+        description="At shutdown, after --drain-s, a webhook/MQTT request in flight gets this much longer; "
+        "then it is abandoned (its outbox row stays pending for the next start).",
+    )
     poll_s: float = not_a_setting(1.0, "Pause of an idle worker before it looks at the outbox again.")
     fanout_queue_size: int = Field(
         10_000, description="Alerts waiting to be written to the outbox before new ones are dropped (counted)."
@@ -702,9 +708,11 @@ class DeliveryEngine:
         nxt = self.outbox.next_due_ns((), self.directory.static_ids)
         return nxt is None or nxt > now_ns()
 
-    def close(self, drain_s: float = 3.0, join_s: float = 1.0) -> None:
+    def close(self, drain_s: float = 3.0, join_s: float | None = None) -> None:
         """Keep sending what is due for up to ``drain_s``, then stop (pending rows stay in the
-        outbox for the next start; a request in flight gets at most ``join_s`` more)."""
+        outbox for the next start; a request in flight gets at most ``join_s`` more, by default
+        ``DeliveryConfig.in_flight_grace_s``)."""
+        join_s = self.cfg.in_flight_grace_s if join_s is None else join_s
         if not self._started:
             return
         deadline = time.monotonic() + drain_s

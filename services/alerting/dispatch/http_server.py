@@ -42,8 +42,15 @@ class ServerLimits:
     max_connections: int = 1000
     max_per_client: int = 32
     max_header_bytes: int = 16_384
-    keep_alive_s: int = 5
+    keep_alive_s: int = 5  # whole seconds: uvicorn takes ints
     shutdown_s: int = 2
+
+
+# Not settings: margins of ThreadedServer.stop past the operator's shutdown_s. uvicorn closes the
+# connections itself after shutdown_s; these only bound the wait for its thread to end (then it is
+# forced, and given FORCED_EXIT_S), so a stuck server cannot hang the service's exit.
+STOP_MARGIN_S = 3.0
+FORCED_EXIT_S = 2.0
 
 
 def raw_json_response(status: int, reason: str, code: str, message: str) -> bytes:
@@ -221,10 +228,10 @@ class ThreadedServer:
     def stop(self) -> None:
         self.server.should_exit = True
         if self._thread.is_alive():
-            self._thread.join(timeout=self.limits.shutdown_s + 3.0)
+            self._thread.join(timeout=self.limits.shutdown_s + STOP_MARGIN_S)
             if self._thread.is_alive():
                 self.server.force_exit = True
-                self._thread.join(timeout=2.0)
+                self._thread.join(timeout=FORCED_EXIT_S)
         try:
             self.sock.close()
         except OSError:
