@@ -67,6 +67,8 @@ class ReplayStats:
     failed: int = 0
     stopped: bool = False
     corrupt: list[str] = field(default_factory=list)
+    gaps: int = 0  # packets that came after a gap in their stream (the ingest's rule), and their total
+    gap_seconds: float = 0.0
 
     @property
     def span_s(self) -> float:
@@ -305,6 +307,9 @@ def replay_files(
             stats.rejected += 1
         else:
             p = outcome.packet
+            if outcome.gap_s > 0:
+                stats.gaps += 1
+                stats.gap_seconds += outcome.gap_s
             stats.packets += 1
             stats.samples += len(p.data)
             stats.data_seconds += len(p.data) / p.sampling_rate

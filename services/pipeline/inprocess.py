@@ -8,8 +8,8 @@ builds from the same flags), every score goes through the same ``StationScore`` 
 decoding the alerting reads, and the scores are associated in event-time order by the alerting's
 ``Associator`` built from the same flags and station file -- what the pipeline's alerting does with
 a backlog. So the scores and alerts are those of the services; what this mode does not exercise
-is the transport (Kafka, partitions, offsets, restarts) and wall-clock behaviour: alert creation
-times are the decision's event time (no processing delay is measured). ``eew validate
+is the transport (Kafka, partitions, offsets, restarts) and wall-clock behaviour: alerts carry no
+creation time (no processing delay is measured; their decision's event time is kept). ``eew validate
 --mode services`` runs the deployed chain for that.
 
 Why it exists: the detector's Kafka client, not the science, bounds the speed of a validation
@@ -133,7 +133,8 @@ def run_in_process(cfg: RunConfig, total_station_s: float, data_hours: float,
     wall["startup_s"] = time.monotonic() - t0
     t_replay = time.monotonic()
     progress.t0 = t_replay
-    published = rejected = 0
+    published = rejected = gaps = 0
+    gap_s = 0.0
     interrupted = False
     for i, (a, b) in enumerate(cfg.blocks):
         if stop is not None and stop.is_set():
@@ -146,6 +147,8 @@ def run_in_process(cfg: RunConfig, total_station_s: float, data_hours: float,
         sink.drain()
         published += stats.packets
         rejected += stats.rejected
+        gaps += stats.gaps
+        gap_s += stats.gap_seconds
         if stats.corrupt_files:
             warnings.append(f"replay: {stats.corrupt_files} unreadable file(s): {', '.join(stats.corrupt)}")
         if stats.stopped:
@@ -160,9 +163,13 @@ def run_in_process(cfg: RunConfig, total_station_s: float, data_hours: float,
     wall["replay_and_detector_s"] = t_assoc - t_replay
     scores = sorted(sink.scores, key=lambda r: (r.window_end_ns, r.stream))
     records = assoc.add_many(scores) + assoc.flush()
-    alerts = [cfg.alert_of(alert_to_pb(r, r.event_time_ns or r.latest_ingest_time_ns)) for r in records]
+    # created_time 0: no processing time exists in this mode (the report then says "not measured")
+    alerts = [cfg.alert_of(alert_to_pb(r, 0)) for r in records]
     if interrupted:
         warnings.append("interrupted: the report covers what was collected until then")
+    if gaps:
+        warnings.append(f"the archive has {gaps} gap(s) inside streams ({gap_s:.1f} s in all): the detector holds a "
+                        "stream's last value across gaps up to its --max-gap-s and restarts the station after longer ones")
     if rejected:
         warnings.append(f"the replay rejected {rejected} packet(s) (see the ingest's validation rules)")
     wall.update(

@@ -368,7 +368,8 @@ def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
         run.wall["startup_s"] = time.monotonic() - t0
         t_replay = time.monotonic()
         run.progress.t0 = t_replay
-        rejected = failed = 0
+        rejected = failed = gaps = 0
+        gap_s = 0.0
         for i, block in enumerate(cfg.blocks):
             if run.stopped():
                 break
@@ -377,6 +378,8 @@ def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
                 continue
             run.published += stats.packets
             rejected += stats.rejected
+            gaps += stats.gaps
+            gap_s += stats.gap_seconds
             failed += stats.failed
             if stats.corrupt_files:
                 run.warnings.append(f"replay: {stats.corrupt_files} unreadable file(s): {', '.join(stats.corrupt)}")
@@ -387,6 +390,10 @@ def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
             run.wait(f"detector, block {i + 1}", run.detector_done)
         run.wall.update(blocks=len(cfg.blocks), packets_published=run.published, packets_rejected=rejected,
                         packets_failed=failed, replay_and_detector_s=time.monotonic() - t_replay)
+        if gaps:
+            run.warnings.append(f"the archive has {gaps} gap(s) inside streams ({gap_s:.1f} s in all): the detector "
+                                "holds a stream's last value across gaps up to its --max-gap-s and restarts the "
+                                "station after longer ones")
         if rejected:
             run.warnings.append(f"the replay rejected {rejected} packet(s) (see the ingest's validation rules)")
         if failed:

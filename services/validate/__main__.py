@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(ValidateSettings, sys.argv[1:] if argv is None else argv)
     setup_logging(settings.log_level)
     logging.getLogger("kafka").setLevel(logging.ERROR)  # kafka-python's event-loop timing notes
+    # The replay's per-stream gap/overlap notes (the live ingest's log): an archive's gaps are counted
+    # in the run's warnings and the report instead of a console line per stream and gap.
+    logging.getLogger("services.ingest.emit").setLevel(logging.ERROR)
     missing = [n for n in ("archive", "stations", "catalog", "out") if not getattr(settings, n)]
     if missing:
         print(f"eew validate: missing {', '.join('--' + m for m in missing)} (see eew validate --help)",
