@@ -61,12 +61,12 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from services.common.codec import Packet
+from services.common.displacement import DisplacementBank, integrations_for
 from services.common.domain import station_id
 from services.common.settings import CoreModel
 from services.common.streams import ACCELERATION, ChannelInfo, classify_channel, resample_ratio
 from services.common.triggers.onset import OnsetRule, OnsetState, decide, first_pick, picked
 from services.common.triggers.picks import PICK_MAX_LEAD_S
-from services.detector.displacement import DisplacementBank, integrations_for
 from services.detector.resample import Resampler
 
 NS_PER_S = 1_000_000_000

@@ -64,7 +64,8 @@ from services.alerting.association import (
 )
 from services.alerting.association.intensity import blind_zone_km, predict_site
 from services.alerting.association.locate import KM_PER_DEG, LocatorConfig
-from services.alerting.association.magnitude import WU_ZHAO_2006, DisplacementFilter
+from services.alerting.association.magnitude import WU_ZHAO_2006
+from services.common.displacement import DisplacementFilter
 from services.common.domain import Station, haversine_km
 from services.common.inventory import StationInventory
 

@@ -36,7 +36,7 @@ from services.alerting.association.associator import (
     ScoreRecord,
 )
 from services.alerting.association.locate import LocatorConfig
-from services.alerting.association.magnitude import DisplacementFilter
+from services.common.displacement import DisplacementFilter
 from services.common.domain import haversine_km
 from services.common.inventory import StationInventory
 from tests.integration.test_alerting_scenarios import (

@@ -14,7 +14,7 @@ ALERTING = ROOT / "services" / "alerting"
 
 # What each package's modules may import from this repository (prefixes), besides their own package.
 ALLOWED = {
-    "association": ("services.common.", "services.detector.displacement"),
+    "association": ("services.common.",),
     "formats": ("services.alerting.association", "services.alerting.exceptions", "services.common."),
     "dispatch": (
         "services.alerting.association",

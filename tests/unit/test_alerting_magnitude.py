@@ -14,13 +14,13 @@ from services.alerting.association.magnitude import (
     MAGNITUDE_TYPE,
     MAGNITUDE_TYPE_UNCAL,
     WU_ZHAO_2006,
-    DisplacementFilter,
     MagnitudeConfig,
     PdObservation,
     estimate_magnitude,
 )
 from services.alerting.association.synthetic import T0, p_times, ring_stations, round_robin, station_scores
 from services.alerting.formats.messages import alert_to_dict, alert_to_pb, pb_to_record
+from services.common.displacement import DisplacementFilter
 from services.common.domain import haversine_km
 from services.common.inventory import StationInventory
 

@@ -57,7 +57,7 @@ every station with at least ``min_window_s`` of P is (the best early guess), and
 Calibration (what the counts mean)
 ----------------------------------
 The detector reports per 1 s step ``peak_displacement``: the peak |vertical displacement| in
-counts*s (counts*s^2 for accelerometers), made by ``DisplacementFilter`` from raw counts. Dividing
+counts*s (counts*s^2 for accelerometers), made by ``services.common.displacement`` from raw counts. Dividing
 by the channel's overall sensitivity (``gain``, counts per m/s for seismometers, counts per m/s^2
 for accelerometers -- StationXML's InstrumentSensitivity, or the optional ``gain`` column of the
 station CSV, both read by ``services.common.inventory.load_gains``) gives metres. A station without
@@ -76,10 +76,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import Field
-from scipy.signal import butter, lfilter, lfilter_zi
 
 from services.common.settings import CoreModel, not_a_setting
-from services.detector.displacement import ACCELEROMETER_CORNER_HZ, CORNER_HZ
 
 MAGNITUDE_TYPE = "Mpd"
 #: Added to the Pd magnitude of accelerometer stations: fit on the openeew_mx dev earthquakes (module doc).
@@ -219,43 +217,3 @@ def estimate_magnitude(
         saturated=value + 2.0 * math.sqrt(unc2) >= rel.saturation_at(window),
         window_s=window,
     )
-
-
-class DisplacementFilter:
-    """Streaming raw counts -> displacement (counts*s, or counts*s^2 with ``integrations=2``).
-
-    Causal, as in Kanamori (2005) / Wu & Zhao (2006): high-pass (2-pole Butterworth, 0.075 Hz; by
-    default 0.2 Hz with two integrations, as the detector filters accelerometers),
-    then for each integration a running trapezoidal integral followed by the same high-pass (which
-    keeps the integral from drifting). Filter states start at steady state on the first sample, so
-    a raw DC offset does not ring. ``process`` takes consecutive blocks and returns theirs.
-    """
-
-    def __init__(self, fs: float, corner_hz: float | None = None, integrations: int = 1) -> None:
-        if corner_hz is None:  # the detector's: 0.075 Hz, 0.2 Hz for accelerograms (displacement.py)
-            corner_hz = ACCELEROMETER_CORNER_HZ if integrations >= 2 else CORNER_HZ
-        if fs <= 0 or not 0 < corner_hz < fs / 2 or integrations < 0:
-            raise ValueError("need fs > 0, 0 < corner < fs/2, integrations >= 0")
-        self.fs = float(fs)
-        self.b, self.a = butter(2, corner_hz, btype="highpass", fs=fs)
-        self._zi0 = lfilter_zi(self.b, self.a)
-        self.integrations = integrations
-        self._zi: list[np.ndarray] | None = None
-        self._last: list[float] = [0.0] * integrations  # last input sample of each integrator
-        self._acc: list[float] = [0.0] * integrations
-
-    def process(self, x: np.ndarray) -> np.ndarray:
-        y = np.asarray(x, dtype=np.float64)
-        if y.size == 0:
-            return y.copy()
-        if self._zi is None:
-            self._zi = [self._zi0 * y[0]] + [self._zi0 * 0.0 for _ in range(self.integrations)]
-            self._last = [0.0] * self.integrations
-        y, self._zi[0] = lfilter(self.b, self.a, y, zi=self._zi[0])
-        dt = 1.0 / self.fs
-        for k in range(self.integrations):
-            prev = np.concatenate([[self._last[k]], y[:-1]])
-            integ = self._acc[k] + np.cumsum((prev + y) * 0.5 * dt)
-            self._last[k], self._acc[k] = float(y[-1]), float(integ[-1])
-            y, self._zi[k + 1] = lfilter(self.b, self.a, integ, zi=self._zi[k + 1])
-        return np.asarray(y)

@@ -1,6 +1,7 @@
-"""Peak vertical displacement per scored chunk, for the alerting's Pd magnitude (pure NumPy/SciPy).
+"""Displacement from raw counts for Pd magnitudes: one home for the detector and the alerting (pure NumPy/SciPy).
 
-The same causal filter as ``services.alerting.magnitude.DisplacementFilter`` (Kanamori 2005,
+``DisplacementFilter`` filters one stream (the alerting's magnitude science, tests and benchmarks);
+``DisplacementBank`` is the same causal filter (Kanamori 2005,
 Wu & Zhao 2006: 2-pole Butterworth high-pass at 0.075 Hz -- 0.2 Hz for accelerometers, see
 ``ACCELEROMETER_CORNER_HZ`` -- then per integration a running trapezoidal integral and the same
 high-pass), vectorised over a batch of stations with one
@@ -21,7 +22,7 @@ CORNER_HZ = 0.075
 #: High-pass of accelerometers: 0.2 Hz keeps MEMS self-noise, which double integration turns into
 #: long-period drift, out of Pd (the OpenEEW project's Pd uses a 0.2-3 Hz band, openeew-seismology
 #: src/detection.py; on the openeew_mx dev earthquakes it cut the station scatter of Pd magnitudes
-#: from 0.45 to 0.35 units against 0.075 Hz: services/alerting/magnitude.py).
+#: from 0.45 to 0.35 units against 0.075 Hz: services/alerting/association/magnitude.py).
 ACCELEROMETER_CORNER_HZ = 0.2
 
 
@@ -99,3 +100,43 @@ class DisplacementBank:
         self.zi[slots], self.last[slots], self.acc[slots] = zi, last, acc
         self.fresh[slots] = False
         return np.abs(y).max(axis=1)
+
+
+class DisplacementFilter:
+    """Streaming raw counts -> displacement (counts*s, or counts*s^2 with ``integrations=2``).
+
+    Causal, as in Kanamori (2005) / Wu & Zhao (2006): high-pass (2-pole Butterworth, 0.075 Hz; by
+    default 0.2 Hz with two integrations, as the detector filters accelerometers),
+    then for each integration a running trapezoidal integral followed by the same high-pass (which
+    keeps the integral from drifting). Filter states start at steady state on the first sample, so
+    a raw DC offset does not ring. ``process`` takes consecutive blocks and returns theirs.
+    """
+
+    def __init__(self, fs: float, corner_hz: float | None = None, integrations: int = 1) -> None:
+        if corner_hz is None:  # the detector's: 0.075 Hz, 0.2 Hz for accelerograms (displacement.py)
+            corner_hz = ACCELEROMETER_CORNER_HZ if integrations >= 2 else CORNER_HZ
+        if fs <= 0 or not 0 < corner_hz < fs / 2 or integrations < 0:
+            raise ValueError("need fs > 0, 0 < corner < fs/2, integrations >= 0")
+        self.fs = float(fs)
+        self.b, self.a = butter(2, corner_hz, btype="highpass", fs=fs)
+        self._zi0 = lfilter_zi(self.b, self.a)
+        self.integrations = integrations
+        self._zi: list[np.ndarray] | None = None
+        self._last: list[float] = [0.0] * integrations  # last input sample of each integrator
+        self._acc: list[float] = [0.0] * integrations
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        y = np.asarray(x, dtype=np.float64)
+        if y.size == 0:
+            return y.copy()
+        if self._zi is None:
+            self._zi = [self._zi0 * y[0]] + [self._zi0 * 0.0 for _ in range(self.integrations)]
+            self._last = [0.0] * self.integrations
+        y, self._zi[0] = lfilter(self.b, self.a, y, zi=self._zi[0])
+        dt = 1.0 / self.fs
+        for k in range(self.integrations):
+            prev = np.concatenate([[self._last[k]], y[:-1]])
+            integ = self._acc[k] + np.cumsum((prev + y) * 0.5 * dt)
+            self._last[k], self._acc[k] = float(y[-1]), float(integ[-1])
+            y, self._zi[k + 1] = lfilter(self.b, self.a, integ, zi=self._zi[k + 1])
+        return np.asarray(y)

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from services.alerting.association.magnitude import DisplacementFilter
-from services.detector.displacement import DisplacementBank, integrations_for
+from services.common.displacement import DisplacementBank, DisplacementFilter, integrations_for
 
 
 def test_batched_chunks_match_reference_filter_per_station() -> None:
