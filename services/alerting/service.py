@@ -32,6 +32,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -65,6 +66,37 @@ HORIZON_PREFIX = "eew-alerting horizon_ns="
 # missing, and one poll's wait (the read ends after --restore-idle-s without records anyway).
 RESTORE_METADATA_RETRY_S = 0.2
 RESTORE_POLL_MS = 200
+
+
+def load_stations(settings: AlertingSettings) -> tuple[StationInventory, dict[str, float]]:
+    """The station file's inventory and gains (CSV ``gain``/``gain_unit`` columns or StationXML
+    sensitivity, for Pd magnitudes); empty without ``--stations``."""
+    if not settings.stations:
+        return StationInventory(), {}
+    gains = gains_by_station(load_gains(settings.stations))
+    if not gains:
+        log.warning("no station gains in %s: alerts carry no magnitude unless --magnitude-nominal-gain "
+                    "is set", settings.stations)
+    return StationInventory.load(settings.stations), gains
+
+
+def make_associator(
+    settings: AlertingSettings,
+    inventory: StationInventory,
+    gains: dict[str, float],
+    ignore_before_ns: int | None = None,
+    restored_events: Mapping[str, tuple[frozenset[str], int]] | None = None,
+) -> Associator:
+    """The association core ``eew alert`` runs for these settings (also ``eew validate --mode in-process``)."""
+    return Associator(
+        settings.association,
+        inventory,
+        ignore_before_ns=ignore_before_ns,
+        locator=settings.locator_config(),
+        gains=gains,
+        magnitude=settings.magnitude,
+        restored_events=restored_events,
+    )
 
 
 def read_emitted_alerts(
@@ -149,14 +181,8 @@ class AlertingService:
         self.settings = settings
         self.stop = stop or StopFlag()
         self.metrics = AlertingMetrics(registry)
-        if inventory is None:
-            inventory = StationInventory.load(settings.stations) if settings.stations else StationInventory()
-        self.inventory = inventory
-        # Station gains (CSV ``gain``/``gain_unit`` columns or StationXML sensitivity) for Pd magnitudes.
-        self.gains = gains_by_station(load_gains(settings.stations)) if settings.stations else {}
-        if settings.stations and not self.gains:
-            log.warning("no station gains in %s: alerts carry no magnitude unless --magnitude-nominal-gain "
-                        "is set", settings.stations)
+        loaded, self.gains = load_stations(settings)
+        self.inventory = loaded if inventory is None else inventory
         self.assoc_config = settings.association
         self.outbox, self.delivery, self.api = self._make_delivery(settings)
         self._delivery_closed = False
@@ -462,14 +488,8 @@ class AlertingService:
             )
 
     def _make_core(self, horizon: int | None) -> None:
-        self.core = Associator(
-            self.assoc_config,
-            self.inventory,
-            ignore_before_ns=horizon,
-            locator=self.settings.locator_config(),
-            gains=self.gains,
-            magnitude=self.settings.magnitude,
-            restored_events=self._restored_events,
+        self.core = make_associator(
+            self.settings, self.inventory, self.gains, ignore_before_ns=horizon, restored_events=self._restored_events
         )
         log.info(
             "network geometry: %s; max spread %.0f s; location grid half-width %s",

@@ -30,9 +30,9 @@ from prometheus_client import CollectorRegistry
 from models.runtime import StreamingModel
 from services.alerting.association import Associator
 from services.alerting.formats.messages import alert_to_pb, score_to_record
+from services.alerting.service import load_stations, make_associator
 from services.alerting.settings import AlertingSettings
 from services.common.codec import Packet
-from services.common.inventory import StationInventory, gains_by_station, load_gains
 from services.common.settings import load_settings
 from services.detector.core import C_RESETS, CoreDetector
 from services.detector.service import score_message
@@ -41,7 +41,7 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Publisher
 from services.ingest.replay import ReplayStats, Stopper, replay_files
 from services.pipeline.exceptions import PipelineError
-from services.pipeline.run import Progress, RunConfig, RunOutput
+from services.pipeline.run import Progress, RunConfig, RunOutput, replay_warnings
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +100,7 @@ class CoreSink(Publisher):
 def build_associator(alerting_args: list[str], stations_file: Path) -> Associator:
     """The alerting's association core for these flags, as ``eew alert`` builds it."""
     settings = load_settings(AlertingSettings, [*alerting_args, "--stations", str(stations_file)])
-    inventory = StationInventory.load(settings.stations) if settings.stations else StationInventory()
-    gains = gains_by_station(load_gains(settings.stations)) if settings.stations else {}
-    return Associator(
-        settings.association_config(),
-        inventory,
-        locator=settings.locator_config(),
-        gains=gains,
-        magnitude=settings.magnitude_config(),
-    )
+    return make_associator(settings, *load_stations(settings))
 
 
 def run_in_process(cfg: RunConfig, total_station_s: float, data_hours: float,
@@ -167,11 +159,7 @@ def run_in_process(cfg: RunConfig, total_station_s: float, data_hours: float,
     alerts = [cfg.alert_of(alert_to_pb(r, 0)) for r in records]
     if interrupted:
         warnings.append("interrupted: the report covers what was collected until then")
-    if gaps:
-        warnings.append(f"the archive has {gaps} gap(s) inside streams ({gap_s:.1f} s in all): the detector holds a "
-                        "stream's last value across gaps up to its --max-gap-s and restarts the station after longer ones")
-    if rejected:
-        warnings.append(f"the replay rejected {rejected} packet(s) (see the ingest's validation rules)")
+    warnings += replay_warnings(gaps, gap_s, rejected)
     wall.update(
         blocks=len(cfg.blocks), packets_published=published, packets_rejected=rejected, packets_failed=0,
         association_s=time.monotonic() - t_assoc, processing_s=time.monotonic() - t_replay,

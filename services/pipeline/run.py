@@ -69,6 +69,19 @@ def _as_is(msg: pb.Alert) -> pb.Alert:
     return msg
 
 
+def replay_warnings(gaps: int, gap_s: float, rejected: int, failed: int = 0) -> list[str]:
+    """The run's warnings about what the replay met: gaps inside streams, rejected and unacknowledged packets."""
+    out = []
+    if gaps:
+        out.append(f"the archive has {gaps} gap(s) inside streams ({gap_s:.1f} s in all): the detector holds a "
+                   "stream's last value across gaps up to its --max-gap-s and restarts the station after longer ones")
+    if rejected:
+        out.append(f"the replay rejected {rejected} packet(s) (see the ingest's validation rules)")
+    if failed:
+        out.append(f"{failed} waveform packet(s) were not acknowledged by the broker")
+    return out
+
+
 class Progress:
     """Plain-text progress on stderr: data hours scored, percent, rate in data hours per wall minute."""
 
@@ -390,14 +403,7 @@ def run_pipeline(cfg: RunConfig, total_station_s: float, data_hours: float,
             run.wait(f"detector, block {i + 1}", run.detector_done)
         run.wall.update(blocks=len(cfg.blocks), packets_published=run.published, packets_rejected=rejected,
                         packets_failed=failed, replay_and_detector_s=time.monotonic() - t_replay)
-        if gaps:
-            run.warnings.append(f"the archive has {gaps} gap(s) inside streams ({gap_s:.1f} s in all): the detector "
-                                "holds a stream's last value across gaps up to its --max-gap-s and restarts the "
-                                "station after longer ones")
-        if rejected:
-            run.warnings.append(f"the replay rejected {rejected} packet(s) (see the ingest's validation rules)")
-        if failed:
-            run.warnings.append(f"{failed} waveform packet(s) were not acknowledged by the broker")
+        run.warnings += replay_warnings(gaps, gap_s, rejected, failed)
         if not run.stopped():
             if not cfg.live_alerting:
                 n = max(200_000, 2 * run.collector.score_messages + 1000)
