@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
@@ -53,7 +53,7 @@ from services.alerting.settings import AlertingSettings
 from services.common.domain import station_id
 from services.common.exceptions import ConfigError, DecodeError, UnconfirmedDelivery
 from services.common.inventory import StationInventory, gains_by_station, load_gains
-from services.common.kafka import confirmed
+from services.common.kafka import confirmed, make_reader
 from services.common.lifecycle import StopFlag
 from services.common.loop import ConsumeLoop, KafkaIO, OwnLoopMetrics, Records
 from services.common.pb.eew.v1 import messages_pb2 as pb
@@ -114,14 +114,7 @@ def read_emitted_alerts(
     (at most ``max_wait_s``; a topic without metadata after ``metadata_timeout_s`` restores nothing).
     Alerts created at or after ``recent_since_ns`` are also appended to ``recent`` (if given);
     ``events`` (if given) gets each event's stations and first P, so the rebuilt core keeps its id."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=[b.strip() for b in bootstrap.split(",") if b.strip()],
-        client_id=client_id,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-    )
+    consumer = make_reader(bootstrap, client_id)
     seen: set[tuple[str, int]] = set()
     try:
         parts = None

@@ -100,6 +100,20 @@ def make_consumer(
     return consumer
 
 
+def make_reader(bootstrap: str, client_id: str, **extra: object) -> KafkaConsumer:
+    """Consumer without a group that reads assigned partitions from their start (read-back, restore)."""
+    cfg: dict[str, object] = dict(
+        bootstrap_servers=_servers(bootstrap),
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
+    cfg.update(extra)
+    return KafkaConsumer(**cfg)
+
+
 class _QuietThread(logging.Filter):
     """Drops kafka-python's records from the waiting threads (their per-attempt errors)."""
 

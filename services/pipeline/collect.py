@@ -13,6 +13,7 @@ from kafka import KafkaConsumer, TopicPartition
 from services.alerting.association import ScoreRecord
 from services.alerting.formats.messages import decode_score
 from services.common.exceptions import DecodeError
+from services.common.kafka import make_reader
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.topics import ALERTS, SCORES
 from services.pipeline.exceptions import PipelineError
@@ -31,14 +32,7 @@ class TopicCollector(Generic[A]):
                  client_id: str = "eew-pipeline-collector") -> None:
         self.alert_of = alert_of
         self.scores_topic, self.alerts_topic = scores_topic, alerts_topic
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=[b.strip() for b in bootstrap.split(",") if b.strip()],
-            client_id=client_id,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-        )
+        self.consumer = make_reader(bootstrap, client_id)
         tps: list[TopicPartition] = []
         deadline = time.monotonic() + partitions_timeout_s
         for topic in (scores_topic, alerts_topic):
