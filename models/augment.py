@@ -57,6 +57,10 @@ class AugmentConfig:
     two_min_dt_s: float = 3.0  # earliest second P after the first
     two_ratio: tuple[float, float] = (0.1, 10.0)  # its peak over the first's (log-uniform)
     two_late: float = 0.4  # second P in the stream's last 3 s (early detection of the new P)
+    # S is not a new P (issue 13): among event streams of records with an S pick, S in the last 3 s
+    p_s_late: float = 0.0
+    # real accelerometer-network records (``Record.acc``, ``eew model train --openeew``): share of a batch
+    p_real_acc: float = 0.0
 
 
 def labels(
@@ -115,8 +119,14 @@ def make_stream_seq(
         x, p_pos = _synthetic_stream(rng, cfg)
     else:
         n = cfg.length
-        two = cfg.p_two > 0 and rng.random() < cfg.p_two  # no draw without the option: same streams
-        if two:  # a sequence: the first P early enough for a second one 3 s or more later
+        two = cfg.p_two > 0 and not rec.acc and rng.random() < cfg.p_two  # no draw without the option
+        s_gap = rec.s - rec.p if rec.s > rec.p else 0
+        s_late = cfg.p_s_late > 0 and 0 < s_gap < n - (cfg.min_p_s + 3) * FS and rng.random() < cfg.p_s_late
+        if rec.kind == "noise":  # real noise between earthquakes: the stream ends before its end
+            p_pos = rng.uniform(n + 0.5 * FS, n + 20 * FS)
+        elif s_late:  # S in the stream's last 3 s: the P head must not call it a new P
+            p_pos = n - s_gap - rng.uniform(1, 3 * FS)
+        elif two:  # a sequence: the first P early enough for a second one 3 s or more later
             p_pos = rng.uniform(
                 cfg.min_p_s * FS, max(n - (cfg.two_min_dt_s + 0.5) * FS, cfg.min_p_s * FS + 1)
             )
@@ -137,8 +147,10 @@ def make_stream_seq(
             p_pos = float(p_idx - (hist.shape[1] - n))
         if two and p_pos < n:
             x, more = _second_event(rng, x, int(p_pos), rec, pool, cfg)
-        if rng.random() < cfg.p_add_noise:
+        if not rec.acc and rng.random() < cfg.p_add_noise:
             x = _add_real_noise(rng, x, rec, pool, cfg)
+    if rec.acc:  # already as a real accelerometer network records it
+        return _generic(rng, x, cfg), p_pos, more
     return _generic(rng, _network_variant(rng, x, p_pos, cfg), cfg), p_pos, more
 
 
@@ -260,12 +272,21 @@ def _generic(rng: np.random.Generator, x: np.ndarray, cfg: AugmentConfig) -> np.
 
 
 def make_batch(
-    rng: np.random.Generator, records: list[Record], pool: list[Record], cfg: AugmentConfig, size: int
+    rng: np.random.Generator,
+    records: list[Record],
+    pool: list[Record],
+    cfg: AugmentConfig,
+    size: int,
+    real_acc: list[Record] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(waves (B,3,L) float32, event labels (B,T), P targets (B,T), P positions (B,))."""
+    """(waves (B,3,L) float32, event labels (B,T), P targets (B,T), P positions (B,)); a share
+    ``cfg.p_real_acc`` of the streams comes from ``real_acc`` (a real accelerometer network)."""
     waves, evs, pts, ps = [], [], [], []
     for _ in range(size):
-        rec = records[rng.integers(len(records))]
+        if real_acc and cfg.p_real_acc > 0 and rng.random() < cfg.p_real_acc:
+            rec = real_acc[rng.integers(len(real_acc))]
+        else:
+            rec = records[rng.integers(len(records))]
         x, p_pos, more = make_stream_seq(rng, rec, pool, cfg)
         ev, pt = labels(cfg.length, p_pos, cfg.p_sigma_s, more)
         waves.append(x.astype(np.float32))

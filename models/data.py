@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,11 @@ class Record:
     p: int  # P sample
     s: int  # S sample or -1
     live: tuple[bool, bool, bool]
+    # acceleration of a real accelerometer network (openeew_mx dev, resampled to 100 Hz by the
+    # detector's resampler): no further network variant is applied to it
+    acc: bool = False
+    # "noise": real noise only (between earthquakes); ``p`` = its length, every stream ends before it
+    kind: str = "event"
 
     @property
     def noise(self) -> np.ndarray:
@@ -179,7 +184,7 @@ def screen_noise(records: list[Record]) -> tuple[list[Record], list[str]]:
             continue
         cut = min((int(bursts[-1]) + 1) * 100 + BURST_SETTLE, rec.p - NOISE_MARGIN - 100)
         s = rec.s - cut if rec.s > 0 else -1
-        out.append(Record(rec.key, np.ascontiguousarray(rec.wave[:, cut:]), rec.p - cut, s, rec.live))
+        out.append(replace(rec, wave=np.ascontiguousarray(rec.wave[:, cut:]), p=rec.p - cut, s=s))
         trimmed.append(rec.key)
     return out, trimmed
 

@@ -213,6 +213,9 @@ def train(
     variants: bool = False,
     sequences: bool = False,
     sequence_share: float = 0.3,
+    openeew: Path | None = None,
+    openeew_share: float = 0.2,
+    s_late: float = 0.0,
 ) -> dict:
     import torch
 
@@ -230,6 +233,19 @@ def train(
     cfg = AugmentConfig(p_acc=0.35, p_rate=0.35) if variants else AugmentConfig()
     if sequences:
         cfg = replace(cfg, p_two=sequence_share)
+    if s_late > 0:
+        cfg = replace(cfg, p_s_late=s_late)
+    real_acc: list[Record] = []
+    if openeew is not None:  # real accelerometer-network records (dev earthquakes only)
+        from models.openeew_train import dev_records
+
+        real_acc = dev_records(openeew)
+        cfg = replace(cfg, p_real_acc=openeew_share)
+        log.info(
+            "openeew dev records: %d events, %d noise spans",
+            sum(r.kind == "event" for r in real_acc),
+            sum(r.kind == "noise" for r in real_acc),
+        )
     val = validation_streams(val_recs, val_recs)
     seq = sequence_streams(val_recs, val_recs) if sequences else None
     val_wave = torch.from_numpy(val["wave"])
@@ -248,7 +264,7 @@ def train(
     bad = 0
     it = 0
     while time.monotonic() < deadline:
-        waves, ev, pt, _ = make_batch(rng, train_recs, train_recs, cfg, batch)
+        waves, ev, pt, _ = make_batch(rng, train_recs, train_recs, cfg, batch, real_acc)
         model.train()
         x = torch.from_numpy(waves)
         ev_t, pt_t = torch.from_numpy(ev), torch.from_numpy(pt)
@@ -314,6 +330,7 @@ def train(
         "init": None if init is None else f"{init.name} member {init_member}",
         "variants": variants,
         "sequences": sequences,
+        "openeew": None if openeew is None else {"dev_records": len(real_acc), "share": openeew_share},
         "iterations": it,
         "train_seconds": round(time.monotonic() - t0, 1),
         "best_val": best,
@@ -379,6 +396,23 @@ def main(argv: list[str]) -> int:
         default=0.3,
         help="with --sequences: share of real event streams that get a second event",
     )
+    ap.add_argument(
+        "--openeew",
+        type=Path,
+        default=None,
+        help="data/openeew_mx folder: mix its dev earthquakes' real accelerometer records (events and "
+        "noise between earthquakes) into training (models.openeew_train; test earthquakes never read)",
+    )
+    ap.add_argument(
+        "--openeew-share", type=float, default=0.2, help="share of a batch from --openeew records"
+    )
+    ap.add_argument(
+        "--s-late",
+        type=float,
+        default=0.0,
+        help="share of event streams (records with an S pick) whose S lies in the stream's last 3 s: the P "
+        "head learns that S is not a new P",
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train(
@@ -398,5 +432,8 @@ def main(argv: list[str]) -> int:
         a.variants,
         a.sequences,
         a.sequence_share,
+        a.openeew,
+        a.openeew_share,
+        a.s_late,
     )
     return 0
