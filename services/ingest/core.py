@@ -149,7 +149,9 @@ class ValidationConfig(CoreModel):
     )
     min_sampling_rate: float = Field(0.1, gt=0.0, description="Lowest accepted sampling rate, Hz.")
     max_sampling_rate: float = Field(1000.0, gt=0.0, description="Highest accepted sampling rate, Hz.")
-    max_samples: int = Field(100_000, ge=1, description="Reject records with more samples than this (oversized).")
+    max_samples: int = Field(
+        100_000, ge=1, description="Reject records with more samples than this (oversized)."
+    )
     channel_pattern: str = Field(
         DEFAULT_CHANNEL_PATTERN,
         description="Regular expression of accepted channel codes; others are rejected as unknown_channel "
@@ -159,8 +161,10 @@ class ValidationConfig(CoreModel):
         "repair", description="NaN/inf samples: 'repair' (hold the last finite value) or 'reject' the record."
     )
     gap_tolerance_samples: float = Field(
-        0.5, ge=0.0, description="Timing jitter tolerated: a record starting within this many samples of the channel's "
-        "expected next sample is continuous (no gap, no overlap)."
+        0.5,
+        ge=0.0,
+        description="Timing jitter tolerated: a record starting within this many samples of the channel's "
+        "expected next sample is continuous (no gap, no overlap).",
     )
 
     @field_validator("channel_pattern")
@@ -487,6 +491,10 @@ class StallWatch:
 
     def data(self, key: str, now: float) -> None:
         self._last[key] = now
+
+    def forget(self, key: str) -> None:
+        """A station no longer on this link (it moved to another)."""
+        self._last.pop(key, None)
 
     def last_data(self) -> float | None:
         return max(self._last.values()) if self._last else None

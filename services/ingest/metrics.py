@@ -96,13 +96,26 @@ class IngestMetrics:
         )
         self.refused_stations = Gauge(
             "eew_ingest_refused_stations",
-            "Stations the SeedLink server refused on the last connection (unknown station or no "
-            "selector accepted).",
+            "Stations the SeedLink server refuses (unknown station or no selector accepted), until a "
+            "retry on a side link is accepted.",
             registry=registry,
         )
         self.stalled_stations = Gauge(
             "eew_ingest_stalled_stations",
             "Stations silent longer than the stall timeout while the link delivers other stations.",
+            registry=registry,
+        )
+        self.station_retries = Counter(
+            "eew_ingest_station_retries",
+            "Own-schedule retries of refused or stalled stations on side links, by outcome (accepted, "
+            "moved, nothing_newer, refused, connect_failed, lost).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.side_links = Gauge(
+            "eew_ingest_side_links",
+            "Stations streaming on a side link of their own (refused then accepted, or moved off a "
+            "broken subscription).",
             registry=registry,
         )
         self.reconnects = Counter(

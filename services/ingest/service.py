@@ -77,7 +77,7 @@ class IngestService:
         return {"broker": self._broker_probe, "data": self._ready_data, "stations": self._ready_stations}
 
     def notes(self) -> dict[str, Callable[[], str]]:
-        return {"stalled_stations": self._stalled_note}
+        return {"stalled_stations": self._stalled_note, "side_links": self._side_note}
 
     def _check_broker(self) -> tuple[bool, str]:
         s = self.settings
@@ -117,6 +117,12 @@ class IngestService:
             return "none"
         return ", ".join(f"{k} silent {q:.0f} s" for k, q in sorted(stalled.items()))
 
+    def _side_note(self) -> str:
+        """Stations streaming on a side link of their own (refused at first, or moved off a broken subscription)."""
+        ing = self.ingester
+        sides = ing.side_stations() if ing is not None else {}
+        return ", ".join(f"{k} {state}" for k, state in sorted(sides.items())) or "none"
+
     def run(self) -> int:
         s = self.settings
         log.info("waiting for the Kafka broker at %s (up to %.0f s)", s.bootstrap_servers, s.broker_timeout_s)
@@ -153,6 +159,8 @@ class IngestService:
             settle_timeout_s=s.flush_timeout_s,
             watchdog_interval_s=s.watchdog_interval_s,
             backoff=Backoff(s.reconnect_min_s, s.reconnect_max_s),
+            retry=s.station_retry,
+            join_timeout_s=s.join_timeout_s,
         )
         log.info(
             "ingesting %s from %s into %s (state file %s)",

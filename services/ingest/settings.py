@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
 
-from services.common.settings import ServiceSettings
+from pydantic import Field, model_validator
+
+from services.common.settings import CoreModel, ServiceSettings, group
 from services.ingest.core import ValidationConfig
 
 #: Live input: records ending more than this before the wall clock are refused (a week).
 LIVE_MAX_PAST_S = 7 * 86400.0
+
+
+class StationRetryConfig(CoreModel):
+    """The own schedule of a refused or stalled station (``services.ingest.seedlink`` side links):
+    exponential backoff with full jitter, so one dead station never disturbs the others' link."""
+
+    initial_s: float = Field(
+        30.0,
+        gt=0.0,
+        description="First retry of a refused station, or first probe of a stalled one, after this.",
+    )
+    factor: float = Field(
+        2.0, ge=1.0, description="Each failed retry multiplies the delay's ceiling by this."
+    )
+    max_s: float = Field(600.0, gt=0.0, description="Largest delay between two retries of one station.")
+    probe_s: float = Field(
+        10.0,
+        gt=0.0,
+        description="A probe of a stalled station waits this long for data newer than what was published "
+        "before it closes (the station then stays reported and backs off).",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max_s < self.initial_s:
+            raise ValueError(f"station retry max_s {self.max_s} is below initial_s {self.initial_s}")
+        return self
 
 
 class _InputSettings(ServiceSettings):
@@ -56,10 +85,21 @@ class IngestSettings(_InputSettings):
     stall_timeout_s: float = Field(
         30.0,
         description="A station that delivered data and is then silent this long is reported (metric, log, "
-        "/readyz); when no station at all delivered for this long the link is reconnected (0: off).",
+        "/readyz) and probed on its own schedule (--station-retry-*); when no station at all delivered for "
+        "this long the main link is reconnected (0: off).",
     )
     reconnect_min_s: float = Field(0.5, description="First reconnect delay; doubles per failed attempt.")
     reconnect_max_s: float = Field(30.0, description="Largest reconnect delay.")
+    station_retry: StationRetryConfig = group(
+        StationRetryConfig(),
+        "Own schedule of refused and stalled stations (side links of their own), flags --station-retry-*.",
+        prefix="station_retry_",
+    )
+    join_timeout_s: float = Field(
+        5.0,
+        gt=0.0,
+        description="At shutdown, longest wait for the side links' threads to end (they end at once).",
+    )
     validation: ValidationConfig = Field(
         ValidationConfig(max_past_s=LIVE_MAX_PAST_S),
         description="Validation limits (services.ingest.core); live data older than a week is refused.",
@@ -78,8 +118,12 @@ class IngestSettings(_InputSettings):
         description="At exit (after the flush), and when a producer is replaced after delivery failures, "
         "longest wait for the producer to hand over what it still holds.",
     )
-    broker_check_timeout_s: float = Field(1.0, gt=0.0, description="Timeout of the /readyz broker check (a TCP connect).")
-    broker_check_interval_s: float = Field(5.0, ge=0.0, description="The /readyz broker check is cached this long.")
+    broker_check_timeout_s: float = Field(
+        1.0, gt=0.0, description="Timeout of the /readyz broker check (a TCP connect)."
+    )
+    broker_check_interval_s: float = Field(
+        5.0, ge=0.0, description="The /readyz broker check is cached this long."
+    )
     watchdog_interval_s: float = Field(
         0.1, gt=0.0, description="How often the link watchdog checks stalls, keep-alives and the state file."
     )

@@ -18,7 +18,7 @@ from obspy.clients.seedlink.easyseedlink import EasySeedLinkClient
 from obspy.clients.seedlink.seedlinkexception import SeedLinkException
 from obspy.clients.seedlink.slpacket import SLPacket
 
-from tests.support.seedlink_server import RECLEN, SeedLinkFeed, SeedLinkServer
+from tests.support.seedlink_server import RECLEN, SeedLinkFeed, SeedLinkServer, wait_until
 
 pytestmark = pytest.mark.integration
 T0 = UTCDateTime(2024, 1, 1)
@@ -200,3 +200,42 @@ def test_restart_on_same_port_and_resume(feed: SeedLinkFeed) -> None:
         raw.close()
     finally:
         srv.stop()
+
+
+def test_ringserver_like_unknown_station_and_a_broken_subscription(feed: SeedLinkFeed) -> None:
+    """``unknown_station="refuse_selectors"``: STATION OK, every SELECT refused until data arrive;
+    ``break_subscription``: the open connection goes silent for that station, a new one gets its data."""
+    with SeedLinkServer(feed, unknown_station="refuse_selectors") as srv:
+        raw = _Raw(srv.address)
+        try:
+            raw.cmd("HELLO")
+            assert raw.cmd("STATION NEW XX") == b"OK\r\n"
+            assert raw.cmd("SELECT HH?") == b"ERROR\r\n"  # "no data stream selector(s) accepted"
+        finally:
+            raw.close()
+        feed.append_trace(_trace("NEW", "HHZ", 0))  # the server starts receiving the station
+        first = _Raw(srv.address)
+        try:
+            first.cmd("HELLO")
+            assert first.cmd("STATION NEW XX") == b"OK\r\n"
+            assert first.cmd("SELECT HH?") == b"OK\r\n"
+            assert first.cmd("DATA") == b"OK\r\n"
+            first.sock.sendall(b"END\r")
+            assert wait_until(lambda: srv.streaming_connections() == 1, 5)
+            assert srv.break_subscription("NEW") == 1
+            new = feed.append_trace(_trace("NEW", "HHZ", 1))
+            second = _Raw(srv.address)
+            try:
+                second.cmd("HELLO")
+                second.cmd("STATION NEW XX")
+                assert second.cmd(f"DATA {new[0]:06X}") == b"OK\r\n"
+                second.sock.sendall(b"END\r")
+                assert second.read_exact(8)[2:] == b"%06X" % new[0]  # a new connection gets the data
+            finally:
+                second.close()
+            first.sock.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                first.sock.recv(1)  # the broken subscription stays up and silent
+            assert srv.negotiations("NEW") == [1, 2, 3]
+        finally:
+            first.close()

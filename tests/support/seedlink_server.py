@@ -27,8 +27,14 @@ the first record starting at or after ``time`` if given, else at the oldest reco
 Faults of a real server, for the fault tests: ``SeedLinkFeed.reset()`` empties the rings and
 numbers new records from 1 again (ringserver restarted after ``kill -9`` with no ring saved);
 ``refuse_selectors`` names stations whose every ``SELECT`` is answered ``ERROR`` (the client
-then reports "no data stream selector(s) accepted" for them); a station whose feed stops
-writing stays subscribed and silent.
+then reports "no data stream selector(s) accepted" for them; the set may change while serving:
+a station refused at first is accepted by later negotiations once removed); with
+``unknown_station="refuse_selectors"`` a station the feed has never received data for is
+answered like that too, as ringserver does (``STATION`` ``OK``, every ``SELECT`` ``ERROR``), and
+is accepted once data for it arrive (the default ``"error"`` answers its ``STATION`` with
+``ERROR``); a station whose feed stops writing stays subscribed and silent; and
+``break_subscription(station)`` makes the connections open now stop sending that station's
+records while they stay up and new connections get them (a subscription that silently broke).
 
 The feed is shared by server instances: a test appends records over time ("live" data), stops
 the server and starts it again on the same port, and clients resume. ``freeze()`` makes open
@@ -292,6 +298,7 @@ class _Subscription:
     pointer: int | None = None
     end_ns: int | None = None
     refused: bool = False  # every SELECT of this station was refused
+    unknown: bool = False  # a station the feed does not hold (unknown_station="refuse_selectors")
 
     def wants(self, rec: FeedRecord) -> bool:
         pos = [s for s in self.selectors if not s.negate]
@@ -331,8 +338,15 @@ class SeedLinkServer:
         unknown_seq: str = "oldest",
         honor_resume_time: bool = True,
         refuse_selectors: frozenset[str] = frozenset(),
+        unknown_station: str = "error",
     ) -> None:
+        if unknown_station not in ("error", "refuse_selectors"):
+            raise ValueError(
+                f"unknown_station must be 'error' or 'refuse_selectors', not {unknown_station!r}"
+            )
         self.feed = feed
+        self.unknown_station = unknown_station
+        self._broken: set[tuple[int, str]] = set()  # (connection id, station) whose records are held back
         self.unknown_seq = unknown_seq
         self.honor_resume_time = honor_resume_time
         self.refuse_selectors = set(refuse_selectors)
@@ -398,6 +412,25 @@ class SeedLinkServer:
         """Open connections stop sending (socket stays open); new connections are not frozen."""
         with self._lock:
             self._frozen.update(self._clients)
+
+    def break_subscription(self, station: str) -> int:
+        """The connections open now stop sending ``station``'s records (they stay up; new ones get
+        them); returns how many connections were open."""
+        with self._lock:
+            self._broken.update((cid, station.upper()) for cid in self._clients)
+            return len(self._clients)
+
+    def is_broken(self, cid: int, station: str) -> bool:
+        with self._lock:
+            return (cid, station) in self._broken
+
+    def negotiations(self, station: str) -> list[int]:
+        """Connection ids that sent ``STATION station`` (one per negotiation of that station)."""
+        return [
+            cid
+            for cid, line in list(self.commands)
+            if line.upper().split()[:2] == ["STATION", station.upper()]
+        ]
 
     def active_connections(self) -> int:
         with self._lock:
@@ -575,6 +608,11 @@ class _Connection:
                 self.current = _Subscription(net, sta)
                 self.subs.append(self.current)
                 self.send(b"OK\r\n")
+            elif net and srv.unknown_station == "refuse_selectors":
+                # ringserver: any station is OK; its selectors match nothing it holds, so all are refused.
+                self.current = _Subscription(net, sta, unknown=True)
+                self.subs.append(self.current)
+                self.send(b"OK\r\n")
             else:
                 self.current = None
                 self.send(b"ERROR\r\n")
@@ -586,7 +624,11 @@ class _Connection:
                 self.send(b"OK\r\n")
             else:
                 sels = [Selector.parse(a) for a in args]
-                if self.current.station in srv.refuse_selectors or any(s is None for s in sels):
+                if (
+                    self.current.station in srv.refuse_selectors
+                    or self.current.unknown
+                    or any(s is None for s in sels)
+                ):
                     self.current.refused = self.current.refused or not self.current.selectors
                     self.send(b"ERROR\r\n")
                 else:
@@ -610,6 +652,9 @@ class _Connection:
                 self.send(b"ERROR\r\n")
                 return True
             sub = self.current
+            if sub.unknown:
+                self.send(b"ERROR\r\n")
+                return True
             sub.pointer = srv.feed.resolve_start(
                 sub.network, sub.station, seq, time_ns, srv.unknown_seq, seq_time
             )
@@ -636,6 +681,8 @@ class _Connection:
         sent = 0
         for sub in self.subs:
             assert sub.pointer is not None
+            if self.server.is_broken(self.cid, sub.station):
+                continue  # a broken subscription: silent, the pointer stays
             for rec in self.server.feed.records_from(sub.network, sub.station, sub.pointer):
                 sub.pointer = rec.counter + 1
                 if sub.wants(rec):

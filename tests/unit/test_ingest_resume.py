@@ -137,3 +137,31 @@ def test_broker_wait_on_a_silent_port_ends_on_stop() -> None:
         t0 = time.monotonic()
         assert wait_for_broker(f"127.0.0.1:{srv.getsockname()[1]}", 60.0, stop=stop) is False
         print(f"\nbroker wait (silent port) ended {time.monotonic() - t0 - 0.5:.2f} s after stop")
+
+
+def test_station_retry_schedule_is_one_group_of_flags() -> None:
+    """``--station-retry-*``: one nested group; the schedule grows from initial to max with jitter."""
+    from pydantic import ValidationError
+
+    from services.common.settings import load_settings
+    from services.ingest.core import Backoff
+    from services.ingest.settings import IngestSettings, StationRetryConfig
+
+    s = load_settings(IngestSettings, ["--station-retry-initial-s", "2", "--station-retry-max-s", "16"])
+    assert s.station_retry == StationRetryConfig(initial_s=2.0, max_s=16.0)
+    assert IngestSettings().station_retry.initial_s == 30.0 and IngestSettings().station_retry.max_s == 600.0
+    with pytest.raises(ValidationError, match="below initial_s"):
+        StationRetryConfig(initial_s=60.0, max_s=10.0)
+    r = s.station_retry
+    b = Backoff(r.initial_s, r.max_s, r.factor)
+    delays = [b.next_delay() for _ in range(8)]
+    assert delays[0] == 2.0 and all(2.0 <= d <= 16.0 for d in delays)
+
+
+def test_a_station_that_moved_is_forgotten_by_its_old_links_stall_watch() -> None:
+    w = StallWatch(10.0)
+    w.connected(0.0)
+    w.data("A", 1.0)
+    w.data("B", 1.0)
+    w.forget("A")
+    assert w.stalled(20.0) == ["B"] and w.quiet_s("A", 20.0) == 0.0
