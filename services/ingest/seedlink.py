@@ -47,10 +47,10 @@ own beside the main link, and the main link is never torn down for it.
   natural reconnect). Each retry negotiates only that station on a new connection, resuming
   by the main link's rule (``DATA <seq + 1> <time>`` from its position, by time after a reset;
   a station never received before is asked by ``TIME`` from when the ingester first asked for
-  it, so what the server got since is not lost). Refused again: the connection closes and the
-  station backs off. Accepted: the station streams on that side link from then on (it
-  reconnects with the ``--reconnect-*`` backoff like the main link), leaves ``/readyz``'s
-  refused list and the gauge, and ``/readyz`` lists it under ``side_links``.
+  it, less ``lookback_s``, so what the server got since is not lost). Refused again: the
+  connection closes and the station backs off. Accepted: the station streams on that side link
+  from then on (it reconnects with the ``--reconnect-*`` backoff like the main link), leaves
+  ``/readyz``'s refused list and the gauge, and ``/readyz`` lists it under ``side_links``.
 * A **stalled** station is *probed* on the same schedule: a side connection asks the server for
   it from its last received packet and waits ``probe_s``. Data newer than what was published
   mean that the link carrying the station no longer delivers it (a broken subscription): the
@@ -430,9 +430,13 @@ class _Link:
             ing._by_time.discard(key)
         if pos is None:
             if self.side and first_asked is not None:
-                # Refused at first: what the server got since the ingester first asked for it is wanted.
-                self.resume_desc.append(f"{key} by time from {UTCDateTime(ns=first_asked)} (first asked)")
-                return f"TIME {sl_time(first_asked)}".encode("ascii")
+                # Refused at first: what the server got since the ingester first asked for it is wanted
+                # (from a little earlier: a record that started before may have reached the server after).
+                start = first_asked - int(ing.retry.lookback_s * NS)
+                self.resume_desc.append(
+                    f"{key} by time from {UTCDateTime(ns=start)} (first asked, less lookback)"
+                )
+                return f"TIME {sl_time(start)}".encode("ascii")
             self.resume_desc.append(f"{key} with new data")
             return b"DATA"
         self.armed[key] = (pos, ends)
@@ -502,6 +506,8 @@ class _Link:
         self.conn = conn
         self.in_session = True
         try:
+            if self.closing is not None:  # closed (close() sets closing, then reads conn) before connecting
+                return
             try:
                 conn.connect()
             except (SeedLinkException, OSError) as exc:
@@ -770,6 +776,8 @@ class SeedLinkIngester:
         with self._lock:
             self.refused[key] = why
             self.metrics.refused_stations.set(len(self.refused))
+            if self.stalled.pop(key, None) is not None:  # reported as refused from now on
+                self.metrics.stalled_stations.set(len(self.stalled))
             if self._owner.get(key) is link:
                 self._owner[key] = None
                 self._side_gauge()
@@ -782,7 +790,7 @@ class SeedLinkIngester:
             log.warning(
                 "SeedLink server %s refused station %s: %s (check the station code and its selectors in "
                 "--streams; the other stations are not disturbed: it is asked for again on a side link of "
-                "its own, every %.0f s growing to %.0f s)",
+                "its own, every %g s growing to %g s)",
                 self.server,
                 key,
                 why,
@@ -1074,6 +1082,7 @@ class SeedLinkIngester:
         with self._lock:
             streaming = link.streaming()
             owned = {k for k, o in self._owner.items() if o is link}
+            orphan = link.kind == "side" and streaming and not owned
             stalled = [k for k in link.stall.stalled(now) if k in owned] if streaming else []
             link_stalled = streaming and not link.side and link.stall.link_stalled(now)
             new = [k for k in stalled if k not in self.stalled]
@@ -1106,13 +1115,15 @@ class SeedLinkIngester:
             log.warning(
                 "stall: no data for %.0f s from %s while the link delivers the others: reported "
                 "(eew_ingest_stalled_stations, /readyz); the link stays up and their data are taken "
-                "as soon as the server has them; a side link probes the server for them every %.0f s "
-                "growing to %.0f s",
+                "as soon as the server has them; a side link probes the server for them every %g s "
+                "growing to %g s",
                 self.stall.timeout_s,
                 ", ".join(sorted(new)),
                 self.retry.initial_s,
                 self.retry.max_s,
             )
+        if orphan and link.closing is None:
+            link.close("no station of its own any more")
         with self._lock:  # atomic with a take-over (_reassign): a probe either moves its station or closes
             expired = (
                 link.kind == "probe"

@@ -33,6 +33,13 @@ class StationRetryConfig(CoreModel):
         "before it closes (the station then stays reported and backs off).",
     )
 
+    lookback_s: float = Field(
+        60.0,
+        ge=0.0,
+        description="A refused station never received before is asked by time from this long before the "
+        "ingester first asked for it (a record that started earlier can reach the server later).",
+    )
+
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         if self.max_s < self.initial_s:
