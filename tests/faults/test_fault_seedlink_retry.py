@@ -10,7 +10,9 @@ the server holds against the waveform topic (by channel and start time): 0 lost,
   and its data, once they resume, arrive;
 * a station whose subscription on the main link silently broke (the server holds its data, the
   link does not deliver them) moves to its own link;
-* SIGTERM while a side link waits in its backoff ends the process promptly.
+* SIGTERM while a side link waits in its backoff ends the process promptly;
+* a broker outage and a server outage while a station streams on its side link: every link
+  resumes from acknowledged data, nothing lost.
 """
 
 from __future__ import annotations
