@@ -58,7 +58,9 @@ def _check(served: Counter[tuple[str, int]], got: Counter[tuple[str, int]], what
     lost = served - got
     dups = {k: n for k, n in got.items() if n > 1}
     extra = set(got) - set(served)
-    print(f"\n{what}: {sum(served.values())} records served, {sum(lost.values())} lost, {len(dups)} duplicated")
+    print(
+        f"\n{what}: {sum(served.values())} records served, {sum(lost.values())} lost, {len(dups)} duplicated"
+    )
     assert not lost and not dups and not extra
 
 
