@@ -79,8 +79,11 @@ def to_record(s: object) -> ScoreRecord:
     return score_to_record(score_message(s, s.window_end_ns))  # type: ignore[arg-type, attr-defined]
 
 
-def scores_for(path: Path, cache: Path | None, model_dir: Path | None) -> list[ScoreRecord]:
-    """The detector core's scores of one file (from ``cache`` when there)."""
+def scores_for(
+    path: Path, cache: Path | None, model_dir: Path | None, detection_threshold: float | None = None
+) -> list[ScoreRecord]:
+    """The detector core's scores of one file (from ``cache`` when there); ``detection_threshold``
+    replaces the contract's trigger level (as ``eew detect --detection-threshold``)."""
     cached = cache / f"{path.name}.pkl" if cache else None
     if cached is not None and cached.exists():
         with open(cached, "rb") as f:
@@ -89,7 +92,8 @@ def scores_for(path: Path, cache: Path | None, model_dir: Path | None) -> list[S
         from models.contract import DEFAULT_MODEL_DIR
         from models.openeew import core_factory_for
 
-        raw, _, _ = score_file(path, core_factory_for(model_dir or DEFAULT_MODEL_DIR, 1))
+        over = {} if detection_threshold is None else {"detection_threshold": detection_threshold}
+        raw, _, _ = score_file(path, core_factory_for(model_dir or DEFAULT_MODEL_DIR, 1, **over))
         if cached is not None:
             cache.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
             with open(cached, "wb") as f:
@@ -477,6 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--scores-cache", type=Path, default=None, help="Keep/reuse detector scores here.")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument(
+        "--detection-threshold",
+        type=float,
+        default=None,
+        help="the detector's trigger level instead of the contract's (a level calibrated on the network's noise)",
+    )
     ap.add_argument("--pd-table", type=Path, default=None, help="Write per-station Pd observations (CSV).")
     ap.add_argument("--out", type=Path, default=None, help="Write rows.json and table.md here.")
     a = ap.parse_args(argv)
@@ -495,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     for q in sorted(mains, key=lambda q: q.time_ns):
         t = time.perf_counter()
         path = root / "mseed" / q.file
-        alerts, assoc = run_pipeline(scores_for(path, a.scores_cache, a.model_dir), inventory, gains)
+        alerts, assoc = run_pipeline(scores_for(path, a.scores_cache, a.model_dir, a.detection_threshold), inventory, gains)
         b_events = [] if grid is None else run_baseline(path, coords, grid)
         row = evaluate(q, alerts, b_events)
         row["all_events"] = len({x.event_id for x in alerts})

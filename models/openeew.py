@@ -362,6 +362,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--early-s", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None, help="Write summary.json and summary.md here.")
+    ap.add_argument(
+        "--detection-threshold",
+        type=float,
+        default=None,
+        help="event_prob trigger level instead of the contract's (as `eew detect --detection-threshold`): "
+        "a threshold calibrated on this network's own noise",
+    )
     a = ap.parse_args(argv)
     from models.contract import DEFAULT_MODEL_DIR
 
@@ -375,7 +382,8 @@ def main(argv: list[str]) -> int:
         mains = [q for q in mains if split.get(q.file) == a.split]
     stations = load_stations(root)
     ptimes = PTimes()
-    factory = core_factory_for(a.model_dir or DEFAULT_MODEL_DIR, a.threads)
+    overrides = {} if a.detection_threshold is None else {"detection_threshold": a.detection_threshold}
+    factory = core_factory_for(a.model_dir or DEFAULT_MODEL_DIR, a.threads, **overrides)
     results = []
     for q in sorted(mains, key=lambda q: q.time_ns):
         r = evaluate_file(q, root / "mseed" / q.file, cat, stations, ptimes, factory, a.max_km, a.early_s)
