@@ -199,13 +199,19 @@ def through_rate(x: np.ndarray, rate_hz: float) -> np.ndarray:
             continue
         j0, low = Resampler(down, up).push(0, ext[row])
         k0, back = Resampler(up, down).push(j0, low)
-        y = np.full(n, back[0] if len(back) else 0.0)
-        lo = max(k0, 0)
-        seg = back[lo - k0 : lo - k0 + n - lo]
-        y[lo : lo + len(seg)] = seg
-        if lo + len(seg) < n:
-            y[lo + len(seg) :] = seg[-1] if len(seg) else 0.0
-        out[row] = y
+        out[row] = on_grid(k0, back, n)
+    return out
+
+
+def on_grid(k0: int, y: np.ndarray, n: int) -> np.ndarray:
+    """Resampler output ``y`` whose first sample has model index ``k0`` on the grid ``0 .. n-1``; the
+    edges the filter has not reached yet hold the nearest output sample (0 when there is none)."""
+    out = np.full(n, y[0] if len(y) else 0.0)
+    lo = max(k0, 0)
+    seg = y[lo - k0 : lo - k0 + n - lo]
+    out[lo : lo + len(seg)] = seg
+    if lo + len(seg) < n:
+        out[lo + len(seg) :] = seg[-1] if len(seg) else 0.0
     return out
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.augment import on_grid
 from models.data import Record, noise_bursts
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,7 @@ def to_model_rate(x: np.ndarray, fs: float) -> np.ndarray:
     n_out = int(len(x) * up // down)
     ext = np.concatenate([x, np.full(int(fs), x[-1])])  # the filter's look-ahead at the end
     k0, y = Resampler(up, down).push(0, ext.astype(np.float64))
-    out = np.full(n_out, y[0] if len(y) else 0.0)
-    lo = max(k0, 0)
-    seg = y[lo - k0 : lo - k0 + n_out - lo]
-    out[lo : lo + len(seg)] = seg
-    if lo + len(seg) < n_out and len(seg):
-        out[lo + len(seg) :] = seg[-1]
-    return out
+    return on_grid(k0, y, n_out)
 
 
 def aic_pick(z: np.ndarray) -> int:
