@@ -42,6 +42,13 @@ class Thresholds(BaseModel):
 
     detection: float = Field(description="event_prob at or above which a station triggers.")
     p_pick: float = Field(description="p_prob at or above which a P onset is picked.")
+    retrigger: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="p_prob at or above which a new P inside an episode re-triggers a station "
+        "(services.common.triggers.onset); None: p_pick. Chosen on validation sequences.",
+    )
     note: str = Field("", description="How the thresholds were chosen (e.g. noise false-alarm rate).")
 
 

@@ -186,9 +186,13 @@ def choose_thresholds(model_dir: Path, data_dir: Path) -> tuple[Thresholds, dict
 
 
 def export(
-    model_dir: Path = DEFAULT_MODEL_DIR, data_dir: Path | None = None, version: str = MODEL_VERSION
+    model_dir: Path = DEFAULT_MODEL_DIR,
+    data_dir: Path | None = None,
+    version: str = MODEL_VERSION,
+    retrigger: float | None = None,
 ) -> ModelContract:
-    """weights.pt -> model.onnx + contract.json (thresholds from validation noise when data is given)."""
+    """weights.pt -> model.onnx + contract.json (thresholds from validation noise when data is given;
+    ``retrigger``: the re-trigger level chosen on validation sequences, written beside them)."""
     net, meta = load_network(model_dir)
     onnx_path = Path(model_dir) / ONNX_FILE
     export_onnx(net, onnx_path)
@@ -206,6 +210,15 @@ def export(
     (Path(model_dir) / "contract.json").write_text(contract.model_dump_json(indent=2) + "\n")
     if data_dir is not None:
         thr, info = choose_thresholds(model_dir, data_dir)
+        if retrigger is not None:
+            thr = thr.model_copy(
+                update={
+                    "retrigger": retrigger,
+                    "note": f"{thr.note} retrigger = {retrigger:g}: the p_prob a new P inside an episode "
+                    "needs, chosen on the validation sequences' re-trigger sweep (eew model evaluate "
+                    "--sequences --retrigger-sweep; models/MODEL_CARD.md).",
+                }
+            )
         extra = dict(extra, thresholds=info)
         contract = base_contract(net, sha, thr, extra, version)
         (Path(model_dir) / "contract.json").write_text(contract.model_dump_json(indent=2) + "\n")
@@ -233,6 +246,13 @@ def main(argv: list[str]) -> int:
         "--no-thresholds", action="store_true", help="keep provisional thresholds (no data needed)"
     )
     ap.add_argument(
+        "--retrigger",
+        type=float,
+        default=None,
+        help="p_prob a new P inside an episode needs to re-trigger (chosen on validation sequences with "
+        "eew model evaluate --retrigger-sweep); default: the P-pick threshold",
+    )
+    ap.add_argument(
         "--model-version",
         default=MODEL_VERSION,
         help=f"version written into the contract (default {MODEL_VERSION}, the shipped one; name a candidate otherwise)",
@@ -241,7 +261,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if a.member:
         combine(a.member, a.model_dir)
-    c = export(a.model_dir, None if a.no_thresholds else a.data_dir, a.model_version)
+    c = export(a.model_dir, None if a.no_thresholds else a.data_dir, a.model_version, a.retrigger)
     print(
         json.dumps(
             {

@@ -150,7 +150,8 @@ class CoreTuning(CoreModel):
         gt=0.0,
         le=1.0,
         description="P probability of a new onset that re-triggers a station inside an episode "
-        "(default: the P-pick threshold; see services.common.triggers.onset).",
+        "(default: the contract's re-trigger level, else its P-pick threshold; see "
+        "services.common.triggers.onset).",
     )
     p_rearm_threshold: float | None = Field(
         None,

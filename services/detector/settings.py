@@ -71,8 +71,11 @@ class DetectorSettings(ServiceSettings):
                 f"model component order {contract.component_order}: the core feeds Z, N, E"
             )
         try:
+            tuning = self.core.model_dump()
+            if tuning["retrigger_threshold"] is None:  # the setting overrides the contract's level
+                tuning["retrigger_threshold"] = contract.thresholds.retrigger
             return CoreConfig(
-                **self.core.model_dump(),
+                **tuning,
                 state_size=contract.state_size,
                 detection_threshold=self.detection_threshold or contract.thresholds.detection,
                 p_pick_threshold=self.p_pick_threshold or contract.thresholds.p_pick,

@@ -55,6 +55,16 @@ def test_contract_defaults_and_flag_overrides() -> None:
     assert (cfg.chunk_samples, cfg.detection_threshold, cfg.warmup_s, cfg.max_batch) == (50, 0.8, 0.0, 7)
 
 
+def test_the_contracts_retrigger_level_is_used_unless_a_setting_overrides_it() -> None:
+    """The re-trigger level chosen on validation sequences lives in the contract beside p_pick (issue 13);
+    without one the core re-triggers at p_pick, and --retrigger-threshold overrides either."""
+    assert load_settings(DetectorSettings, []).core_config(contract()).retrigger_threshold is None
+    with_level = contract(thresholds=Thresholds(detection=0.9, p_pick=0.7, retrigger=0.85))
+    assert load_settings(DetectorSettings, []).core_config(with_level).retrigger_threshold == 0.85
+    s = load_settings(DetectorSettings, ["--retrigger-threshold", "0.95"])
+    assert s.core_config(with_level).retrigger_threshold == 0.95
+
+
 def test_environment_variables_configure_the_detector(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EEW_GROUP_ID", "g2")
     monkeypatch.setenv("EEW_MAX_GAP_S", "12")
