@@ -147,11 +147,12 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return gps2dist_azimuth(lat1, lon1, lat2, lon2)[0] / 1000.0
 
 
-def visible(x: np.ndarray, fs: float, p_idx: int) -> bool:
-    """The 1-10 Hz band-passed peak in the 2 s after P beats 3x the RMS of the 30 s before it."""
+def visible(x: np.ndarray, fs: float, p_idx: int, noise_s: float = 30.0, pad_s: float = 5.0) -> bool:
+    """The 1-10 Hz band-passed peak in the 2 s after P beats 3x the RMS of the ``noise_s`` before it
+    (issue 12's definition; ``pad_s`` of data either side keeps the zero-phase filter's edges out)."""
     from scipy.signal import butter, sosfiltfilt
 
-    pad, n_noise, n_sig = int(5 * fs), int(30 * fs), int(2 * fs)
+    pad, n_noise, n_sig = int(pad_s * fs), int(noise_s * fs), int(2 * fs)
     lo, hi = p_idx - n_noise - pad, p_idx + n_sig + pad
     if lo < 0 or hi > len(x):
         return False
