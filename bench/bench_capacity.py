@@ -222,6 +222,10 @@ INGEST_TAG = bytes([11 << 3])
 def feeder_main(cfg: dict[str, Any]) -> None:
     """Publish every station's previous second, in real time; write stats to cfg['out'].
 
+    With ``cfg["speed"]`` > 1 (the soak's compressed run) data time passes that many times faster than
+    wall time: second s is sent at t0 + (s + 1) / speed and stamped so that the last one ends at the
+    wall clock (data starts ``seconds * (1 - 1/speed)`` in the past, so nothing lies in the future).
+
     Packets are serialised before the start (``encode_packet``, ingest_time_ns appended at send
     time), so the feeder's cost during the run is the Kafka producer's alone. With
     ``cfg["period"]`` (the soak benchmark) only that many seconds are built and played in a loop
@@ -263,6 +267,8 @@ def feeder_main(cfg: dict[str, Any]) -> None:
     # start_time_ns (field 6, varint) was left 0, i.e. out of the serialised packet: it is
     # appended at send time like ingest_time_ns, once the start t0 is known
     t0_ns = (time.time_ns() // NS + 1) * NS
+    speed = float(cfg.get("speed") or 1.0)
+    data0_ns = t0_ns - int(cfg["seconds"] * NS * (1.0 - 1.0 / speed))
     Path(cfg["ready"] + ".tmp").write_text(json.dumps({"t0_ns": t0_ns}))
     os.replace(cfg["ready"] + ".tmp", cfg["ready"])
     start_tag = bytes([6 << 3])
@@ -270,10 +276,10 @@ def feeder_main(cfg: dict[str, Any]) -> None:
     cpu0, wall0 = time.process_time(), time.monotonic()
     progress = cfg.get("progress")
     for s in range(cfg["seconds"]):
-        start = start_tag + _varint(t0_ns + s * NS)
+        start = start_tag + _varint(data0_ns + s * NS)
         sec = raw[s % period]
         for j, stations in enumerate(by_slice):
-            due_ns = t0_ns + (s + 1) * NS + j * NS // slices
+            due_ns = t0_ns + int(((s + 1) * NS + j * NS // slices) / speed)
             delay = (due_ns - time.time_ns()) / NS
             if delay > 0:
                 time.sleep(delay)

@@ -16,6 +16,12 @@ end-of-run counts (nothing lost: every packet sent consumed, every score sent co
 letters or decode errors). Samples go to ``RUN_DIR/samples.jsonl``, the summary to
 ``RUN_DIR/summary.json`` (and ``--json``).
 
+Compressed time (``--speed X``): the feeder sends X seconds of data per wall second, stamped so that
+the run's data ends at the wall clock (``--minutes 60 --speed 24`` is a day of data time in an hour at
+X times the stations' data rate: ``--stations 40 --speed 24`` loads the machine like 960 stations).
+What grows with data time rather than wall time (event history, per-event state, the outbox, the
+broker's data) grows X times faster; the summary gives slopes per wall hour and per data hour.
+
 Compressed retention: the soak's default retention is ``--retention-s`` (600 s) for waveforms and
 scores instead of ``topics.py``'s 24 h / 7 d, so the broker reaches the steady state a 24 h
 retention reaches after a day (written = expired) within the first quarter of an hour: a flat disk
@@ -90,7 +96,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 
     run_dir = a.run_dir or Path(tempfile.mkdtemp(prefix="eew-soak-"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    seconds = int(a.minutes * 60)
+    seconds = int(a.minutes * 60 * a.speed)  # data seconds
     plan = Plan(a.stations, a.period_s, a.seed, a.event_every, a.event_stations)
     plan.write_csv(run_dir / "stations.csv")
     retention = {WAVEFORMS.name: int(a.retention_s * 1000), SCORES.name: int(a.retention_s * 1000)}
@@ -103,7 +109,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     services: list[ServiceProcess] = []
     feeder: Any = None
     samples_path = run_dir / "samples.jsonl"
-    print(f"soak: {a.stations} stations, {a.minutes:g} min, broker {'memory' if a.memory else 'durable'}, "
+    print(f"soak: {a.stations} stations, {a.minutes:g} min at {a.speed:g}x data time, broker {'memory' if a.memory else 'durable'}, "
           f"retention {a.retention_s:g} s, run dir {run_dir}", flush=True)  # fmt: skip
     try:
         common = ["--bootstrap-servers", broker.bootstrap, "--log-level", "WARNING"]
@@ -140,6 +146,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             "event_every": a.event_every, "event_stations": a.event_stations, "shared": str(a.shared),
             "bootstrap": broker.bootstrap, "topic": WAVEFORMS.name, "slices": a.slices,
             "ready": str(ready), "out": str(out), "progress": str(progress), "linger_ms": a.linger_ms,
+            "speed": a.speed,
         }  # fmt: skip
         feeder = mp.get_context("spawn").Process(target=feeder_main, args=(cfg,), name="soak-feeder")
         feeder.start()
@@ -253,9 +260,11 @@ def summarize(
             "end": ys[-1] if ys else math.nan,
             "max": max(ys) if ys else math.nan,
             "slope_mb_per_h": round(slope_per_hour(ts, ys), 2),
+            "slope_mb_per_data_h": round(slope_per_hour(ts, ys) / a.speed, 3),
         }
     res = {
-        "stations": a.stations, "minutes": a.minutes, "broker": "memory" if a.memory else "durable",
+        "stations": a.stations, "minutes": a.minutes, "speed": a.speed,
+        "data_hours": round(a.minutes * a.speed / 60.0, 2), "broker": "memory" if a.memory else "durable",
         "retention_s": a.retention_s, "warmup_min": a.warmup_min, "samples": len(samples),
         "memory_mb": memory,
         "lag_waveforms_max": max((s["lag_waveforms"] for s in warm), default=math.nan),
@@ -298,11 +307,13 @@ def trace_report(trace: Path, warmup_s: float, trace_s: float, top: int = 15) ->
 
 
 def print_summary(res: dict[str, Any]) -> None:
-    print(f"\n{res['stations']} stations, {res['minutes']:g} min, {res['broker']} broker, "
-          f"retention {res['retention_s']:g} s, slopes over the samples after {res['warmup_min']:g} min")  # fmt: skip
-    print(f"{'process':<10} {'start MB':>9} {'end MB':>9} {'max MB':>9} {'MB/hour':>9}")
+    print(f"\n{res['stations']} stations, {res['minutes']:g} min at {res['speed']:g}x ({res['data_hours']:g} h of "
+          f"data), {res['broker']} broker, retention {res['retention_s']:g} s, slopes over the samples after "
+          f"{res['warmup_min']:g} min")  # fmt: skip
+    print(f"{'process':<10} {'start MB':>9} {'end MB':>9} {'max MB':>9} {'MB/hour':>9} {'MB/data h':>10}")
     for k, m in res["memory_mb"].items():
-        print(f"{k:<10} {m['start']:>9.1f} {m['end']:>9.1f} {m['max']:>9.1f} {m['slope_mb_per_h']:>9.2f}")
+        print(f"{k:<10} {m['start']:>9.1f} {m['end']:>9.1f} {m['max']:>9.1f} {m['slope_mb_per_h']:>9.2f} "
+              f"{m['slope_mb_per_data_h']:>10.3f}")  # fmt: skip
     print(f"lag max after warm-up: waveforms {res['lag_waveforms_max']:.0f} packets, scores "
           f"{res['lag_scores_max']:.0f}, detector backlog {res['backlog_max']:.0f} stations; "
           f"feeder lateness p99 {res['feeder_late_p99_s']:.3f} s")  # fmt: skip
@@ -364,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stations", type=int, default=1000)
     ap.add_argument("--minutes", type=float, default=60.0, help="how long the feeder streams")
+    ap.add_argument(
+        "--speed", type=float, default=1.0, help="data seconds per wall second (a compressed day: 24)"
+    )
     ap.add_argument("--period-s", type=int, default=120, help="seconds of data built and played in a loop")
     ap.add_argument("--sample-s", type=float, default=10.0, help="sampling interval")
     ap.add_argument("--warmup-min", type=float, default=10.0, help="minutes left out of the slopes")
