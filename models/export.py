@@ -22,7 +22,7 @@ from models.contract import DEFAULT_MODEL_DIR, ModelContract, TensorSpec, Thresh
 log = logging.getLogger(__name__)
 
 MODEL_ID = "eew-cnnlstm"
-MODEL_VERSION = "1.2.0"
+MODEL_VERSION = "1.3.0"
 ONNX_FILE = "model.onnx"
 WARMUP_S = 5.0
 TARGET_NOISE_FAR = 0.001  # per 1 s noise window (detection) and per 0.1 s noise step (p_pick)

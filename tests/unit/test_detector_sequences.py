@@ -15,7 +15,7 @@ from models.contract import DEFAULT_MODEL_DIR
 from models.data import Record, load_dataset, screen_noise, select
 from models.evaluate import prepare
 from models.runtime import StreamingModel
-from models.sequences import make_sequence
+from models.sequences import live_end, make_sequence
 from services.common.codec import Packet
 from services.detector.core import CoreConfig, CoreDetector, Score
 
@@ -24,9 +24,11 @@ pytestmark = pytest.mark.slow  # real recordings through the ONNX model: ~16 s
 FS = 100
 T0 = 1_700_000_000 * 10**9
 PICK_TOL_S = 0.5
-#: Model versions whose P head is known not to fire on a second P inside a coda (model card, "Sequences"):
-#: the detector's rule is in place, the model is not trained for it yet.
-BLIND_TO_SECOND_P = {"1.2.0"}
+#: Model versions known to miss these four second P's (model card, "Sequences" and "Candidate r4"): 1.2.0's
+#: P head does not fire on a second P inside a coda; 1.3.0's fires on about half of the test sequences' second
+#: P's (P head alone, 1 % FAR), but at its contract re-trigger level (0.90, the lowest at which single events
+#: do not re-trigger on their own S or coda) the detector takes 0.21 of them by P2+1 s, none of these four.
+BLIND_TO_SECOND_P = {"1.2.0", "1.3.0"}
 SHIPPED_VERSION = json.loads((DEFAULT_MODEL_DIR / "contract.json").read_text())["model_version"]
 
 
@@ -49,6 +51,7 @@ def run_core(model: StreamingModel, wave: np.ndarray) -> list[Score]:
         state_size=c.state_size,
         detection_threshold=c.thresholds.detection,
         p_pick_threshold=c.thresholds.p_pick,
+        retrigger_threshold=c.thresholds.retrigger,
         warmup_s=c.warmup_s,
         chunk_samples=c.chunk_samples,
         step_samples=c.step_samples,
@@ -83,7 +86,7 @@ SEQUENCES = [
 
 @pytest.mark.xfail(
     SHIPPED_VERSION in BLIND_TO_SECOND_P,
-    reason=f"model {SHIPPED_VERSION}: its P head does not fire on a second P in a coda (MODEL_CARD.md)",
+    reason=f"model {SHIPPED_VERSION}: the detector does not re-trigger on these second P's (MODEL_CARD.md)",
     strict=True,
 )
 @pytest.mark.parametrize(("first", "second", "dt_s", "ratio"), SEQUENCES)
@@ -114,7 +117,8 @@ def test_single_events_do_not_trigger_again_on_their_s_or_coda(shared: Path, mod
         if not rec.three_component:
             continue
         hist, p = prepared[rec.key]
-        trig = new_triggers(run_core(model, hist))
+        end = p - rec.p + live_end(rec)  # the record's flat tail (its padding) is no data: a step into it
+        trig = new_triggers(run_core(model, hist[:, :end]))
         after = [t for t in trig if t[0] > p - 0.5 * FS]
         n += 1
         if len(after) > 1:
