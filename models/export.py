@@ -258,6 +258,8 @@ def main(argv: list[str]) -> int:
         help=f"version written into the contract (default {MODEL_VERSION}, the shipped one; name a candidate otherwise)",
     )
     a = ap.parse_args(argv)
+    if a.retrigger is not None and a.no_thresholds:
+        ap.error("--retrigger is written beside thresholds chosen on validation data: drop --no-thresholds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if a.member:
         combine(a.member, a.model_dir)
