@@ -542,19 +542,10 @@ def _errors(err: list[float | None]) -> dict:
     }
 
 
-def second_p_visible(q) -> bool:
-    """The second P stands out of what precedes it: its 1-10 Hz peak in the 2 s after P2 beats 3x the
-    RMS of the 5 s before P2 on the vertical (``models.openeew.visible``, issue 12's definition with the
-    first event's coda as the noise). A buried second P cannot be asked of any detector."""
-    from models.openeew import visible
-
-    return visible(q.wave[0], FS, q.p2, noise_s=5.0, pad_s=2.0)
-
-
 SEQ_GROUPS = {
     "all": lambda q: True,
-    "second P visible (1-10 Hz peak in 2 s > 3x RMS of the 5 s before)": second_p_visible,
-    "second P buried": lambda q: not second_p_visible(q),
+    "second P visible (1-10 Hz peak in 2 s > 3x RMS of the 5 s before)": lambda q: q.p2_visible,
+    "second P buried": lambda q: not q.p2_visible,
     "coda (3-15 s after a loud event, 0.1-1x)": lambda q: q.coda,
     "second P 3-15 s after": lambda q: q.dt_s < 15.0,
     "second P 15-120 s after": lambda q: q.dt_s >= 15.0,
@@ -715,7 +706,7 @@ def _sweep_row(rule, runs: dict, seqs, prepared: list[Prepared], p_pick: float, 
     ]
     hits = np.array([_detected(t, q.p2, 1.0) for t, q in zip(trig, seqs, strict=True)])
     coda = np.array([q.coda for q in seqs])
-    vis = np.array([second_p_visible(q) for q in seqs])
+    vis = np.array([q.p2_visible for q in seqs])
     seq_false = sum(
         sum(
             1

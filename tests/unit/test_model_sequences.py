@@ -90,14 +90,12 @@ def test_make_sequence_second_p_is_visible_where_the_first_event_has_decayed() -
 def test_the_evaluation_tells_a_visible_second_p_from_a_buried_one() -> None:
     """A loud second event late after the first stands out of the coda; the same event at a tenth of a
     loud first event's amplitude 3 s after its P is buried in it (the evaluation reports both groups)."""
-    from models.evaluate import second_p_visible
-
     loud, other = POOL[5], POOL[0]
     hist, p = padded_history(np.random.default_rng(1), loud, POOL, 1000)
     late = make_sequence(np.random.default_rng(2), loud, hist, p, other, 80.0, 1.0, POOL)
     buried = make_sequence(np.random.default_rng(2), loud, hist, p, other, 5.0, 0.05, POOL)
-    assert second_p_visible(late)
-    assert not second_p_visible(buried)
+    assert late.p2_visible
+    assert not buried.p2_visible
 
 
 def test_labels_peak_at_every_p() -> None:
