@@ -22,10 +22,12 @@ What runs
   the product of Gaussians (weighted mean). An alert is issued when 4 devices (``ndef_min``) are
   associated, as in the issue's description.
 
-Alert times are *data times*: the end of the data window whose processing made the alert (score
-window end for the pipeline; end of the 32-sample packet holding the 4th detection for the
-baseline), minus the catalogue origin time. Real alerts add transport and processing latency to
-both (``bench/RESULTS.md`` (b) measures ours).
+Alert times are *data times*, the same for both methods: when the last sample the alert needed was
+recorded -- the end of the device's 32-sample packet (1.024 s) that completed the detector windows
+behind the alert for the pipeline (scores are released and associated in the order their packets
+arrive, as live), the end of the packet holding the 4th detection for the baseline -- minus the
+catalogue origin time. Real alerts add transport and processing latency to both (``bench/RESULTS.md``
+(b) measures ours).
 
 Per earthquake: first alert time after origin, location error and magnitude error of the first
 alert and of the final version, stations used, location flagged uncertain, magnitude flagged as a
@@ -58,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from models.openeew import Quake, load_quakes, load_split, score_file  # noqa: E402
+from models.openeew import DEVICE_PACKET_SAMPLES, Quake, load_quakes, load_split, score_file  # noqa: E402
 from services.alerting.association import NS, AlertKind, AlertRecord, Associator, ScoreRecord  # noqa: E402
 from services.alerting.association.intensity import haversine_km_np  # noqa: E402
 from services.alerting.association.locate import iasp91_first_p  # noqa: E402
@@ -80,10 +82,15 @@ def to_record(s: object) -> ScoreRecord:
 
 
 def scores_for(
-    path: Path, cache: Path | None, model_dir: Path | None, detection_threshold: float | None = None
+    path: Path,
+    cache: Path | None,
+    model_dir: Path | None,
+    detection_threshold: float | None = None,
+    chunk_samples: int | None = None,
 ) -> list[ScoreRecord]:
     """The detector core's scores of one file (from ``cache`` when there); ``detection_threshold``
-    replaces the contract's trigger level (as ``eew detect --detection-threshold``)."""
+    replaces the contract's trigger level (as ``eew detect --detection-threshold``), ``chunk_samples``
+    the scoring stride (as ``eew detect --stride-samples``)."""
     cached = cache / f"{path.name}.pkl" if cache else None
     if cached is not None and cached.exists():
         with open(cached, "rb") as f:
@@ -92,19 +99,26 @@ def scores_for(
         from models.contract import DEFAULT_MODEL_DIR
         from models.openeew import core_factory_for
 
-        over = {} if detection_threshold is None else {"detection_threshold": detection_threshold}
-        raw, _, _ = score_file(path, core_factory_for(model_dir or DEFAULT_MODEL_DIR, 1, **over))
+        over: dict[str, float | int] = {} if detection_threshold is None else {"detection_threshold": detection_threshold}
+        if chunk_samples is not None:
+            over["chunk_samples"] = chunk_samples
+        raw, _, _ = score_file(
+            path, core_factory_for(model_dir or DEFAULT_MODEL_DIR, 1, **over), packet_samples=DEVICE_PACKET_SAMPLES
+        )
         if cached is not None:
             cache.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
             with open(cached, "wb") as f:
                 pickle.dump(raw, f)
+    if raw and not any(s.ingest_time_ns for s in raw):
+        raise SystemExit(f"{cached}: scores cached by an older version of this bench (no arrival times); delete it")
     return [to_record(s) for s in raw]
 
 
 def run_pipeline(records: list[ScoreRecord], inventory: StationInventory, gains: dict[str, float]) -> tuple[
-    list[AlertRecord], Associator
+    list[AlertRecord], dict[int, int], Associator
 ]:
-    """Alerts of the association core with ``eew alert``'s default settings."""
+    """Alerts of the association core with ``eew alert``'s default settings, and when each was made
+    (``id(alert)`` -> the arrival of the packet that released its scores)."""
     from services.alerting.settings import AlertingSettings
 
     st = AlertingSettings()
@@ -115,17 +129,21 @@ def run_pipeline(records: list[ScoreRecord], inventory: StationInventory, gains:
         gains=gains,
         magnitude=st.magnitude_config(),
     )
-    recs = sorted(records, key=lambda r: (r.window_end_ns, r.stream))
+    recs = sorted(records, key=lambda r: (r.ingest_time_ns, r.window_end_ns, r.stream))
     out: list[AlertRecord] = []
+    made: dict[int, int] = {}
     i = 0
-    while i < len(recs):  # one batch per window end, as the scores of one second arrive
+    while i < len(recs):  # one batch per packet arrival: the scores that packet released
         j = i
-        while j < len(recs) and recs[j].window_end_ns == recs[i].window_end_ns:
+        while j < len(recs) and recs[j].ingest_time_ns == recs[i].ingest_time_ns:
             j += 1
-        out += assoc.add_many(recs[i:j])
+        new = assoc.add_many(recs[i:j])
+        made.update((id(a), recs[i].ingest_time_ns) for a in new)
+        out += new
         i = j
-    out += assoc.flush()
-    return out, assoc
+    new = assoc.flush()
+    made.update((id(a), max(a.event_time_ns, recs[-1].ingest_time_ns if recs else 0)) for a in new)
+    return out + new, made, assoc
 
 
 def p_residual_s(alert: AlertRecord, q: Quake) -> float:
@@ -164,6 +182,7 @@ class _Det:
     z: np.ndarray  # vertical acceleration (gal) from the detection on
     z_t0: float
     fs: float
+    packet_end: float  # s (epoch): when the device's packet holding the detecting sample was complete
 
 
 @dataclass
@@ -175,7 +194,7 @@ class _BEvent:
 
 def stalta_detections(st: object, coords: dict[str, tuple[float, float]]) -> list[_Det]:
     """Per device: STA/LTA > 3 on any component (openeew-seismology ``detect_stalta``)."""
-    by_dev: dict[str, list[tuple[float, str]]] = {}
+    by_dev: dict[str, list[tuple[float, float]]] = {}
     zdata: dict[str, list[tuple[float, float, np.ndarray]]] = {}
     for tr in st:  # type: ignore[attr-defined]
         dev = tr.stats.station
@@ -197,12 +216,14 @@ def stalta_detections(st: object, coords: dict[str, tuple[float, float]]) -> lis
         sta = (c[idx] - c[idx - STA]) / STA
         lta = (c[idx] - c[idx - LTA]) / LTA
         hit = np.nonzero(sta > THRESH * np.maximum(lta, 1e-12))[0]
-        for k in hit:
-            by_dev.setdefault(dev, []).append((t0 + (idx[k] - 1) / fs, tr.stats.channel))
+        for k in hit:  # sample idx[k] - 1 decides; its packet (32 samples from the trace's first) ends later
+            j = int(idx[k]) - 1
+            end = t0 + (j // DEVICE_PACKET_SAMPLES + 1) * DEVICE_PACKET_SAMPLES / fs
+            by_dev.setdefault(dev, []).append((t0 + j / fs, end))
     dets: list[_Det] = []
     for dev, hits in by_dev.items():
         last = -math.inf
-        for t, _ in sorted(hits):
+        for t, packet_end in sorted(hits):
             if t - last < NO_DET_S:
                 continue
             last = t
@@ -211,7 +232,7 @@ def stalta_detections(st: object, coords: dict[str, tuple[float, float]]) -> lis
                 continue
             t0, fs, x = seg[0]
             i = int((t - t0) * fs)
-            dets.append(_Det(dev, t, *coords[dev], x[i:], t0 + i / fs, fs))
+            dets.append(_Det(dev, t, *coords[dev], x[i:], t0 + i / fs, fs, packet_end))
     return sorted(dets, key=lambda d: d.t)
 
 
@@ -312,7 +333,7 @@ def run_baseline(path: Path, coords: dict[str, tuple[float, float]], grid: _Grid
             events.append(joined)
             open_ev.append(joined)
         if len(joined.dets) >= NDEF_MIN:
-            now = math.ceil((det.t - det.z_t0) * det.fs / 32.0) * 32.0 / det.fs + det.z_t0  # end of its packet
+            now = max(d.packet_end for d in joined.dets)
             lat, lon, t0 = _b_location(grid, joined)
             joined.alerts.append(
                 {"t": now, "lat": lat, "lon": lon, "origin": t0, "n": len(joined.dets),
@@ -334,8 +355,8 @@ def _err_km(lat: float | None, lon: float | None, q: Quake) -> float | None:
     return None if lat is None or lon is None else haversine_km(lat, lon, q.lat, q.lon)
 
 
-def evaluate(q: Quake, alerts: list[AlertRecord], b_events: list[_BEvent]) -> dict:
-    """One earthquake's row: this pipeline and the baseline."""
+def evaluate(q: Quake, alerts: list[AlertRecord], made: dict[int, int], b_events: list[_BEvent]) -> dict:
+    """One earthquake's row: this pipeline (alert times from ``made``, see ``run_pipeline``) and the baseline."""
     window = (q.time_ns, q.time_ns + 90 * NS)
     by_event: dict[str, list[AlertRecord]] = {}
     for a in alerts:
@@ -353,16 +374,17 @@ def evaluate(q: Quake, alerts: list[AlertRecord], b_events: list[_BEvent]) -> di
         located = [a for a in vs if a.location is not None]
         with_mag = [a for a in vs if a.magnitude is not None]
         row.update(
-            alert_s=(first.event_time_ns - q.time_ns) / NS,
+            alert_s=(made[id(first)] - q.time_ns) / NS,
+            window_end_s=(first.event_time_ns - q.time_ns) / NS,
             n_first=len(first.stations),
             n_final=len(final.stations),
             loc_first_km=_err_km(first.location.latitude, first.location.longitude, q) if first.location else None,
             loc_final_km=_err_km(final.location.latitude, final.location.longitude, q) if final.location else None,
             unc_first_km=first.location.uncertainty_km if first.location else None,
             uncertain_first=first.location_uncertain,
-            located_s=(located[0].event_time_ns - q.time_ns) / NS if located else None,
+            located_s=(made[id(located[0])] - q.time_ns) / NS if located else None,
             mag_first=with_mag[0].magnitude.value if with_mag else None,  # type: ignore[union-attr]
-            mag_first_s=(with_mag[0].event_time_ns - q.time_ns) / NS if with_mag else None,
+            mag_first_s=(made[id(with_mag[0])] - q.time_ns) / NS if with_mag else None,
             mag_final=final.magnitude.value if final.magnitude else None,
             lower_bound_first=with_mag[0].magnitude.saturated if with_mag else None,  # type: ignore[union-attr]
             cancelled=vs[-1].kind is AlertKind.CANCEL,
@@ -443,8 +465,9 @@ def summary(rows: list[dict]) -> dict:
         "b_median_loc_final_km": med("b_loc_final_km"),
         "b_median_abs_mag_err_first": med("b_mag_first", mag_err),
         "b_median_abs_mag_err_final": med("b_mag_final", mag_err),
-        "alert_not_later_than_baseline": sum(
-            1 for r in rows if r.get("alert_s") is not None and (r.get("b_alert_s") is None or r["alert_s"] <= r["b_alert_s"])
+        "both_alerted": sum(1 for r in rows if r.get("alert_s") is not None and r.get("b_alert_s") is not None),
+        "alert_not_later_than_baseline": sum(  # of those both alerted
+            1 for r in rows if r.get("alert_s") is not None and r.get("b_alert_s") is not None and r["alert_s"] <= r["b_alert_s"]
         ),
     }
 
@@ -487,6 +510,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the detector's trigger level instead of the contract's (a level calibrated on the network's noise)",
     )
+    ap.add_argument(
+        "--stride-samples",
+        type=int,
+        default=None,
+        help="the detector's scoring stride in model samples instead of the default (100 = 1 s)",
+    )
     ap.add_argument("--pd-table", type=Path, default=None, help="Write per-station Pd observations (CSV).")
     ap.add_argument("--out", type=Path, default=None, help="Write rows.json and table.md here.")
     a = ap.parse_args(argv)
@@ -505,9 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     for q in sorted(mains, key=lambda q: q.time_ns):
         t = time.perf_counter()
         path = root / "mseed" / q.file
-        alerts, assoc = run_pipeline(scores_for(path, a.scores_cache, a.model_dir, a.detection_threshold), inventory, gains)
+        alerts, made, assoc = run_pipeline(scores_for(path, a.scores_cache, a.model_dir, a.detection_threshold, a.stride_samples), inventory, gains)
         b_events = [] if grid is None else run_baseline(path, coords, grid)
-        row = evaluate(q, alerts, b_events)
+        row = evaluate(q, alerts, made, b_events)
         row["all_events"] = len({x.event_id for x in alerts})
         rows.append(row)
         pds += pd_table(q, alerts, gains)

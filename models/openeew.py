@@ -164,8 +164,19 @@ def visible(x: np.ndarray, fs: float, p_idx: int, noise_s: float = 30.0, pad_s: 
     return bool(np.abs(sig).max() > 3.0 * np.sqrt(np.mean(noise**2)))
 
 
-def score_file(path: Path, core_factory, packet_s: float = 1.0) -> tuple[list, dict, object]:
-    """Replay one miniSEED file through a fresh detector core in time order; return its scores."""
+DEVICE_PACKET_SAMPLES = 32  # an OpenEEW device sends its samples 32 at a time (1.024 s at 31.25 Hz)
+
+
+def score_file(
+    path: Path, core_factory, packet_s: float = 1.0, packet_samples: int | None = None
+) -> tuple[list, dict, object]:
+    """Replay one miniSEED file through a fresh detector core in time order; return its scores.
+
+    Each trace is cut into packets of ``packet_samples`` (else ``packet_s`` seconds) from its first
+    sample, fed in the order their last samples were recorded, each stamped as ingested at that
+    moment, so a score's ``ingest_time_ns`` is when the data it needed had all arrived (its window
+    end is earlier whenever the packet that completed it reaches past it). The scores themselves do not
+    depend on the packets: the core scores fixed chunks."""
     from obspy import read
 
     from services.common.codec import Packet
@@ -175,16 +186,18 @@ def score_file(path: Path, core_factory, packet_s: float = 1.0) -> tuple[list, d
     packets = []
     for tr in st:
         fs = float(tr.stats.sampling_rate)
-        n = max(1, int(round(packet_s * fs)))
+        n = packet_samples or max(1, int(round(packet_s * fs)))
         t0 = int(round(tr.stats.starttime.timestamp * 1e6)) * 1000
         data = tr.data.astype(np.float32)
         for i in range(0, len(data), n):
             chunk = data[i : i + n]
             t = t0 + int(round(i * NS / fs))
+            end = t0 + int(round((i + len(chunk)) * NS / fs))
             packets.append(
-                Packet(tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel, t, fs, chunk)
+                Packet(tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel, t, fs, chunk,
+                       ingest_time_ns=end)
             )
-    packets.sort(key=lambda p: (p.start_time_ns + int(len(p.data) * NS / p.sampling_rate), p.channel))
+    packets.sort(key=lambda p: (p.ingest_time_ns, p.channel))
     core = core_factory()
     scores = []
     rejected: dict[str, int] = {}
