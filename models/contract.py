@@ -51,6 +51,11 @@ class Thresholds(BaseModel):
     )
     note: str = Field("", description="How the thresholds were chosen (e.g. noise false-alarm rate).")
 
+    @property
+    def retrigger_level(self) -> float:
+        """The re-trigger level in force: ``retrigger``, else ``p_pick``."""
+        return self.p_pick if self.retrigger is None else self.retrigger
+
 
 class ModelContract(BaseModel):
     """Everything a consumer of the ONNX file must know, checked at detector start-up."""

@@ -596,7 +596,7 @@ def evaluate_sequences(
     )
     for far in FARS:
         thr = far_threshold(np.asarray(ours.noise), far)
-        rule = onset_rule(thr, c.thresholds.retrigger or p_pick)
+        rule = onset_rule(thr, c.thresholds.retrigger_level)
         out: dict = {"threshold": thr, "retrigger_level": rule.retrigger, "groups": {}}
         trig = {}
         for key, (offs, streams) in runs.items():

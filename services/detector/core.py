@@ -229,11 +229,16 @@ class CoreConfig(CoreTuning):
             raise ValueError("thresholds must lie in (0, 1]")
         if self.rearm_level > c.detection_threshold:
             raise ValueError("rearm_threshold must not exceed the detection threshold")
-        retrigger = c.p_pick_threshold if c.retrigger_threshold is None else c.retrigger_threshold
+        retrigger = self.retrigger_level
         if c.p_rearm_threshold is not None and c.p_rearm_threshold > retrigger:
             raise ValueError(
                 f"p_rearm_threshold {c.p_rearm_threshold} must not exceed the retrigger threshold {retrigger}"
             )
+
+    @property
+    def retrigger_level(self) -> float:
+        """P probability of a new onset that re-triggers inside an episode: the setting, else the P-pick level."""
+        return self.p_pick_threshold if self.retrigger_threshold is None else self.retrigger_threshold
 
     @property
     def rearm_level(self) -> float:
@@ -412,12 +417,11 @@ class CoreDetector:
         self.warmup = cfg.samples(cfg.warmup_s)
         self.piece = cfg.samples(PIECE_S)
         self.lookback_steps = max(1, cfg.samples(cfg.pick_max_lead_s) // cfg.step_samples)
-        retrigger = cfg.p_pick_threshold if cfg.retrigger_threshold is None else cfg.retrigger_threshold
         self.onset_rule = OnsetRule.from_seconds(
             detection=cfg.detection_threshold,
             rearm_level=cfg.rearm_level,
             rearm_s=cfg.rearm_s,
-            retrigger=retrigger,
+            retrigger=cfg.retrigger_level,
             p_rearm=cfg.p_rearm_threshold,
             min_separation_s=cfg.retrigger_min_separation_s,
             hold_s=cfg.retrigger_hold_s,
