@@ -44,6 +44,15 @@ class ReportInputs:
 
 # --------------------------------------------------------------------------- formatting
 
+#: The detector resampler's look-ahead (s) at the usual stream rates for the 100 Hz model
+#: (``services.detector.resample.latency_s``; validate does not import the detector, a unit test keeps
+#: these equal).
+RESAMPLER_LOOKAHEAD_S = {20.0: 0.5, 31.25: 0.32, 40.0: 0.25, 50.0: 0.2, 200.0: 0.1}
+
+
+def _lookahead_text() -> str:
+    return ", ".join(f"{s:.2f} s at {hz:g} Hz" for hz, s in RESAMPLER_LOOKAHEAD_S.items())
+
 
 def iso(ns: int | None) -> str:
     return "" if ns is None else ns_to_iso(int(ns))
@@ -552,7 +561,9 @@ def _build_doc(result: ValidationResult, inputs: ReportInputs, run_fig: dict[str
         "Covered: at least one station has data at its reference P. Events not covered are not counted as missed.",
         "Alert time: the data time of the score that made the alerting issue the alert (from a re-run of the "
         "association core on the collected scores, else the latest trigger onset of its stations); telemetry "
-        "and processing delays are excluded (the processing delay measured in this run is under Run).",
+        "and processing delays are excluded (the processing delay measured in this run is under Run), and so is "
+        "the resampler's look-ahead for streams not at the model rate: a window of such a stream is scored once "
+        "its data reach " + _lookahead_text() + " past the window's end.",
         f"Station triggers: the alerting's trigger rule (services.common.triggers): on at a triggered score"
         f"{'' if cfg.trigger.threshold is None else f' (probability >= {cfg.trigger.threshold:g})'}, on while scores "
         f"stay >= {cfg.trigger.detrigger_threshold:g}, off {cfg.trigger.detrigger_s:g} s after the last; triggers "

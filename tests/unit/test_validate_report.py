@@ -182,3 +182,15 @@ def test_detections_retrigger_without_p_pick_is_an_onset_pick(tmp_path: Path) ->
     picks = sorted(read_events(str(tmp_path / "a.xml"))[0].picks, key=lambda p: p.time)
     assert [(p.time.ns, p.phase_hint) for p in picks] == [(pick, "P"), (T0 + 30 * NS, None)]
     assert "no P pick: trigger onset" in picks[1].comments[0].text
+
+
+def test_report_states_the_detector_resamplers_look_ahead() -> None:
+    """The report's definition of alert time names the look-ahead it excludes, as the detector has it."""
+    from services.common.streams import resample_ratio
+    from services.detector.resample import latency_s
+    from services.validate.report import RESAMPLER_LOOKAHEAD_S
+
+    for hz, s in RESAMPLER_LOOKAHEAD_S.items():
+        ratio = resample_ratio(hz, 100.0)
+        assert not isinstance(ratio, str)
+        assert abs(latency_s(hz, *ratio) - s) < 1e-9, hz
