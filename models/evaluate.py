@@ -449,6 +449,80 @@ def variant_summary(ms: list[dict]) -> list[str]:
     return lines
 
 
+def band_snr(x: np.ndarray, p: int, lo: float, hi: float, after_s: float = 1.0, noise_s: float = 20.0) -> float:
+    """Peak of ``x`` band-passed to [lo, hi] Hz in the ``after_s`` after sample ``p``, over the RMS of the
+    ``noise_s`` before it (to P - 0.5 s): how much of a P a band carries in its first second."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, [lo, hi], btype="bandpass", fs=FS, output="sos")
+    y = sosfiltfilt(sos, np.asarray(x, np.float64) - float(np.mean(x)))
+    noise = y[max(0, p - int(noise_s * FS)) : p - int(0.5 * FS)]
+    sig = y[p : p + int(after_s * FS)]
+    return float(np.abs(sig).max() / (np.sqrt(np.mean(noise**2)) + 1e-12))
+
+
+def variant_losses(prepared: list[Prepared], runs: list[tuple[Variant, Scores, float]], far: float = FARS[0]) -> dict:
+    """Per variant of our model: the events detected natively at P+1 s (noise FAR ``far``) but not in the
+    variant, with the SNR of their vertical P (native record, first second) inside the band the variant
+    keeps (1 Hz to 0.8 x its Nyquist) and above it; and the same SNR's range over the events it kept.
+    Shows whether a variant loses events whose P lies above its band: ``by_snr`` counts detections
+    natively and in the variant among the events up to the largest lost in-band SNR and above it."""
+    from services.detector.resample import CUTOFF
+
+    i1 = DELTAS.index(1.0)
+
+    def hits(sc: Scores) -> np.ndarray:
+        thr = far_threshold(np.asarray(sc.noise), far)
+        return np.asarray(sc.events)[:, i1] > thr
+
+    native = [sc for v, sc, _ in runs if v.native][0]
+    nat = hits(native)
+    out: dict = {}
+    for v, sc, _ in runs:
+        if v.native or v.rate_hz is None:
+            continue
+        top = CUTOFF * v.rate_hz / 2.0
+        mine = hits(sc)
+        snr_in = [band_snr(pr.hist[0], pr.p_idx, 1.0, top) for pr in prepared]
+        snr_above = [band_snr(pr.hist[0], pr.p_idx, top, 40.0) for pr in prepared]
+        lost = [
+            {"record": pr.rec.key, "snr_in_band": snr_in[i], "snr_above_band": snr_above[i]}
+            for i, pr in enumerate(prepared)
+            if nat[i] and not mine[i]
+        ]
+        edge = max((x["snr_in_band"] for x in lost), default=None)
+        split = {}
+        if edge is not None:  # the events up to the largest lost SNR, and above it: natively / in the variant
+            low = np.asarray(snr_in) <= edge
+            for part, sel in (("at_or_below", low), ("above", ~low)):
+                split[part] = {"events": int(sel.sum()), "native": int(nat[sel].sum()), "variant": int(mine[sel].sum())}
+        out[v.name] = {"band_hz": [1.0, top], "lost": lost, "snr_edge": edge, "by_snr": split}
+    return out
+
+
+def losses_markdown(losses: dict) -> list[str]:
+    lines = [
+        "### Events lost to a rate (ours: detected natively at P+1 s, 1.0 % noise FAR, not in the variant)",
+        "",
+        "SNR = peak of the native vertical band-passed, first second after P, over the pre-P noise RMS.",
+        "",
+        "| variant | band kept | lost events (SNR in band / above band) | events up to the largest lost SNR in band: "
+        "detected natively / in the variant | events above it: natively / in the variant |",
+        "|---|---|---|---|---|",
+    ]
+    for name, d in losses.items():
+        lost = "; ".join(
+            f"{x['record'].split('/')[-1]} ({x['snr_in_band']:.1f} / {x['snr_above_band']:.1f})" for x in d["lost"]
+        ) or "none"
+        cells = [
+            "-" if part not in d["by_snr"] else
+            f"{d['by_snr'][part]['native']} / {d['by_snr'][part]['variant']} of {d['by_snr'][part]['events']}"
+            for part in ("at_or_below", "above")
+        ]
+        lines.append(f"| {name} | {d['band_hz'][0]:g}-{d['band_hz'][1]:g} Hz | {lost} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
 # ---------------------------------------------------------------- sequences (issue 13)
 
 SEQ_DELTAS = (0.5, 1.0, 2.0)
@@ -886,6 +960,8 @@ def markdown(result: dict) -> str:
             + ".",
             "",
         ]
+        if result.get("variant_losses"):
+            lines += [*losses_markdown(result["variant_losses"]), ""]
     lines += [
         "## Early detection (fraction of events whose window ending at P+t fires, at the threshold where the "
         "given fraction of real noise windows fires)",
@@ -1024,6 +1100,7 @@ def evaluate(
     if with_variants:
         res["variants"] = [v.name for v in variants]
         res["variant_seconds"] = variant_seconds
+        res["variant_losses"] = variant_losses(prepared, by_model[0])
     if sequences > 0:
         native = [[sc for v, sc, _ in runs_of if v.native][0] for runs_of in by_model]
         res["sequence_eval"] = evaluate_sequences(

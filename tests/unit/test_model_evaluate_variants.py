@@ -226,3 +226,36 @@ def test_variant_tables_have_rows_model_by_variant() -> None:
     p1 = ms[1]["early_detection"]["far_0.01"]["P+1s"] - ms[0]["early_detection"]["far_0.01"]["P+1s"]
     assert summary[1].endswith(f"| {100 * p1:+.1f} pt |") and summary[0].endswith("| — |")
     assert "| model | variant | noise FAR | P+0.5s |" in md
+
+
+def test_band_snr_sees_a_p_only_in_its_own_band() -> None:
+    """A 20 Hz burst after P in white noise: high SNR above 8 Hz, none within 1-8 Hz (what a 20 Hz
+    recording keeps), so ``variant_losses`` can tell a P above a variant's band."""
+    from models.evaluate import FS, band_snr
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(6000)
+    p = 4000
+    t = np.arange(100) / FS
+    x[p : p + 100] += 20.0 * np.sin(2 * np.pi * 20.0 * t) * np.hanning(100)  # tapered: no broadband onset
+    above, within = band_snr(x, p, 8.0, 40.0), band_snr(x, p, 1.0, 8.0)
+    assert above > 10.0 and within < above / 4
+
+
+def test_variant_losses_lists_events_detected_natively_but_not_at_the_rate() -> None:
+    from models.evaluate import losses_markdown, variant_losses
+
+    prepared = _prepared()
+    i1 = DELTAS.index(1.0)
+    noise = list(np.linspace(0.0, 0.5, 200))
+
+    def sc(hit: list[bool]) -> Scores:
+        ev = [[0.9 if h else 0.1] * len(DELTAS) for h in hit]
+        assert all(len(e) > i1 for e in ev)
+        return Scores(name="m", noise=noise, events=ev)
+
+    runs = [(NATIVE, sc([True, True]), 0.5), (Variant(20.0), sc([True, False]), 0.5)]
+    out = variant_losses(prepared, runs)
+    assert list(out) == ["20 Hz"] and out["20 Hz"]["band_hz"] == [1.0, 8.0]
+    assert [x["record"] for x in out["20 Hz"]["lost"]] == [prepared[1].rec.key]
+    assert "20 Hz | 1-8 Hz |" in "\n".join(losses_markdown(out))
