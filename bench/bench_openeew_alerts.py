@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from models.openeew import DEVICE_PACKET_SAMPLES, Quake, load_quakes, load_split, score_file  # noqa: E402
+from models.openeew import DEVICE_PACKET_SAMPLES, PTimes, Quake, load_quakes, load_split, score_file  # noqa: E402
 from services.alerting.association import NS, AlertKind, AlertRecord, Associator, ScoreRecord  # noqa: E402
 from services.alerting.association.intensity import haversine_km_np  # noqa: E402
 from services.alerting.association.locate import iasp91_first_p  # noqa: E402
@@ -293,8 +293,11 @@ def _b_magnitude(grid: _Grid, ev: _BEvent, lat: float, lon: float, now: float) -
     return float(np.dot(mu, w) / np.sum(w))
 
 
-def run_baseline(path: Path, coords: dict[str, tuple[float, float]], grid: _Grid) -> list[_BEvent]:
-    """The OpenEEW method on one file: events with their alert versions (from 4 devices)."""
+def run_baseline(
+    path: Path, coords: dict[str, tuple[float, float]], grid: _Grid
+) -> tuple[list[_BEvent], list[_Det], object]:
+    """The OpenEEW method on one file: events with their alert versions (from 4 devices); also its
+    device detections and the record."""
     from obspy import read
 
     st = read(str(path))
@@ -345,7 +348,21 @@ def run_baseline(path: Path, coords: dict[str, tuple[float, float]], grid: _Grid
             end = ev.dets[-1].t + 10.0
             ev.alerts.append({"t": end, "lat": lat, "lon": lon, "origin": t0, "n": len(ev.dets),
                               "mag": _b_magnitude(grid, ev, lat, lon, end), "final": True})
-    return [e for e in events if e.alerts]
+    return [e for e in events if e.alerts], dets, st
+
+
+def baseline_devices(
+    q: Quake, st: object, dets: list[_Det], coords: dict[str, tuple[float, float]], ptimes: object,
+    max_km: float = 150.0, early_s: float = 2.0,
+) -> tuple[int, int]:
+    """The baseline's detector by ``eew model openeew``'s criterion (issue 12): of the devices within
+    ``max_km`` whose P is visible (``models.openeew.device_ps``), how many have an STA/LTA detection in
+    (P - ``early_s``, P + 2 s]. Returns (detected, visible)."""
+    from models.openeew import device_ps
+
+    vis = [(sta, p_ns / NS) for sta, _, p_ns, v in device_ps(q, st, coords, ptimes, max_km) if v]  # type: ignore[arg-type]
+    hit = sum(any(-early_s < d.t - p <= 2.0 for d in dets if d.device == sta) for sta, p in vis)
+    return hit, len(vis)
 
 
 # ----------------------------------------------------------------------------- matching and report
@@ -465,6 +482,8 @@ def summary(rows: list[dict]) -> dict:
         "b_median_loc_final_km": med("b_loc_final_km"),
         "b_median_abs_mag_err_first": med("b_mag_first", mag_err),
         "b_median_abs_mag_err_final": med("b_mag_final", mag_err),
+        "b_devices_p_within_2s": sum(r.get("b_devices_p_within_2s", 0) for r in rows),
+        "devices_p_visible": sum(r.get("devices_p_visible", 0) for r in rows),
         "both_alerted": sum(1 for r in rows if r.get("alert_s") is not None and r.get("b_alert_s") is not None),
         "alert_not_later_than_baseline": sum(  # of those both alerted
             1 for r in rows if r.get("alert_s") is not None and r.get("b_alert_s") is not None and r["alert_s"] <= r["b_alert_s"]
@@ -530,13 +549,18 @@ def main(argv: list[str] | None = None) -> int:
     gains = gains_by_station(load_gains(root / "stations.csv"))
     coords = {s.station: (s.latitude, s.longitude) for s in inventory}
     grid = None if a.no_baseline else _Grid(coords)
+    ptimes = PTimes()
     rows, pds = [], []
     for q in sorted(mains, key=lambda q: q.time_ns):
         t = time.perf_counter()
         path = root / "mseed" / q.file
         alerts, made, assoc = run_pipeline(scores_for(path, a.scores_cache, a.model_dir, a.detection_threshold, a.stride_samples), inventory, gains)
-        b_events = [] if grid is None else run_baseline(path, coords, grid)
+        b_events: list[_BEvent] = []
+        if grid is not None:
+            b_events, dets, st = run_baseline(path, coords, grid)
         row = evaluate(q, alerts, made, b_events)
+        if grid is not None:
+            row["b_devices_p_within_2s"], row["devices_p_visible"] = baseline_devices(q, st, dets, coords, ptimes)
         row["all_events"] = len({x.event_id for x in alerts})
         rows.append(row)
         pds += pd_table(q, alerts, gains)

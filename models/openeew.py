@@ -210,6 +210,36 @@ def score_file(
     return scores, rejected, st
 
 
+def device_ps(
+    quake: Quake, st: object, stations: dict, ptimes: PTimes, max_km: float
+) -> list[tuple[str, float, int, bool]]:
+    """(station, epicentral km, predicted P ns, P visible) for every device of the record ``st`` within
+    ``max_km`` of the epicentre, by station code: the devices the detection criterion is asked of."""
+    out = []
+    for sta in sorted({tr.stats.station for tr in st}):  # type: ignore[attr-defined]
+        if sta not in stations:
+            continue
+        lat, lon = stations[sta]
+        d = distance_km(quake.lat, quake.lon, lat, lon)
+        if d > max_km:
+            continue
+        p_ns = quake.time_ns + int(ptimes(d) * NS)
+        trs = [
+            tr
+            for tr in st.select(station=sta)  # type: ignore[attr-defined]
+            if tr.stats.starttime.timestamp * 1e9 < p_ns - 35 * NS
+            and tr.stats.endtime.timestamp * 1e9 > p_ns + 7 * NS
+        ]
+        vis = False
+        if trs:
+            fs = float(trs[0].stats.sampling_rate)
+            arrs = [tr.data.astype(np.float64) for tr in trs]
+            idxs = [int(round((p_ns / NS - tr.stats.starttime.timestamp) * fs)) for tr in trs]
+            vis = any(visible(a, fs, i) for a, i in zip(arrs, idxs, strict=True))
+        out.append((sta, d, p_ns, vis))
+    return out
+
+
 def evaluate_file(
     quake: Quake,
     path: Path,
@@ -237,26 +267,10 @@ def evaluate_file(
                     res.false_triggers += 1
                     res.false_by_station[sta] = res.false_by_station.get(sta, 0) + 1
                     res.false_times.append((sta, s.window_end_ns))
-    for sta, ss in sorted(by_sta.items()):
-        if sta not in stations:
+    for sta, d, p_ns, vis in device_ps(quake, st, stations, ptimes, max_km):
+        ss = by_sta.get(sta)
+        if not ss:
             continue
-        lat, lon = stations[sta]
-        d = distance_km(quake.lat, quake.lon, lat, lon)
-        if d > max_km:
-            continue
-        p_ns = quake.time_ns + int(ptimes(d) * NS)
-        trs = [
-            tr
-            for tr in st.select(station=sta)
-            if tr.stats.starttime.timestamp * 1e9 < p_ns - 35 * NS
-            and tr.stats.endtime.timestamp * 1e9 > p_ns + 7 * NS
-        ]
-        vis = False
-        if trs:
-            fs = float(trs[0].stats.sampling_rate)
-            arrs = [tr.data.astype(np.float64) for tr in trs]
-            idxs = [int(round((p_ns / NS - tr.stats.starttime.timestamp) * fs)) for tr in trs]
-            vis = any(visible(a, fs, i) for a, i in zip(arrs, idxs, strict=True))
         lo, hi = p_ns - int(early_s * NS), p_ns + 2 * NS
         hits = [s for s in ss if s.warmed_up and s.triggered and lo < s.window_end_ns <= hi]
         trig = [s for s in ss if s.new_trigger and lo < s.window_end_ns <= p_ns + 30 * NS]
