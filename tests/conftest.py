@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +42,24 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 def registry() -> CollectorRegistry:
     """A fresh Prometheus registry per test."""
     return CollectorRegistry()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_kafka_client(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test must close the Kafka clients it opens: a client left open keeps a ``kafka-io-*`` thread
+    reconnecting to a broker that is gone, logging tracebacks for the rest of the run (and, on
+    Python 3.11, racing ``ast.parse`` in the main thread: gh-106905). Clients get
+    ``KAFKA_CLOSE_GRACE_S`` to wind down (a wait attempt ends at its own bootstrap timeout)."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    deadline = time.monotonic() + KAFKA_CLOSE_GRACE_S
+    while True:
+        new = [t.name for t in threading.enumerate() if t.name.startswith("kafka-io-") and t.ident not in before]
+        if not new or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if new:
+        pytest.fail(f"{request.node.nodeid} left Kafka client thread(s) running: {', '.join(new)}")
+
+
+KAFKA_CLOSE_GRACE_S = 10.0

@@ -71,12 +71,26 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     return skip
 
 
+def parse_file(path: Path, tries: int = 3) -> ast.Module:
+    """``ast.parse`` of one source file, tried again on CPython 3.11's spurious ``SystemError``
+    ("AST constructor recursion depth mismatch", gh-106905): the AST state is shared between
+    threads, so a parse in another thread (a traceback's caret anchors, for one) can upset ours."""
+    source = path.read_text()
+    for attempt in range(tries):
+        try:
+            return ast.parse(source, filename=str(path))
+        except SystemError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def import_graph(root: Path = REPO_ROOT) -> dict[str, ModuleImports]:
     """module name -> its imports, for every .py file under ``services/`` and ``models/``."""
     files = sorted(p for r in ROOTS for p in (root / r).rglob("*.py") if "node_modules" not in p.parts)
     modules = {_module_name(p, root): ModuleImports(p) for p in files}
     for name, mod in modules.items():
-        tree = ast.parse(mod.path.read_text(), filename=str(mod.path))
+        tree = parse_file(mod.path)
         skip = _type_checking_nodes(tree)
         package = name if mod.path.name == "__init__.py" else name.rpartition(".")[0]
         for node in ast.walk(tree):

@@ -37,6 +37,43 @@ def _servers(bootstrap: str) -> list[str]:
     return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
 
+def _stop_half_built(client: object) -> None:
+    """kafka-python 3.0 starts a consumer's or admin client's IO thread (``kafka-io-*``) before it
+    bootstraps, and when the bootstrap raises (no broker, or one that accepts and never answers) the
+    half-built object is dropped with that thread still running: it reconnects and logs for the life
+    of the process, one more thread per failed attempt. Stop what the constructor started."""
+    inner = getattr(client, "_client", None)
+    net = getattr(getattr(client, "_manager", None), "_net", None) or getattr(client, "_net", None)
+    for step in (getattr(inner, "close", None), getattr(net, "stop", None)):
+        if step is not None:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 -- best effort on a client that never came up
+                log.debug("stopping a half-built Kafka client", exc_info=True)
+
+
+class AdminClient(KafkaAdminClient):
+    """``KafkaAdminClient`` whose IO thread is stopped when its constructor fails (``_stop_half_built``)."""
+
+    def __init__(self, **configs: object) -> None:
+        try:
+            super().__init__(**configs)
+        except BaseException:
+            _stop_half_built(self)
+            raise
+
+
+class Consumer(KafkaConsumer):
+    """``KafkaConsumer`` whose IO thread is stopped when its constructor fails (``_stop_half_built``)."""
+
+    def __init__(self, *topics: str, **configs: object) -> None:
+        try:
+            super().__init__(*topics, **configs)
+        except BaseException:
+            _stop_half_built(self)
+            raise
+
+
 def make_producer(bootstrap: str, client_id: str, **extra: object) -> KafkaProducer:
     """Idempotent producer with acks=all, retries and in-flight set so idempotence stays on.
 
@@ -93,7 +130,7 @@ def make_consumer(
         isolation_level="read_uncommitted",
     )
     cfg.update(extra)
-    consumer = KafkaConsumer(**cfg)
+    consumer = Consumer(**cfg)
     topics = list(topics)
     if topics:
         consumer.subscribe(topics)
@@ -111,7 +148,7 @@ def make_reader(bootstrap: str, client_id: str, **extra: object) -> KafkaConsume
         fetch_max_wait_ms=100,
     )
     cfg.update(extra)
-    return KafkaConsumer(**cfg)
+    return Consumer(**cfg)
 
 
 class _QuietThread(logging.Filter):
@@ -150,8 +187,10 @@ class _MetadataAttempt:
         bootstrap, timeout_s, quiet = self._args
         quiet.threads.add(threading.get_ident())
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=_servers(bootstrap), request_timeout_ms=int(timeout_s * 1000)
+            admin = AdminClient(
+                bootstrap_servers=_servers(bootstrap),
+                request_timeout_ms=int(timeout_s * 1000),
+                bootstrap_timeout_ms=int(timeout_s * 1000),  # else 30 s, past this attempt's share
             )
             try:
                 admin.list_topics()
@@ -221,7 +260,7 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0, stop: Waitable | No
 def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec] = ALL_TOPICS, timeout_s: float = 30.0) -> None:
     """Create missing topics with their final partition counts; existing ones are left alone."""
     wait_for_broker(bootstrap, timeout_s)
-    admin = KafkaAdminClient(bootstrap_servers=_servers(bootstrap), request_timeout_ms=int(timeout_s * 1000))
+    admin = AdminClient(bootstrap_servers=_servers(bootstrap), request_timeout_ms=int(timeout_s * 1000))
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(t.name, t.partitions, 1) for t in topics if t.name not in existing]

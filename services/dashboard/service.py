@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
@@ -24,7 +24,7 @@ from services.alerting.dispatch.api import parse_tokens
 from services.alerting.formats.messages import decode_score
 from services.common.exceptions import ConfigError, DecodeError, InventoryError
 from services.common.inventory import StationInventory
-from services.common.kafka import broker_reachable, wait_for_broker
+from services.common.kafka import AdminClient, Consumer, broker_reachable, wait_for_broker
 from services.common.lifecycle import StopFlag
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.timeutil import now_ns
@@ -131,7 +131,7 @@ class DashboardService:
         self._assigned = threading.Event()
         self._broker_ok = False
         self._scrapes: dict[str, Scrape | None] = {}
-        self._admin: KafkaAdminClient | None = None  # health thread only
+        self._admin: AdminClient | None = None  # health thread only
         self._offsets: KafkaConsumer | None = None
         self._log_budget: dict[str, float] = {}
 
@@ -202,11 +202,17 @@ class DashboardService:
         timeout_ms = int(s.scrape_timeout_s * 1000)
         out: list[dict[str, Any]] = []
         try:
-            if self._admin is None:
-                self._admin = KafkaAdminClient(bootstrap_servers=servers, client_id=f"{s.client_id}-lag",
-                                               request_timeout_ms=timeout_ms)
-                self._offsets = KafkaConsumer(bootstrap_servers=servers, client_id=f"{s.client_id}-lag",
-                                              group_id=None, request_timeout_ms=int(s.lag_timeout_s * 1000))
+            if self._admin is None or self._offsets is None:  # both, or neither (a failed pair is closed)
+                lag_ms = int(s.lag_timeout_s * 1000)
+                admin = AdminClient(bootstrap_servers=servers, client_id=f"{s.client_id}-lag",
+                                    request_timeout_ms=timeout_ms, bootstrap_timeout_ms=lag_ms)
+                try:
+                    offsets = Consumer(bootstrap_servers=servers, client_id=f"{s.client_id}-lag", group_id=None,
+                                       request_timeout_ms=lag_ms, bootstrap_timeout_ms=lag_ms)
+                except BaseException:
+                    admin.close()
+                    raise
+                self._admin, self._offsets = admin, offsets
             committed = self._admin.list_group_offsets({g: None for g, _ in self.lag_groups})
             for group, topic in self.lag_groups:
                 ids = self._offsets.partitions_for_topic(topic) or set()
@@ -336,7 +342,7 @@ class DashboardService:
         log.info("dashboard: page on %s", self.url)
         health = threading.Thread(target=self._health_loop, name="dashboard-health", daemon=True)
         health.start()
-        consumer = KafkaConsumer(
+        consumer = Consumer(
             bootstrap_servers=[b.strip() for b in s.bootstrap_servers.split(",") if b.strip()], client_id=s.client_id, group_id=None,
             enable_auto_commit=False, auto_offset_reset="latest", fetch_max_wait_ms=100,
         )

@@ -8,12 +8,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from services.alerting.association import ScoreRecord
 from services.alerting.formats.messages import decode_score
 from services.common.exceptions import DecodeError
-from services.common.kafka import make_reader
+from services.common.kafka import Consumer, make_reader
 from services.common.pb.eew.v1 import messages_pb2 as pb
 from services.common.topics import ALERTS, SCORES
 from services.pipeline.exceptions import PipelineError
@@ -98,7 +98,7 @@ class TopicCollector(Generic[A]):
 def read_alerts(bootstrap: str, timeout_s: float = 5.0) -> list[pb.Alert]:
     """Every Alert message on the alerts topic, from the beginning (no group); stops at the first
     1.5 s without a new one or after ``timeout_s``."""
-    consumer = KafkaConsumer(
+    consumer = Consumer(
         ALERTS.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
         enable_auto_commit=False, consumer_timeout_ms=1500,
     )

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from services.common.archdiagram import parse_file
+
 ROOT = Path(__file__).resolve().parents[2]
 ALERTING = ROOT / "services" / "alerting"
 
@@ -31,7 +33,7 @@ ASSOCIATION_THIRD_PARTY = {"numpy", "scipy", "pydantic"}
 
 def _imports(path: Path) -> list[str]:
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse_file(path)):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out.append(node.module)
         elif isinstance(node, ast.Import):

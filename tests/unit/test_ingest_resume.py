@@ -165,3 +165,23 @@ def test_a_station_that_moved_is_forgotten_by_its_old_links_stall_watch() -> Non
     w.data("B", 1.0)
     w.forget("A")
     assert w.stalled(20.0) == ["B"] and w.quiet_s("A", 20.0) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["admin", "consumer"])
+def test_a_client_that_cannot_bootstrap_leaves_no_io_thread(kind: str) -> None:
+    """kafka-python starts a client's IO thread before its bootstrap; ours stop it when the bootstrap
+    fails (a hung broker here), instead of leaving it reconnecting for the life of the process."""
+    from kafka.errors import KafkaError
+
+    from services.common.kafka import AdminClient, Consumer
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        before = {t.ident for t in threading.enumerate()}
+        cls = AdminClient if kind == "admin" else Consumer
+        with pytest.raises(KafkaError):
+            cls(bootstrap_servers=[f"127.0.0.1:{srv.getsockname()[1]}"], request_timeout_ms=600,
+                bootstrap_timeout_ms=500)
+        left = [t.name for t in threading.enumerate() if t.name.startswith("kafka-io-") and t.ident not in before]
+        assert not left

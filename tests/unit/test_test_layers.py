@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from services.common.archdiagram import parse_file
+
 TESTS = Path(__file__).resolve().parents[1]
 # folder -> markers each of its test files must declare in a module-level `pytestmark`
 LAYERS = {"integration": {"integration"}, "faults": {"integration"}, "e2e": {"e2e"}}
@@ -15,7 +17,7 @@ LAYERS = {"integration": {"integration"}, "faults": {"integration"}, "e2e": {"e2
 
 def module_markers(path: Path) -> set[str]:
     """Names of the `pytest.mark.X` in the module's `pytestmark = ...` (one marker or a list)."""
-    for node in ast.parse(path.read_text()).body:
+    for node in parse_file(path).body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
         ):
