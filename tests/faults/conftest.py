@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
@@ -685,32 +685,43 @@ class Row:
 
 @dataclass
 class Table:
-    rows: list[Row] = field(default_factory=list)
+    """The fault table's rows of one test, kept on its report (``user_properties``) so that the table is
+    whole also when pytest-xdist runs the tests in worker processes."""
+
+    node: pytest.Item
 
     def add(self, row: Row) -> None:
-        self.rows.append(row)
+        self.node.user_properties.append((FAULT_ROW, asdict(row)))
         print(
             f"\nFAULT | {row.fault} | {row.observed} | packets {row.packets} | alerts {row.alerts} | {row.recovery}"
         )
 
 
-_TABLE = Table()
+FAULT_ROW = "fault_row"
 
 
 @pytest.fixture
-def table() -> Table:
-    return _TABLE
+def table(request: pytest.FixtureRequest) -> Table:
+    return Table(request.node)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _TABLE.rows:
-        return
     tr = terminalreporter
+    rows = [
+        Row(**value)
+        for reports in tr.stats.values()
+        for rep in reports
+        if getattr(rep, "when", None) == "call"
+        for key, value in getattr(rep, "user_properties", ())
+        if key == FAULT_ROW
+    ]
+    if not rows:
+        return
     tr.write_sep("=", "fault table (tests/faults)")
     tr.write_line("| fault | observed | packets lost / dup | alerts lost / dup | recovery |")
     tr.write_line("|---|---|---|---|---|")
-    for r in _TABLE.rows:
+    for r in rows:
         tr.write_line(f"| {r.fault} | {r.observed} | {r.packets} | {r.alerts} | {r.recovery} |")
     out = os.environ.get("EEW_FAULT_TABLE")
     if out:
-        Path(out).write_text(json.dumps([r.__dict__ for r in _TABLE.rows], indent=1))
+        Path(out).write_text(json.dumps([asdict(r) for r in rows], indent=1))
