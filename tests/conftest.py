@@ -63,3 +63,30 @@ def _no_leaked_kafka_client(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 KAFKA_CLOSE_GRACE_S = 10.0
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault table of tests/faults (rows kept on each test's report by its ``table`` fixture, so the
+    table is whole when pytest-xdist runs the tests in workers; this hook runs where the summary is
+    written). ``EEW_FAULT_TABLE=FILE`` also writes it as JSON."""
+    import json
+
+    tr = terminalreporter
+    rows = [
+        value
+        for reports in tr.stats.values()
+        for rep in reports
+        if getattr(rep, "when", None) == "call"
+        for key, value in getattr(rep, "user_properties", ())
+        if key == "fault_row"
+    ]
+    if not rows:
+        return
+    tr.write_sep("=", "fault table (tests/faults)")
+    tr.write_line("| fault | observed | packets lost / dup | alerts lost / dup | recovery |")
+    tr.write_line("|---|---|---|---|---|")
+    for r in rows:
+        tr.write_line(f"| {r['fault']} | {r['observed']} | {r['packets']} | {r['alerts']} | {r['recovery']} |")
+    out = os.environ.get("EEW_FAULT_TABLE")
+    if out:
+        Path(out).write_text(json.dumps(rows, indent=1))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
 from collections import Counter
@@ -697,31 +696,9 @@ class Table:
         )
 
 
-FAULT_ROW = "fault_row"
+FAULT_ROW = "fault_row"  # the key tests/conftest.py prints the fault table from (in the controller)
 
 
 @pytest.fixture
 def table(request: pytest.FixtureRequest) -> Table:
     return Table(request.node)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    tr = terminalreporter
-    rows = [
-        Row(**value)
-        for reports in tr.stats.values()
-        for rep in reports
-        if getattr(rep, "when", None) == "call"
-        for key, value in getattr(rep, "user_properties", ())
-        if key == FAULT_ROW
-    ]
-    if not rows:
-        return
-    tr.write_sep("=", "fault table (tests/faults)")
-    tr.write_line("| fault | observed | packets lost / dup | alerts lost / dup | recovery |")
-    tr.write_line("|---|---|---|---|---|")
-    for r in rows:
-        tr.write_line(f"| {r.fault} | {r.observed} | {r.packets} | {r.alerts} | {r.recovery} |")
-    out = os.environ.get("EEW_FAULT_TABLE")
-    if out:
-        Path(out).write_text(json.dumps([asdict(r) for r in rows], indent=1))
