@@ -450,15 +450,12 @@ def variant_summary(ms: list[dict]) -> list[str]:
 
 
 def band_snr(x: np.ndarray, p: int, lo: float, hi: float, after_s: float = 1.0, noise_s: float = 20.0) -> float:
-    """Peak of ``x`` band-passed to [lo, hi] Hz in the ``after_s`` after sample ``p``, over the RMS of the
-    ``noise_s`` before it (to P - 0.5 s): how much of a P a band carries in its first second."""
-    from scipy.signal import butter, sosfiltfilt
+    """How much of a P a band carries in its first second: ``models.openeew.band_snr`` of the 100 Hz
+    stream, noise ending 0.5 s before P (nan when the stream is too short for it)."""
+    from models.openeew import band_snr as snr
 
-    sos = butter(4, [lo, hi], btype="bandpass", fs=FS, output="sos")
-    y = sosfiltfilt(sos, np.asarray(x, np.float64) - float(np.mean(x)))
-    noise = y[max(0, p - int(noise_s * FS)) : p - int(0.5 * FS)]
-    sig = y[p : p + int(after_s * FS)]
-    return float(np.abs(sig).max() / (np.sqrt(np.mean(noise**2)) + 1e-12))
+    r = snr(x, FS, p, lo, hi, after_s, noise_s, gap_s=0.5)
+    return float("nan") if r is None else r
 
 
 def variant_losses(prepared: list[Prepared], runs: list[tuple[Variant, Scores, float]], far: float = FARS[0]) -> dict:

@@ -147,21 +147,39 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return gps2dist_azimuth(lat1, lon1, lat2, lon2)[0] / 1000.0
 
 
-def visible(x: np.ndarray, fs: float, p_idx: int, noise_s: float = 30.0, pad_s: float = 5.0) -> bool:
-    """The 1-10 Hz band-passed peak in the 2 s after P beats 3x the RMS of the ``noise_s`` before it
-    (issue 12's definition; ``pad_s`` of data either side keeps the zero-phase filter's edges out)."""
+def band_snr(
+    x: np.ndarray,
+    fs: float,
+    p_idx: int,
+    lo: float,
+    hi: float,
+    after_s: float,
+    noise_s: float,
+    gap_s: float = 0.0,
+    pad_s: float = 5.0,
+) -> float | None:
+    """Peak of ``x`` band-passed to [lo, hi] Hz (4-pole Butterworth, zero phase) in the ``after_s``
+    after sample ``p_idx``, over the RMS of the ``noise_s`` that end ``gap_s`` before it; ``pad_s`` of
+    data either side keeps the filter's edges out. None when the record is too short for that."""
     from scipy.signal import butter, sosfiltfilt
 
-    pad, n_noise, n_sig = int(pad_s * fs), int(noise_s * fs), int(2 * fs)
-    lo, hi = p_idx - n_noise - pad, p_idx + n_sig + pad
-    if lo < 0 or hi > len(x):
-        return False
-    sos = butter(4, [1.0, min(10.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
-    seg = x[lo:hi]
+    pad, n_noise, n_sig = int(pad_s * fs), int(noise_s * fs), int(after_s * fs)
+    lo_i, hi_i = p_idx - n_noise - pad, p_idx + n_sig + pad
+    if lo_i < 0 or hi_i > len(x):
+        return None
+    sos = butter(4, [lo, hi], btype="bandpass", fs=fs, output="sos")
+    seg = np.asarray(x[lo_i:hi_i], np.float64)
     y = sosfiltfilt(sos, seg - seg.mean())
-    noise = y[pad : pad + n_noise]
+    noise = y[pad : pad + n_noise - int(gap_s * fs)]
     sig = y[pad + n_noise : pad + n_noise + n_sig]
-    return bool(np.abs(sig).max() > 3.0 * np.sqrt(np.mean(noise**2)))
+    return float(np.abs(sig).max() / (np.sqrt(np.mean(noise**2)) + 1e-12))
+
+
+def visible(x: np.ndarray, fs: float, p_idx: int, noise_s: float = 30.0, pad_s: float = 5.0) -> bool:
+    """The 1-10 Hz band-passed peak in the 2 s after P beats 3x the RMS of the ``noise_s`` before it
+    (issue 12's definition; ``band_snr``)."""
+    r = band_snr(x, fs, p_idx, 1.0, min(10.0, 0.45 * fs), 2.0, noise_s, pad_s=pad_s)
+    return r is not None and r > 3.0
 
 
 DEVICE_PACKET_SAMPLES = 32  # an OpenEEW device sends its samples 32 at a time (1.024 s at 31.25 Hz)

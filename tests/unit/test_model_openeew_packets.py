@@ -4,32 +4,18 @@ its window could be scored -- the alert times of ``bench/bench_openeew_alerts.py
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from obspy import Stream, Trace, UTCDateTime
 
-from models.openeew import DEVICE_PACKET_SAMPLES, score_file
+from models.contract import DEFAULT_MODEL_DIR
+from models.openeew import DEVICE_PACKET_SAMPLES, core_factory_for, score_file
 from services.common.streams import resample_ratio
-from services.detector.core import CoreConfig, CoreDetector
 from services.detector.resample import latency_s
 
 FS = 31.25
 NS = 1_000_000_000
-
-
-@dataclass
-class _Out:
-    event_prob: np.ndarray
-    p_prob: np.ndarray
-    state: np.ndarray
-
-
-def _quiet(wave: np.ndarray, state: np.ndarray) -> _Out:
-    """Stand-in model: nothing happens (the bookkeeping is under test, not the scores)."""
-    n = wave.shape[0]
-    return _Out(np.full(n, 0.01, np.float32), np.full((n, 10), 0.01, np.float32), state.copy())
 
 
 def test_scores_are_released_when_the_packet_completing_their_window_arrives(tmp_path: Path) -> None:
@@ -54,11 +40,7 @@ def test_scores_are_released_when_the_packet_completing_their_window_arrives(tmp
     path = tmp_path / "quiet.mseed"
     st.write(str(path), format="MSEED")
 
-    def factory() -> CoreDetector:
-        return CoreDetector(
-            CoreConfig(state_size=2, detection_threshold=0.9, p_pick_threshold=0.5, warmup_s=5.0), _quiet
-        )
-
+    factory = core_factory_for(DEFAULT_MODEL_DIR)  # the shipped ONNX model, configured as `eew detect`
     scores, rejected, _ = score_file(path, factory, packet_samples=DEVICE_PACKET_SAMPLES)
     assert not rejected and len(scores) > 40
     t0 = int(round(start.timestamp * 1e6)) * 1000
